@@ -1,0 +1,332 @@
+//! Streaming decode of any supported file into mono PCM.
+//!
+//! This is the only module that names symphonia (and its libopus adapter), so a
+//! codec upgrade touches one file. A file is decoded packet by packet: memory
+//! stays bounded whatever the file's length. Bad packets are skipped and counted;
+//! a stream that keeps failing is reported as corrupt.
+
+use std::fs::File;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use symphonia::core::codecs::CodecParameters;
+use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
+use symphonia::core::codecs::registry::CodecRegistry;
+use symphonia::core::common::Limit;
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
+use symphonia::core::io::{MediaSource, MediaSourceStream};
+use symphonia::core::meta::MetadataOptions;
+
+use crate::error::{Error, Result};
+
+/// Sample rates outside this range are refused rather than guessed at.
+const RATE_RANGE_HZ: std::ops::RangeInclusive<u32> = 1_000..=768_000;
+/// More channels than this is not a music file.
+const MAX_CHANNELS: usize = 64;
+/// Consecutive undecodable packets after which a stream counts as corrupt.
+const MAX_CONSECUTIVE_BAD_PACKETS: u32 = 64;
+
+/// The codecs symphonia knows plus Opus through libopus.
+fn codecs() -> &'static CodecRegistry {
+    static REGISTRY: OnceLock<CodecRegistry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut registry = CodecRegistry::new();
+        symphonia::default::register_enabled_codecs(&mut registry);
+        registry.register_audio_decoder::<symphonia_adapter_libopus::OpusDecoder>();
+        registry
+    })
+}
+
+/// An open audio stream that yields mono samples at the file's own rate.
+pub struct AudioFile {
+    path: PathBuf,
+    reader: Box<dyn FormatReader>,
+    decoder: Box<dyn AudioDecoder>,
+    track_id: u32,
+    rate_hz: u32,
+    channels: usize,
+    duration_s: Option<f64>,
+    interleaved: Vec<f32>,
+    mono: Vec<f32>,
+    skipped_packets: u64,
+    decoded_any: bool,
+}
+
+impl std::fmt::Debug for AudioFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudioFile")
+            .field("path", &self.path)
+            .field("rate_hz", &self.rate_hz)
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AudioFile {
+    /// Opens a file and finds its first audio track.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be opened, [`Error::Unsupported`] if it is
+    /// not audio in a known format, [`Error::Corrupt`] if its headers are damaged.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut hint = Hint::new();
+        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+            hint.with_extension(ext);
+        }
+        Self::from_source(path.to_owned(), Box::new(file), &hint)
+    }
+
+    /// Opens audio held in memory (an upload, say); `name` is used in errors.
+    ///
+    /// # Errors
+    /// As [`AudioFile::open`].
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Self> {
+        Self::from_source(
+            PathBuf::from(name),
+            Box::new(Cursor::new(bytes)),
+            &Hint::new(),
+        )
+    }
+
+    fn from_source(path: PathBuf, source: Box<dyn MediaSource>, hint: &Hint) -> Result<Self> {
+        let stream = MediaSourceStream::new(source, Default::default());
+        let meta = MetadataOptions::default()
+            .limit_tag_bytes(Limit::Maximum(1 << 20))
+            .limit_visual_bytes(Limit::Maximum(1));
+        let reader = symphonia::default::get_probe()
+            .probe(hint, stream, FormatOptions::default(), meta)
+            .map_err(|e| classify(&path, e, "not a recognised audio format"))?;
+        let (decoder, track_id, rate_hz, channels, duration_s) = open_track(&path, &*reader)?;
+        Ok(Self {
+            path,
+            reader,
+            decoder,
+            track_id,
+            rate_hz,
+            channels,
+            duration_s,
+            interleaved: Vec::new(),
+            mono: Vec::new(),
+            skipped_packets: 0,
+            decoded_any: false,
+        })
+    }
+
+    /// The file's sample rate.
+    pub fn rate_hz(&self) -> u32 {
+        self.rate_hz
+    }
+
+    /// The number of channels that are mixed down.
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// The duration the container declares, if it declares one.
+    pub fn duration_s(&self) -> Option<f64> {
+        self.duration_s
+    }
+
+    /// The file this stream reads.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Packets that could not be decoded and were skipped.
+    pub fn skipped_packets(&self) -> u64 {
+        self.skipped_packets
+    }
+
+    /// Decodes the next packet and returns its samples mixed down to mono, or
+    /// `None` at the end of the stream. Non-finite samples become silence.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when the stream keeps failing to decode or changes its
+    /// sample rate, [`Error::Io`] on read errors other than a truncated end.
+    pub fn next_mono(&mut self) -> Result<Option<&[f32]>> {
+        let mut bad_in_a_row = 0u32;
+        loop {
+            let packet = match self.reader.next_packet() {
+                Ok(Some(packet)) => packet,
+                Ok(None) => return self.end(),
+                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    // A truncated file: keep what was decoded.
+                    return self.end();
+                }
+                Err(SymError::ResetRequired) => {
+                    self.reopen()?;
+                    continue;
+                }
+                Err(SymError::DecodeError(reason)) => {
+                    bad_in_a_row += 1;
+                    self.skipped_packets += 1;
+                    if bad_in_a_row > MAX_CONSECUTIVE_BAD_PACKETS {
+                        return Err(self.corrupt(reason));
+                    }
+                    continue;
+                }
+                Err(e) => return Err(classify(&self.path, e, "cannot read the stream")),
+            };
+            if packet.track_id != self.track_id {
+                continue;
+            }
+            match self.decoder.decode(&packet) {
+                Ok(buffer) => {
+                    let channels = buffer.spec().channels().count().max(1);
+                    if buffer.spec().rate() != self.rate_hz {
+                        return Err(self.corrupt("the sample rate changes inside the stream"));
+                    }
+                    buffer.copy_to_vec_interleaved(&mut self.interleaved);
+                    downmix(&self.interleaved, channels, &mut self.mono);
+                    self.decoded_any = true;
+                    return Ok(Some(&self.mono));
+                }
+                Err(SymError::DecodeError(reason)) => {
+                    bad_in_a_row += 1;
+                    self.skipped_packets += 1;
+                    if bad_in_a_row > MAX_CONSECUTIVE_BAD_PACKETS {
+                        return Err(self.corrupt(reason));
+                    }
+                }
+                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return self.end();
+                }
+                Err(e) => return Err(classify(&self.path, e, "cannot decode the stream")),
+            }
+        }
+    }
+
+    fn end(&mut self) -> Result<Option<&[f32]>> {
+        if !self.decoded_any && self.skipped_packets > 0 {
+            return Err(self.corrupt("no packet could be decoded"));
+        }
+        Ok(None)
+    }
+
+    fn reopen(&mut self) -> Result<()> {
+        let (decoder, track_id, rate_hz, channels, _) = open_track(&self.path, &*self.reader)?;
+        if rate_hz != self.rate_hz {
+            return Err(self.corrupt("the sample rate changes inside the stream"));
+        }
+        self.decoder = decoder;
+        self.track_id = track_id;
+        self.channels = channels;
+        Ok(())
+    }
+
+    fn corrupt(&self, reason: &str) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+type OpenedTrack = (Box<dyn AudioDecoder>, u32, u32, usize, Option<f64>);
+
+fn open_track(path: &Path, reader: &dyn FormatReader) -> Result<OpenedTrack> {
+    let unsupported = |reason: &str| Error::Unsupported {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let track = reader
+        .default_track(TrackType::Audio)
+        .ok_or_else(|| unsupported("no audio track"))?;
+    let Some(CodecParameters::Audio(params)) = &track.codec_params else {
+        return Err(unsupported("no audio track"));
+    };
+    let decoder = codecs()
+        .make_audio_decoder(params, &AudioDecoderOptions::default())
+        .map_err(|e| classify(path, e, "unsupported codec"))?;
+    let rate_hz = params
+        .sample_rate
+        .ok_or_else(|| unsupported("the sample rate is not declared"))?;
+    if !RATE_RANGE_HZ.contains(&rate_hz) {
+        return Err(unsupported(&format!(
+            "sample rate {rate_hz} Hz is out of range"
+        )));
+    }
+    let channels = params.channels.as_ref().map_or(1, |c| c.count());
+    if channels == 0 || channels > MAX_CHANNELS {
+        return Err(unsupported(&format!("{channels} channels is out of range")));
+    }
+    let duration_s = match (track.time_base, track.duration) {
+        (Some(tb), Some(d)) => tb.calc_duration(d).map(|t| t.as_secs_f64()),
+        _ => None,
+    };
+    Ok((decoder, track.id, rate_hz, channels, duration_s))
+}
+
+/// Maps a symphonia error to ours, with `context` when symphonia says little.
+fn classify(path: &Path, error: SymError, context: &str) -> Error {
+    let path = path.to_owned();
+    match error {
+        SymError::IoError(source) if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::Unsupported {
+                path,
+                reason: format!("{context} (the file ends too early)"),
+            }
+        }
+        SymError::IoError(source) => Error::Io { path, source },
+        SymError::Unsupported(what) => Error::Unsupported {
+            path,
+            reason: format!("{context}: {what}"),
+        },
+        SymError::DecodeError(what) => Error::Corrupt {
+            path,
+            reason: what.to_owned(),
+        },
+        other => Error::Corrupt {
+            path,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Averages interleaved channels into `mono`, turning NaN and infinities into 0.
+pub fn downmix(interleaved: &[f32], channels: usize, mono: &mut Vec<f32>) {
+    mono.clear();
+    let channels = channels.max(1);
+    let scale = 1.0 / channels as f32;
+    mono.extend(interleaved.chunks_exact(channels).map(|frame| {
+        let sum: f32 = frame.iter().filter(|s| s.is_finite()).sum();
+        let mixed = sum * scale;
+        if mixed.is_finite() { mixed } else { 0.0 }
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downmix_averages_and_drops_non_finite() {
+        let mut mono = Vec::new();
+        downmix(
+            &[1.0, 0.0, f32::NAN, 0.5, 0.25, f32::INFINITY],
+            2,
+            &mut mono,
+        );
+        assert_eq!(mono, vec![0.5, 0.25, 0.125]);
+    }
+
+    #[test]
+    fn non_audio_bytes_are_unsupported() {
+        let err = AudioFile::from_bytes("notes.txt", b"just some text, not audio".to_vec())
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.starts_with("notes.txt:")));
+    }
+
+    #[test]
+    fn empty_input_is_an_error() {
+        assert!(AudioFile::from_bytes("empty.wav", Vec::new()).is_err());
+    }
+}

@@ -1,0 +1,494 @@
+//! A catalog directory: segments, the track table and the manifest naming them.
+//!
+//! Every file but the manifest is written once under a fresh name, synced and
+//! renamed into place; then a new `manifest.json` is written the same way. The
+//! rename of the manifest is the commit: a crash before it leaves the previous
+//! catalog exactly as it was, and the next writer deletes the orphans. Readers
+//! never lock; one writer at a time holds `LOCK`.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use earmark_engine::Landmark;
+
+use crate::error::{Error, Result, io};
+use crate::segment::{self, Posting, Segment};
+use crate::tracks::{Track, TrackId, TrackMeta, TrackTable};
+
+/// Version of the catalog layout (manifest and file set).
+pub const CATALOG_FORMAT: u32 = 1;
+const MANIFEST: &str = "manifest.json";
+const LOCK: &str = "LOCK";
+/// Width of the hash space; every landmark hash is below `2^HASH_BITS`.
+pub const HASH_BITS: u32 = 24;
+/// Beyond this many segments a commit merges them all into one.
+const MAX_SEGMENTS: usize = 8;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FileRef {
+    file: String,
+    bytes: u64,
+    crc32: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Manifest {
+    format: u32,
+    generation: u64,
+    /// The fingerprint scheme the postings were made with.
+    fingerprint: String,
+    segments: Vec<FileRef>,
+    tracks: FileRef,
+}
+
+/// Size and content figures of a catalog.
+#[derive(Debug, Clone, Serialize)]
+pub struct CatalogInfo {
+    /// Indexed recordings.
+    pub tracks: usize,
+    /// Their total duration in hours.
+    pub hours: f64,
+    /// Stored landmarks.
+    pub postings: u64,
+    /// Segment files.
+    pub segments: usize,
+    /// Bytes of every file the manifest names, itself included.
+    pub bytes_on_disk: u64,
+    /// The fingerprint scheme of the postings.
+    pub fingerprint: String,
+}
+
+/// A read-only view of a catalog as of one manifest.
+#[derive(Debug)]
+pub struct Catalog {
+    dir: PathBuf,
+    manifest: Manifest,
+    segments: Vec<Segment>,
+    tracks: TrackTable,
+}
+
+impl Catalog {
+    /// Opens the catalog in `dir`, checking every file against the manifest.
+    ///
+    /// # Errors
+    /// [`Error::Missing`] when there is no catalog, [`Error::Corrupt`] or
+    /// [`Error::Version`] when a file fails its checks.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let manifest = read_manifest(dir)?.ok_or_else(|| Error::Missing {
+            path: dir.to_owned(),
+        })?;
+        Self::load(dir, manifest)
+    }
+
+    fn empty(dir: &Path, fingerprint: &str) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            manifest: Manifest {
+                format: CATALOG_FORMAT,
+                generation: 0,
+                fingerprint: fingerprint.to_owned(),
+                segments: Vec::new(),
+                tracks: FileRef {
+                    file: String::new(),
+                    bytes: 0,
+                    crc32: 0,
+                },
+            },
+            segments: Vec::new(),
+            tracks: TrackTable::default(),
+        }
+    }
+
+    fn load(dir: &Path, manifest: Manifest) -> Result<Self> {
+        let mut segments = Vec::with_capacity(manifest.segments.len());
+        for file in &manifest.segments {
+            let path = dir.join(&file.file);
+            let segment = Segment::open(&path)?;
+            if segment.bytes() != file.bytes {
+                return Err(Error::Corrupt {
+                    path,
+                    what: "size differs from the manifest".into(),
+                });
+            }
+            segments.push(segment);
+        }
+        let tracks_path = dir.join(&manifest.tracks.file);
+        let bytes = fs::read(&tracks_path).map_err(io(&tracks_path))?;
+        if bytes.len() as u64 != manifest.tracks.bytes
+            || crc32fast::hash(&bytes) != manifest.tracks.crc32
+        {
+            return Err(Error::Corrupt {
+                path: tracks_path,
+                what: "checksum mismatch".into(),
+            });
+        }
+        let tracks = TrackTable::from_jsonl(&bytes).map_err(|what| Error::Corrupt {
+            path: tracks_path.clone(),
+            what,
+        })?;
+        for segment in &segments {
+            if let Some(t) = segment.tracks().iter().find(|t| tracks.get(**t).is_none()) {
+                return Err(Error::Corrupt {
+                    path: segment.path().to_owned(),
+                    what: format!("postings name track {} which the track table lacks", t.0),
+                });
+            }
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            manifest,
+            segments,
+            tracks,
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The tracks.
+    pub fn tracks(&self) -> &TrackTable {
+        &self.tracks
+    }
+
+    /// The fingerprint scheme the catalog was built with.
+    pub fn fingerprint(&self) -> &str {
+        &self.manifest.fingerprint
+    }
+
+    /// Calls `hit` for every posting of `hash`; returns how many there were.
+    pub fn lookup(&self, hash: u32, mut hit: impl FnMut(TrackId, u32)) -> usize {
+        self.segments.iter().map(|s| s.lookup(hash, &mut hit)).sum()
+    }
+
+    /// Size and content figures.
+    pub fn info(&self) -> CatalogInfo {
+        let manifest_bytes = fs::metadata(self.dir.join(MANIFEST)).map_or(0, |m| m.len());
+        CatalogInfo {
+            tracks: self.tracks.len(),
+            hours: self.tracks.iter().map(|t| t.duration_s).sum::<f64>() / 3600.0,
+            postings: self.segments.iter().map(Segment::postings).sum(),
+            segments: self.segments.len(),
+            bytes_on_disk: self.segments.iter().map(Segment::bytes).sum::<u64>()
+                + self.manifest.tracks.bytes
+                + manifest_bytes,
+            fingerprint: self.manifest.fingerprint.clone(),
+        }
+    }
+}
+
+/// A recording ready to be added: its metadata and landmarks.
+#[derive(Debug, Clone)]
+pub struct NewTrack {
+    /// Descriptive metadata.
+    pub meta: TrackMeta,
+    /// Decoded duration in seconds.
+    pub duration_s: f64,
+    /// The source file.
+    pub path: String,
+    /// BLAKE3 of the source file's bytes.
+    pub content_hash: String,
+    /// Its landmarks.
+    pub landmarks: Vec<Landmark>,
+}
+
+/// The single writer of a catalog directory.
+#[derive(Debug)]
+pub struct CatalogWriter {
+    _lock: File,
+    current: Catalog,
+}
+
+impl CatalogWriter {
+    /// Opens (creating if needed) the catalog in `dir` for writing and deletes
+    /// files left behind by an interrupted writer.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if another writer holds the catalog, [`Error::Corrupt`]
+    /// if the catalog was built with another `fingerprint` scheme, or any
+    /// error of [`Catalog::open`].
+    pub fn open(dir: &Path, fingerprint: &str) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock_path = dir.join(LOCK);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: lock_path }),
+            Err(fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+        }
+        let current = match read_manifest(dir)? {
+            Some(manifest) => Catalog::load(dir, manifest)?,
+            None => Catalog::empty(dir, fingerprint),
+        };
+        if current.manifest.fingerprint != fingerprint {
+            return Err(Error::Corrupt {
+                path: dir.join(MANIFEST),
+                what: format!(
+                    "built with fingerprint scheme {:?}, this build makes {fingerprint:?}; \
+                     rebuild the catalog",
+                    current.manifest.fingerprint
+                ),
+            });
+        }
+        let writer = Self {
+            _lock: lock,
+            current,
+        };
+        writer.remove_orphans()?;
+        Ok(writer)
+    }
+
+    /// The catalog as of the last commit.
+    pub fn catalog(&self) -> &Catalog {
+        &self.current
+    }
+
+    /// Adds a batch of tracks atomically: after a crash the catalog holds all
+    /// of them or none. Returns their ids.
+    ///
+    /// # Errors
+    /// [`Error::Duplicate`] if a track is already indexed (nothing is written),
+    /// or any I/O error (the previous catalog stays in place).
+    pub fn commit(&mut self, batch: Vec<NewTrack>) -> Result<Vec<TrackId>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tracks = self.current.tracks.clone();
+        let mut postings = Vec::new();
+        let mut ids = Vec::with_capacity(batch.len());
+        for new in batch {
+            let id = tracks.next_id();
+            postings.extend(new.landmarks.iter().map(|l| Posting {
+                hash: l.hash,
+                track: id,
+                frame: l.frame,
+            }));
+            tracks.insert(Track {
+                id,
+                meta: new.meta,
+                duration_s: new.duration_s,
+                path: new.path,
+                content_hash: new.content_hash,
+                landmarks: new.landmarks.len() as u64,
+            })?;
+            ids.push(id);
+        }
+        let generation = self.current.manifest.generation + 1;
+        let mut segments = self.current.manifest.segments.clone();
+        if segments.len() >= MAX_SEGMENTS {
+            // Fold every segment into the new one so lookups stay cheap.
+            for segment in &self.current.segments {
+                segment.for_each(|p| postings.push(p));
+            }
+            segments.clear();
+        }
+        let bytes = segment::encode(&mut postings, HASH_BITS)?;
+        segments.push(self.write_file(&format!("seg-{generation:08}.post"), &bytes)?);
+        let table = self.write_file(
+            &format!("tracks-{generation:08}.jsonl"),
+            &tracks.to_jsonl()?,
+        )?;
+        let manifest = Manifest {
+            format: CATALOG_FORMAT,
+            generation,
+            fingerprint: self.current.manifest.fingerprint.clone(),
+            segments,
+            tracks: table,
+        };
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Corrupt {
+            path: self.dir().join(MANIFEST),
+            what: e.to_string(),
+        })?;
+        self.write_file(MANIFEST, &json)?;
+        self.current = Catalog::load(self.dir(), manifest)?;
+        self.remove_orphans()?;
+        Ok(ids)
+    }
+
+    fn dir(&self) -> &Path {
+        &self.current.dir
+    }
+
+    /// Writes `bytes` to `name` through a synced temporary file and a rename.
+    fn write_file(&self, name: &str, bytes: &[u8]) -> Result<FileRef> {
+        let dir = self.dir();
+        let path = dir.join(name);
+        let tmp = dir.join(format!("{name}.tmp"));
+        let mut file = File::create(&tmp).map_err(io(&tmp))?;
+        file.write_all(bytes).map_err(io(&tmp))?;
+        file.sync_all().map_err(io(&tmp))?;
+        drop(file);
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+        Ok(FileRef {
+            file: name.to_owned(),
+            bytes: bytes.len() as u64,
+            crc32: crc32fast::hash(bytes),
+        })
+    }
+
+    /// Deletes files that the manifest does not name.
+    fn remove_orphans(&self) -> Result<()> {
+        let dir = self.dir();
+        let manifest = &self.current.manifest;
+        let keep: HashSet<&str> = manifest
+            .segments
+            .iter()
+            .map(|f| f.file.as_str())
+            .chain([manifest.tracks.file.as_str(), MANIFEST, LOCK])
+            .collect();
+        for entry in fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let ours =
+                name.starts_with("seg-") || name.starts_with("tracks-") || name.ends_with(".tmp");
+            if ours && !keep.contains(name) {
+                let path = entry.path();
+                fs::remove_file(&path).map_err(io(&path))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_manifest(dir: &Path) -> Result<Option<Manifest>> {
+    let path = dir.join(MANIFEST);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+        path: path.clone(),
+        what: e.to_string(),
+    })?;
+    if manifest.format != CATALOG_FORMAT {
+        return Err(Error::Version {
+            path,
+            found: manifest.format,
+            supported: CATALOG_FORMAT,
+        });
+    }
+    Ok(Some(manifest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_track(name: &str, hashes: &[u32]) -> NewTrack {
+        NewTrack {
+            meta: TrackMeta {
+                external_id: name.into(),
+                title: name.into(),
+                artist: "a".into(),
+                isrc: None,
+            },
+            duration_s: 10.0,
+            path: format!("/{name}.wav"),
+            content_hash: format!("c-{name}"),
+            landmarks: hashes
+                .iter()
+                .enumerate()
+                .map(|(i, &hash)| Landmark {
+                    hash,
+                    frame: i as u32,
+                })
+                .collect(),
+        }
+    }
+
+    fn hits(catalog: &Catalog, hash: u32) -> Vec<(TrackId, u32)> {
+        let mut out = Vec::new();
+        catalog.lookup(hash, |t, f| out.push((t, f)));
+        out
+    }
+
+    #[test]
+    fn commits_survive_reopen_and_merge() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let mut writer = CatalogWriter::open(dir.path(), "test").expect("writer");
+            for i in 0..(MAX_SEGMENTS as u32 + 2) {
+                let ids = writer
+                    .commit(vec![new_track(&format!("t{i}"), &[7, 100 + i])])
+                    .expect("commit");
+                assert_eq!(ids, vec![TrackId(i)]);
+            }
+        }
+        let catalog = Catalog::open(dir.path()).expect("open");
+        assert_eq!(catalog.tracks().len(), MAX_SEGMENTS + 2);
+        assert!(catalog.info().segments <= MAX_SEGMENTS);
+        assert_eq!(hits(&catalog, 7).len(), MAX_SEGMENTS + 2);
+        assert_eq!(hits(&catalog, 103), vec![(TrackId(3), 1)]);
+    }
+
+    #[test]
+    fn duplicate_content_leaves_catalog_unchanged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = CatalogWriter::open(dir.path(), "test").expect("writer");
+        writer.commit(vec![new_track("a", &[1])]).expect("commit");
+        let mut dup = new_track("b", &[2]);
+        dup.content_hash = "c-a".into();
+        assert!(matches!(writer.commit(vec![dup]), Err(Error::Duplicate(_))));
+        drop(writer);
+        let catalog = Catalog::open(dir.path()).expect("open");
+        assert_eq!(catalog.tracks().len(), 1);
+        assert!(hits(&catalog, 2).is_empty());
+    }
+
+    #[test]
+    fn second_writer_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _first = CatalogWriter::open(dir.path(), "test").expect("writer");
+        assert!(matches!(
+            CatalogWriter::open(dir.path(), "test"),
+            Err(Error::Locked { .. })
+        ));
+    }
+
+    #[test]
+    fn other_fingerprint_scheme_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = CatalogWriter::open(dir.path(), "v1").expect("writer");
+        writer.commit(vec![new_track("a", &[1])]).expect("commit");
+        drop(writer);
+        assert!(CatalogWriter::open(dir.path(), "v2").is_err());
+    }
+
+    #[test]
+    fn orphans_of_a_crashed_writer_are_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = CatalogWriter::open(dir.path(), "test").expect("writer");
+        writer.commit(vec![new_track("a", &[1])]).expect("commit");
+        drop(writer);
+        fs::write(dir.path().join("seg-00000099.post.tmp"), b"half").expect("write");
+        fs::write(dir.path().join("seg-00000099.post"), b"whole").expect("write");
+        let _writer = CatalogWriter::open(dir.path(), "test").expect("writer");
+        assert!(!dir.path().join("seg-00000099.post.tmp").exists());
+        assert!(!dir.path().join("seg-00000099.post").exists());
+        assert_eq!(Catalog::open(dir.path()).expect("open").tracks().len(), 1);
+    }
+
+    #[test]
+    fn missing_catalog_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(matches!(
+            Catalog::open(dir.path()),
+            Err(Error::Missing { .. })
+        ));
+    }
+}

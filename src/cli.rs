@@ -1,0 +1,128 @@
+//! Command-line arguments and dispatch; no logic of its own.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::Outcome;
+
+/// Audio fingerprinting and monitoring for blanket music licences.
+#[derive(Debug, Parser)]
+#[command(name = "earmark", version, about, propagate_version = true)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build and inspect the catalog index.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
+    /// Identify audio files against the catalog (exit 1 if any has no match).
+    Identify(IdentifyArgs),
+    /// Measure hit rates, false positives and speed on a ground-truth query set.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum IndexCommand {
+    /// Add audio files or folders (recursively) to the catalog.
+    Add(AddArgs),
+    /// Print the catalog's size: tracks, hours, postings, bytes on disk.
+    Info(InfoArgs),
+}
+
+/// Arguments of `index add`.
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    /// Catalog directory (created if missing).
+    #[arg(long)]
+    pub db: PathBuf,
+    /// CSV mapping files to metadata: columns `path` (or `abspath`/`file`),
+    /// `id`, `title`, `artist`, `isrc`; other columns are ignored.
+    #[arg(long)]
+    pub metadata: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Also decode every file once without fingerprinting and print how the
+    /// CPU time of indexing compares with decoding alone.
+    #[arg(long)]
+    pub compare_decode: bool,
+    /// Files or folders to add.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Arguments of `index info`.
+#[derive(Debug, clap::Args)]
+pub struct InfoArgs {
+    /// Catalog directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `identify`.
+#[derive(Debug, clap::Args)]
+pub struct IdentifyArgs {
+    /// Catalog directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Only the first this many seconds of each file are used.
+    #[arg(long, default_value_t = 60.0)]
+    pub max_seconds: f64,
+    /// Audio files to identify.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Arguments of `eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Catalog directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// `ground_truth.csv` written by make_queries.py; clips are found beside it.
+    #[arg(long, required = true)]
+    pub truth: Vec<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Write one line per query (expected, answer, votes) to this CSV file.
+    #[arg(long)]
+    pub details: Option<PathBuf>,
+}
+
+/// Runs the parsed command.
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    match args.command {
+        Command::Index { command } => match command {
+            IndexCommand::Add(a) => crate::ingest::add(&a),
+            IndexCommand::Info(a) => crate::ingest::info(&a),
+        },
+        Command::Identify(a) => crate::identify::run(&a),
+        Command::Eval(a) => crate::eval::run(&a),
+    }
+}
+
+/// Sets the size of rayon's global pool when `--jobs` is given.
+pub fn set_jobs(jobs: Option<usize>) -> anyhow::Result<()> {
+    if let Some(n) = jobs {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()?;
+    }
+    Ok(())
+}

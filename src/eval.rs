@@ -1,0 +1,326 @@
+//! `earmark eval`: hit rates per degradation and clip length, false positives
+//! on out-of-catalog clips, and query time, from make_queries.py ground truth.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use rayon::prelude::*;
+use serde::Deserialize;
+use serde_json::json;
+
+use earmark_index::{Catalog, MatchOptions, Matcher};
+
+use crate::Outcome;
+use crate::cli::EvalArgs;
+use crate::identify::{decode_clip, identify_clip};
+
+/// A row of `ground_truth.csv` (the columns eval needs).
+#[derive(Debug, Clone, Deserialize)]
+struct Truth {
+    query_file: String,
+    track_id: String,
+    start_s_in_track: f64,
+    length_s: f64,
+    degradation: String,
+    #[serde(default)]
+    rate_factor: Option<f64>,
+    #[serde(default)]
+    alt_starts: String,
+}
+
+impl Truth {
+    fn in_catalog(&self) -> bool {
+        self.track_id != "NONE"
+    }
+
+    /// Whether `offset_s` is where this excerpt starts (or one of its repeats).
+    fn offset_ok(&self, offset_s: f64) -> bool {
+        std::iter::once(self.start_s_in_track)
+            .chain(
+                self.alt_starts
+                    .split(';')
+                    .filter_map(|s| s.trim().parse().ok()),
+            )
+            .any(|s| (s - offset_s).abs() <= 1.0)
+    }
+}
+
+/// What happened to one query.
+#[derive(Debug, Clone)]
+struct Outcome1 {
+    truth: Truth,
+    answer: Option<String>,
+    offset_s: Option<f64>,
+    top_hits: u32,
+    runner_up_hits: u32,
+    landmarks: u32,
+    top_track: Option<String>,
+    elapsed_ms: f64,
+    error: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    n: u32,
+    hits: u32,
+    offset_ok: u32,
+    wrong: u32,
+}
+
+impl Tally {
+    fn add(&mut self, o: &Outcome1) {
+        self.n += 1;
+        match &o.answer {
+            Some(a) if *a == o.truth.track_id => {
+                self.hits += 1;
+                if o.offset_s.is_some_and(|s| o.truth.offset_ok(s)) {
+                    self.offset_ok += 1;
+                }
+            }
+            Some(_) => self.wrong += 1,
+            None => {}
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.hits as f64 / self.n.max(1) as f64
+    }
+}
+
+fn read_truth(path: &Path) -> anyhow::Result<Vec<(PathBuf, Truth)>> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("{}", path.display()))?;
+    let mut rows = Vec::new();
+    for (i, row) in reader.deserialize::<Truth>().enumerate() {
+        let row = row.with_context(|| format!("{}: record {}", path.display(), i + 1))?;
+        rows.push((dir.join(&row.query_file), row));
+    }
+    Ok(rows)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// `earmark eval`.
+pub fn run(args: &EvalArgs) -> anyhow::Result<Outcome> {
+    crate::cli::set_jobs(args.jobs)?;
+    let catalog = Catalog::open(&args.db)?;
+    let mut rows = Vec::new();
+    for path in &args.truth {
+        rows.extend(read_truth(path)?);
+    }
+    let options = MatchOptions::default();
+    let outcomes: Vec<Outcome1> = rows
+        .par_iter()
+        .map_init(
+            || Matcher::new(&catalog, options.clone()),
+            |matcher, (path, truth)| run_one(&catalog, matcher, path, truth),
+        )
+        .collect();
+    if let Some(path) = &args.details {
+        write_details(path, &outcomes)?;
+    }
+    report(&outcomes, args.json);
+    Ok(Outcome::Done)
+}
+
+fn run_one(catalog: &Catalog, matcher: &mut Matcher<'_>, path: &Path, truth: &Truth) -> Outcome1 {
+    let mut out = Outcome1 {
+        truth: truth.clone(),
+        answer: None,
+        offset_s: None,
+        top_hits: 0,
+        runner_up_hits: 0,
+        landmarks: 0,
+        top_track: None,
+        elapsed_ms: 0.0,
+        error: None,
+    };
+    let clip = match decode_clip(path, 600.0) {
+        Ok(clip) => clip,
+        Err(e) => {
+            out.error = Some(e.to_string());
+            return out;
+        }
+    };
+    let started = Instant::now();
+    let result = identify_clip(matcher, &clip);
+    out.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+    let external = |t| catalog.tracks().get(t).map(|t| t.meta.external_id.clone());
+    match result {
+        Ok(id) => {
+            out.landmarks = id.query_landmarks;
+            if let Some(top) = id.candidates.first() {
+                out.top_hits = top.hits;
+                out.top_track = external(top.track);
+            }
+            out.runner_up_hits = id.candidates.get(1).map_or(0, |c| c.hits);
+            if let Some(m) = id.best {
+                out.answer = external(m.candidate.track);
+                out.offset_s = Some(m.candidate.offset_s());
+            }
+        }
+        Err(e) => out.error = Some(e.to_string()),
+    }
+    out
+}
+
+fn write_details(path: &Path, outcomes: &[Outcome1]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_path(path).with_context(|| format!("{}", path.display()))?;
+    w.write_record([
+        "query_file",
+        "degradation",
+        "length_s",
+        "expected",
+        "answer",
+        "top_track",
+        "top_hits",
+        "runner_up_hits",
+        "landmarks",
+        "offset_s",
+        "start_s",
+        "rate_factor",
+        "elapsed_ms",
+        "error",
+    ])?;
+    for o in outcomes {
+        w.write_record([
+            o.truth.query_file.clone(),
+            o.truth.degradation.clone(),
+            o.truth.length_s.to_string(),
+            o.truth.track_id.clone(),
+            o.answer.clone().unwrap_or_default(),
+            o.top_track.clone().unwrap_or_default(),
+            o.top_hits.to_string(),
+            o.runner_up_hits.to_string(),
+            o.landmarks.to_string(),
+            o.offset_s.map(|s| format!("{s:.3}")).unwrap_or_default(),
+            o.truth.start_s_in_track.to_string(),
+            o.truth
+                .rate_factor
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
+            format!("{:.3}", o.elapsed_ms),
+            o.error.clone().unwrap_or_default(),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn report(outcomes: &[Outcome1], as_json: bool) {
+    let mut table: BTreeMap<(String, u32), Tally> = BTreeMap::new();
+    let mut per_degradation: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut lengths: Vec<u32> = Vec::new();
+    let (mut ooc, mut false_positives, mut errors) = (0u32, 0u32, 0u32);
+    for o in outcomes {
+        if o.error.is_some() {
+            errors += 1;
+        }
+        if !o.truth.in_catalog() {
+            ooc += 1;
+            if o.answer.is_some() {
+                false_positives += 1;
+            }
+            continue;
+        }
+        let len = o.truth.length_s.round() as u32;
+        if !lengths.contains(&len) {
+            lengths.push(len);
+        }
+        table
+            .entry((o.truth.degradation.clone(), len))
+            .or_default()
+            .add(o);
+        per_degradation
+            .entry(o.truth.degradation.clone())
+            .or_default()
+            .add(o);
+    }
+    lengths.sort_unstable();
+    let mut times: Vec<f64> = outcomes
+        .iter()
+        .filter(|o| o.error.is_none())
+        .map(|o| o.elapsed_ms)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let (median, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
+    let overall =
+        outcomes
+            .iter()
+            .filter(|o| o.truth.in_catalog())
+            .fold(Tally::default(), |mut t, o| {
+                t.add(o);
+                t
+            });
+    if as_json {
+        let rows: Vec<_> = table
+            .iter()
+            .map(|((deg, len), t)| {
+                json!({"degradation": deg, "length_s": len, "n": t.n, "hits": t.hits,
+                       "wrong": t.wrong, "offset_ok": t.offset_ok, "rate": t.rate()})
+            })
+            .collect();
+        let by_deg: Vec<_> = per_degradation
+            .iter()
+            .map(|(deg, t)| json!({"degradation": deg, "n": t.n, "hits": t.hits, "wrong": t.wrong, "rate": t.rate()}))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "rows": rows,
+                "degradations": by_deg,
+                "in_catalog": {"n": overall.n, "hits": overall.hits, "wrong": overall.wrong,
+                                "offset_ok": overall.offset_ok, "rate": overall.rate()},
+                "out_of_catalog": {"n": ooc, "false_positives": false_positives},
+                "errors": errors,
+                "query_ms": {"median": median, "p99": p99},
+            })
+        );
+        return;
+    }
+    print!("{:<16}", "degradation");
+    for len in &lengths {
+        print!("{:>14}", format!("{len} s"));
+    }
+    println!("{:>14}{:>7}", "all", "wrong");
+    for (deg, total) in &per_degradation {
+        print!("{deg:<16}");
+        for len in &lengths {
+            match table.get(&(deg.clone(), *len)) {
+                Some(t) => print!("{:>14}", format!("{:.1}% ({})", 100.0 * t.rate(), t.n)),
+                None => print!("{:>14}", "-"),
+            }
+        }
+        println!(
+            "{:>14}{:>7}",
+            format!("{:.1}% ({})", 100.0 * total.rate(), total.n),
+            total.wrong
+        );
+    }
+    println!(
+        "in catalog: {}/{} top-1 ({:.1}%), {} wrong track, offset within 1 s for {:.1}% of hits",
+        overall.hits,
+        overall.n,
+        100.0 * overall.rate(),
+        overall.wrong,
+        100.0 * overall.offset_ok as f64 / overall.hits.max(1) as f64
+    );
+    println!(
+        "out of catalog: {false_positives}/{ooc} accepted as a match ({:.2}%)",
+        100.0 * false_positives as f64 / ooc.max(1) as f64
+    );
+    println!(
+        "query time (fingerprint + match, decode excluded): median {median:.2} ms, p99 {p99:.2} ms"
+    );
+    if errors > 0 {
+        println!("{errors} queries could not be read");
+    }
+}

@@ -1,0 +1,145 @@
+//! `earmark identify`, and the query path that `eval` shares with it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use earmark_engine::{AudioFile, FingerprintOptions, Fingerprinter};
+use earmark_index::{Catalog, Identification, MatchOptions, Matcher};
+
+use crate::Outcome;
+use crate::cli::IdentifyArgs;
+
+/// A decoded clip: mono samples at their own rate.
+#[derive(Debug, Clone)]
+pub struct Clip {
+    /// Mono samples.
+    pub samples: Vec<f32>,
+    /// Their rate.
+    pub rate_hz: u32,
+}
+
+/// Decodes at most `max_seconds` of a file.
+pub fn decode_clip(path: &Path, max_seconds: f64) -> earmark_engine::Result<Clip> {
+    let mut file = AudioFile::open(path)?;
+    let rate_hz = file.rate_hz();
+    let max = (max_seconds.max(0.0) * rate_hz as f64) as usize;
+    let mut samples = Vec::new();
+    while samples.len() < max {
+        let Some(chunk) = file.next_mono()? else {
+            break;
+        };
+        samples.extend_from_slice(chunk);
+    }
+    samples.truncate(max);
+    Ok(Clip { samples, rate_hz })
+}
+
+/// Fingerprints a clip as a query and votes it against the catalog.
+pub fn identify_clip(
+    matcher: &mut Matcher<'_>,
+    clip: &Clip,
+) -> earmark_engine::Result<Identification> {
+    let mut fp = Fingerprinter::try_new(&FingerprintOptions::query(), clip.rate_hz)?;
+    let mut landmarks = Vec::new();
+    fp.push(&clip.samples, &mut landmarks);
+    fp.flush(&mut landmarks);
+    Ok(matcher.identify(&landmarks))
+}
+
+/// The JSON form of an identification, as `identify --json` prints it.
+pub fn match_json(catalog: &Catalog, id: &Identification) -> serde_json::Value {
+    let Some(m) = id.best else {
+        return serde_json::Value::Null;
+    };
+    let track = catalog.tracks().get(m.candidate.track);
+    json!({
+        "track_id": track.map(|t| t.meta.external_id.as_str()),
+        "title": track.map(|t| t.meta.title.as_str()),
+        "artist": track.map(|t| t.meta.artist.as_str()),
+        "isrc": track.and_then(|t| t.meta.isrc.as_deref()),
+        "path": track.map(|t| t.path.as_str()),
+        "offset_s": (m.candidate.offset_s() * 1000.0).round() / 1000.0,
+        "score": m.candidate.hits,
+        "confidence": (m.confidence * 1000.0).round() / 1000.0,
+    })
+}
+
+/// `earmark identify`.
+pub fn run(args: &IdentifyArgs) -> anyhow::Result<Outcome> {
+    let catalog = Catalog::open(&args.db)?;
+    let mut matcher = Matcher::new(&catalog, MatchOptions::default());
+    let mut outcome = Outcome::Done;
+    let mut errors = 0usize;
+    for file in &args.files {
+        let started = Instant::now();
+        let result =
+            decode_clip(file, args.max_seconds).and_then(|clip| identify_clip(&mut matcher, &clip));
+        let elapsed = started.elapsed();
+        match result {
+            Ok(id) => {
+                if id.best.is_none() {
+                    outcome = Outcome::NoMatch;
+                }
+                print_result(&catalog, file, &id, elapsed, args.json);
+            }
+            Err(e) => {
+                errors += 1;
+                if args.json {
+                    println!(
+                        "{}",
+                        json!({"file": file.display().to_string(), "error": e.to_string()})
+                    );
+                } else {
+                    eprintln!("earmark: {e}");
+                }
+            }
+        }
+    }
+    if errors > 0 {
+        anyhow::bail!("{errors} of {} files could not be read", args.files.len());
+    }
+    Ok(outcome)
+}
+
+fn print_result(
+    catalog: &Catalog,
+    file: &Path,
+    id: &Identification,
+    elapsed: Duration,
+    json: bool,
+) {
+    let ms = elapsed.as_secs_f64() * 1e3;
+    if json {
+        println!(
+            "{}",
+            json!({
+                "file": file.display().to_string(),
+                "match": match_json(catalog, id),
+                "elapsed_ms": (ms * 100.0).round() / 100.0,
+            })
+        );
+        return;
+    }
+    match id
+        .best
+        .and_then(|m| catalog.tracks().get(m.candidate.track).map(|t| (m, t)))
+    {
+        Some((m, t)) => println!(
+            "{}: {} \"{}\"{} at {:.2} s (score {}, confidence {:.2}) [{ms:.1} ms]",
+            file.display(),
+            t.meta.external_id,
+            t.meta.title,
+            if t.meta.artist.is_empty() {
+                String::new()
+            } else {
+                format!(" by {}", t.meta.artist)
+            },
+            m.candidate.offset_s(),
+            m.candidate.hits,
+            m.confidence,
+        ),
+        None => println!("{}: no match [{ms:.1} ms]", file.display()),
+    }
+}

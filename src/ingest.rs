@@ -1,0 +1,308 @@
+//! `earmark index add` and `earmark index info`.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+
+use earmark_engine::fingerprint::SCHEME;
+use earmark_engine::{AudioFile, FingerprintOptions, fingerprint_audio};
+use earmark_index::{Catalog, CatalogWriter, NewTrack, TrackMeta};
+
+use crate::Outcome;
+use crate::cli::{AddArgs, InfoArgs};
+use crate::cpu::process_time;
+
+/// Extensions picked up when walking folders (files named explicitly are
+/// always tried).
+const AUDIO_EXTENSIONS: &[&str] = &[
+    "wav", "wave", "flac", "mp3", "ogg", "oga", "opus", "m4a", "mp4", "aac", "mka", "mkv", "webm",
+    "aif", "aiff", "caf",
+];
+
+/// Tracks fingerprinted between two commits: a crash loses at most one batch.
+const BATCH: usize = 64;
+
+/// Lists the files named by `paths`, walking folders recursively, sorted.
+pub fn collect_audio_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        let entries = std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))?;
+        for entry in entries {
+            let path = entry.with_context(|| format!("{}", dir.display()))?.path();
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else if is_audio_name(&path) {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            walk(path, &mut files)?;
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+fn is_audio_name(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// BLAKE3 of a file's bytes, in hex.
+pub fn content_hash(path: &Path) -> anyhow::Result<String> {
+    let mut file = File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut hasher = blake3::Hasher::new();
+    std::io::copy(&mut file, &mut hasher).with_context(|| format!("{}", path.display()))?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Reads the `--metadata` CSV into a map from canonical path to metadata.
+fn read_metadata(path: &Path) -> anyhow::Result<HashMap<PathBuf, TrackMeta>> {
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("{}", path.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{}", path.display()))?
+        .clone();
+    let column = |names: &[&str]| headers.iter().position(|h| names.contains(&h));
+    let Some(path_col) = column(&["path", "abspath", "file"]) else {
+        bail!("{}: needs a `path` column", path.display());
+    };
+    let (id, title, artist, isrc) = (
+        column(&["id", "track_id"]),
+        column(&["title"]),
+        column(&["artist"]),
+        column(&["isrc"]),
+    );
+    let mut map = HashMap::new();
+    for (line, record) in reader.records().enumerate() {
+        let record = record.with_context(|| format!("{}: record {}", path.display(), line + 1))?;
+        let field = |i: Option<usize>| i.and_then(|i| record.get(i)).unwrap_or("").trim();
+        let file = PathBuf::from(field(Some(path_col)));
+        let key = file.canonicalize().unwrap_or(file);
+        let isrc = field(isrc);
+        map.insert(
+            key,
+            TrackMeta {
+                external_id: field(id).to_owned(),
+                title: field(title).to_owned(),
+                artist: field(artist).to_owned(),
+                isrc: (!isrc.is_empty()).then(|| isrc.to_owned()),
+            },
+        );
+    }
+    Ok(map)
+}
+
+fn meta_for(path: &Path, given: Option<&TrackMeta>) -> TrackMeta {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut meta = given.cloned().unwrap_or_default();
+    if meta.external_id.is_empty() {
+        meta.external_id = stem.clone();
+    }
+    if meta.title.is_empty() {
+        meta.title = stem;
+    }
+    meta
+}
+
+fn progress(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} [{elapsed_precise}<{eta}]")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// `earmark index add`.
+pub fn add(args: &AddArgs) -> anyhow::Result<Outcome> {
+    crate::cli::set_jobs(args.jobs)?;
+    let files = collect_audio_files(&args.paths)?;
+    if files.is_empty() {
+        bail!("no audio files found");
+    }
+    let metadata = match &args.metadata {
+        Some(path) => read_metadata(path)?,
+        None => HashMap::new(),
+    };
+    let mut writer = CatalogWriter::open(&args.db, SCHEME)?;
+    let decode_cpu = if args.compare_decode {
+        let bar = progress(files.len(), "decoding");
+        let start = process_time();
+        let samples: u64 = files
+            .par_iter()
+            .map(|f| {
+                bar.inc(1);
+                decode_only(f).unwrap_or(0)
+            })
+            .sum();
+        bar.finish_and_clear();
+        Some((process_time() - start, samples))
+    } else {
+        None
+    };
+
+    let options = FingerprintOptions::reference();
+    let started = Instant::now();
+    let cpu_start = process_time();
+    let bar = progress(files.len(), "indexing");
+    let mut failures = Vec::new();
+    let (mut added, mut skipped, mut hours) = (0usize, 0usize, 0.0f64);
+    let mut seen: HashSet<String> = HashSet::new();
+    for batch in files.chunks(BATCH) {
+        let results: Vec<(PathBuf, anyhow::Result<Option<NewTrack>>)> = batch
+            .par_iter()
+            .map(|path| {
+                let r = prepare(path, &options, writer.catalog(), &metadata);
+                bar.inc(1);
+                (path.clone(), r)
+            })
+            .collect();
+        let mut ready = Vec::new();
+        for (path, result) in results {
+            match result {
+                Ok(Some(mut track)) => {
+                    if !seen.insert(track.content_hash.clone()) {
+                        skipped += 1;
+                        continue;
+                    }
+                    let catalog = writer.catalog();
+                    if catalog
+                        .tracks()
+                        .by_external_id(&track.meta.external_id)
+                        .is_some()
+                        || ready
+                            .iter()
+                            .any(|t: &NewTrack| t.meta.external_id == track.meta.external_id)
+                    {
+                        track.meta.external_id =
+                            format!("{}-{}", track.meta.external_id, &track.content_hash[..8]);
+                    }
+                    hours += track.duration_s / 3600.0;
+                    ready.push(track);
+                }
+                Ok(None) => skipped += 1,
+                Err(e) => {
+                    bar.suspend(|| eprintln!("earmark: skipped {}: {e:#}", path.display()));
+                    failures.push(path);
+                }
+            }
+        }
+        added += ready.len();
+        writer.commit(ready)?;
+    }
+    bar.finish_and_clear();
+    let cpu = process_time() - cpu_start;
+    let info = writer.catalog().info();
+    println!(
+        "added {added} tracks ({hours:.2} h) in {:.1} s ({:.1} CPU-s); {skipped} already indexed; {} failed",
+        started.elapsed().as_secs_f64(),
+        cpu.as_secs_f64(),
+        failures.len()
+    );
+    println!(
+        "catalog: {} tracks, {:.2} h, {} postings, {:.2} MB ({:.3} MB per hour)",
+        info.tracks,
+        info.hours,
+        info.postings,
+        info.bytes_on_disk as f64 / 1e6,
+        info.bytes_on_disk as f64 / 1e6 / info.hours.max(1e-9)
+    );
+    if let Some((decode, _)) = decode_cpu {
+        println!(
+            "CPU time: decoding alone {:.2} s, indexing {:.2} s, ratio {:.2}x; \
+             indexing {:.1} CPU-s per audio hour",
+            decode.as_secs_f64(),
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() / decode.as_secs_f64().max(1e-9),
+            cpu.as_secs_f64() / hours.max(1e-9)
+        );
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} files could not be indexed",
+            failures.len(),
+            files.len()
+        );
+    }
+    Ok(Outcome::Done)
+}
+
+/// Decodes a file to its end, doing nothing with the samples.
+fn decode_only(path: &Path) -> anyhow::Result<u64> {
+    let mut file = AudioFile::open(path)?;
+    let mut n = 0u64;
+    while let Some(samples) = file.next_mono()? {
+        n += samples.len() as u64;
+    }
+    Ok(n)
+}
+
+/// Fingerprints a file for the catalog; `None` if it is already indexed.
+fn prepare(
+    path: &Path,
+    options: &FingerprintOptions,
+    catalog: &Catalog,
+    metadata: &HashMap<PathBuf, TrackMeta>,
+) -> anyhow::Result<Option<NewTrack>> {
+    let hash = content_hash(path)?;
+    if catalog.tracks().by_content_hash(&hash).is_some() {
+        return Ok(None);
+    }
+    let mut audio = AudioFile::open(path)?;
+    let fingerprint = fingerprint_audio(&mut audio, options)?;
+    if fingerprint.landmarks.is_empty() {
+        bail!("no landmarks: the file is silent or too short");
+    }
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+    Ok(Some(NewTrack {
+        meta: meta_for(path, metadata.get(&canonical)),
+        duration_s: fingerprint.duration_s,
+        path: canonical.to_string_lossy().into_owned(),
+        content_hash: hash,
+        landmarks: fingerprint.landmarks,
+    }))
+}
+
+/// `earmark index info`.
+pub fn info(args: &InfoArgs) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let catalog = Catalog::open(&args.db)?;
+    let opened = started.elapsed();
+    let info = catalog.info();
+    if args.json {
+        let mut value = serde_json::to_value(&info)?;
+        value["open_ms"] = serde_json::json!(opened.as_secs_f64() * 1e3);
+        println!("{value}");
+    } else {
+        println!("tracks        {}", info.tracks);
+        println!("hours         {:.2}", info.hours);
+        println!("postings      {}", info.postings);
+        println!("segments      {}", info.segments);
+        println!(
+            "bytes on disk {} ({:.3} MB per hour)",
+            info.bytes_on_disk,
+            info.bytes_on_disk as f64 / 1e6 / info.hours.max(1e-9)
+        );
+        println!("fingerprint   {}", info.fingerprint);
+        println!("opened in     {:.1} ms", opened.as_secs_f64() * 1e3);
+    }
+    Ok(Outcome::Done)
+}

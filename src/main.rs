@@ -1,0 +1,35 @@
+//! earmark: identify the music played at an event against a licensed catalog.
+//!
+//! `main` parses the command line, runs the command and turns its outcome into
+//! the exit code: 0 on success, 1 when a query found no match, 2 on error.
+
+mod cli;
+mod cpu;
+mod eval;
+mod identify;
+mod ingest;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// What a command reports besides errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything asked for was done.
+    Done,
+    /// A query had no match (exit code 1).
+    NoMatch,
+}
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    match cli::run(args) {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::NoMatch) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("earmark: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests of the earmark binary.
+
+fn main() {}
