@@ -251,7 +251,7 @@ mod tests {
         ];
         votes.sort_unstable();
         let mut best = tally(&votes, 1);
-        best.sort_by(|a, b| b.hits.cmp(&a.hits));
+        best.sort_by_key(|c| std::cmp::Reverse(c.hits));
         assert_eq!(best[0].track, TrackId(1));
         // The window spans 2 * tolerance: 99..=101 or 100..=102.
         assert_eq!(best[0].hits, 4);
