@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use earmark_engine::{AudioFile, FingerprintOptions, Fingerprinter};
+use earmark_engine::{AudioFile, Fingerprint, FingerprintOptions, Fingerprinter};
 use earmark_index::{Catalog, Identification, MatchOptions, Matcher};
 
 use crate::Outcome;
@@ -42,10 +42,10 @@ pub fn identify_clip(
     clip: &Clip,
 ) -> earmark_engine::Result<Identification> {
     let mut fp = Fingerprinter::try_new(&FingerprintOptions::query(), clip.rate_hz)?;
-    let mut landmarks = Vec::new();
-    fp.push(&clip.samples, &mut landmarks);
-    fp.flush(&mut landmarks);
-    Ok(matcher.identify(&landmarks))
+    let mut fingerprint = Fingerprint::default();
+    fp.push(&clip.samples, &mut fingerprint);
+    fp.flush(&mut fingerprint);
+    Ok(matcher.identify(&fingerprint))
 }
 
 /// The JSON form of an identification, as `identify --json` prints it.
@@ -61,7 +61,8 @@ pub fn match_json(catalog: &Catalog, id: &Identification) -> serde_json::Value {
         "isrc": track.and_then(|t| t.meta.isrc.as_deref()),
         "path": track.map(|t| t.path.as_str()),
         "offset_s": (m.candidate.offset_s() * 1000.0).round() / 1000.0,
-        "score": m.candidate.hits,
+        "score": (m.candidate.score * 100.0).round() / 100.0,
+        "time_factor": m.candidate.time_factor,
         "confidence": (m.confidence * 1000.0).round() / 1000.0,
     })
 }
@@ -127,7 +128,7 @@ fn print_result(
         .and_then(|m| catalog.tracks().get(m.candidate.track).map(|t| (m, t)))
     {
         Some((m, t)) => println!(
-            "{}: {} \"{}\"{} at {:.2} s (score {}, confidence {:.2}) [{ms:.1} ms]",
+            "{}: {} \"{}\"{} at {:.2} s (score {:.1}, confidence {:.2}) [{ms:.1} ms]",
             file.display(),
             t.meta.external_id,
             t.meta.title,
@@ -137,7 +138,7 @@ fn print_result(
                 format!(" by {}", t.meta.artist)
             },
             m.candidate.offset_s(),
-            m.candidate.hits,
+            m.candidate.score,
             m.confidence,
         ),
         None => println!("{}: no match [{ms:.1} ms]", file.display()),

@@ -267,17 +267,18 @@ fn prepare(
         return Ok(None);
     }
     let mut audio = AudioFile::open(path)?;
-    let fingerprint = fingerprint_audio(&mut audio, options)?;
-    if fingerprint.landmarks.is_empty() {
+    let file = fingerprint_audio(&mut audio, options)?;
+    if file.fingerprint.landmarks.is_empty() {
         bail!("no landmarks: the file is silent or too short");
     }
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_owned());
     Ok(Some(NewTrack {
         meta: meta_for(path, metadata.get(&canonical)),
-        duration_s: fingerprint.duration_s,
+        duration_s: file.duration_s,
         path: canonical.to_string_lossy().into_owned(),
         content_hash: hash,
-        landmarks: fingerprint.landmarks,
+        landmarks: file.fingerprint.landmarks,
+        peaks: file.fingerprint.peaks,
     }))
 }
 

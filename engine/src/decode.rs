@@ -10,6 +10,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use symphonia::core::audio::{Audio, AudioBuffer, GenericAudioBufferRef};
 use symphonia::core::codecs::CodecParameters;
 use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::codecs::registry::CodecRegistry;
@@ -183,8 +184,17 @@ impl AudioFile {
                     if buffer.spec().rate() != self.rate_hz {
                         return Err(self.corrupt("the sample rate changes inside the stream"));
                     }
-                    buffer.copy_to_vec_interleaved(&mut self.interleaved);
-                    downmix(&self.interleaved, channels, &mut self.mono);
+                    match buffer {
+                        // The common case (Vorbis, MP3, AAC, Opus): average the
+                        // planes directly instead of interleaving first.
+                        GenericAudioBufferRef::F32(planar) => {
+                            downmix_planes(planar, channels, &mut self.mono);
+                        }
+                        other => {
+                            other.copy_to_vec_interleaved(&mut self.interleaved);
+                            downmix(&self.interleaved, channels, &mut self.mono);
+                        }
+                    }
                     self.decoded_any = true;
                     return Ok(Some(&self.mono));
                 }
@@ -287,6 +297,23 @@ fn classify(path: &Path, error: SymError, context: &str) -> Error {
             path,
             reason: other.to_string(),
         },
+    }
+}
+
+/// Averages the planes of a float buffer into `mono`, as [`downmix`] does.
+fn downmix_planes(buffer: &AudioBuffer<f32>, channels: usize, mono: &mut Vec<f32>) {
+    mono.clear();
+    mono.resize(buffer.frames(), 0.0);
+    for plane in (0..channels).filter_map(|c| buffer.plane(c)) {
+        for (m, &s) in mono.iter_mut().zip(plane) {
+            if s.is_finite() {
+                *m += s;
+            }
+        }
+    }
+    let scale = 1.0 / channels as f32;
+    for m in mono.iter_mut() {
+        *m = if m.is_finite() { *m * scale } else { 0.0 };
     }
 }
 

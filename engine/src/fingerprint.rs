@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::decode::AudioFile;
 use crate::error::Result;
 use crate::hash::{Landmark, PairHasher, PairOptions};
-use crate::peaks::{PeakOptions, PeakPicker};
+use crate::peaks::{Peak, PeakOptions, PeakPicker};
 use crate::resample::Resampler;
 use crate::stft::Stft;
 
@@ -30,7 +30,8 @@ pub const fn frame_seconds() -> f64 {
 }
 
 /// How landmarks are made.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct FingerprintOptions {
     /// Peak picking.
     pub peaks: PeakOptions,
@@ -39,30 +40,56 @@ pub struct FingerprintOptions {
 }
 
 impl FingerprintOptions {
-    /// Sparse landmarks for the catalog: few, strong, cheap to store.
+    /// Landmarks for the catalog: of each second's peaks the 60 strongest are
+    /// stored to verify matches and the 24 strongest of those are paired,
+    /// 4 targets each, which keeps the catalog near 2.7 bytes per second.
     pub fn reference() -> Self {
         Self {
-            peaks: PeakOptions::default(),
+            peaks: PeakOptions {
+                per_block: Some((31, 60, 24)),
+                ..PeakOptions::default()
+            },
             pairs: PairOptions::default(),
         }
     }
 
-    /// Dense landmarks for queries: a superset of the peaks the catalog kept,
-    /// paired more widely, so most catalog pairs are found again.
+    /// Dense peaks for queries: every peak the catalog could have kept (same
+    /// neighbourhood, lower contrast, no density cap) for verification; the
+    /// 60 strongest of each second are paired widely, so most catalog pairs
+    /// are made again even when noise adds peaks between them.
     pub fn query() -> Self {
         Self {
             peaks: PeakOptions {
-                freq_radius: 6,
-                time_radius: 3,
                 min_contrast: 2.0,
                 max_per_frame: 6,
+                per_block: Some((31, usize::MAX, 60)),
                 ..PeakOptions::default()
             },
             pairs: PairOptions {
-                fan_out: 12,
+                fan_out: 10,
                 ..PairOptions::default()
             },
         }
+    }
+}
+
+/// What the fingerprinter makes: the peaks and the landmarks built on them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fingerprint {
+    /// Peaks in frame order.
+    pub peaks: Vec<Peak>,
+    /// Landmarks in anchor order.
+    pub landmarks: Vec<Landmark>,
+    /// STFT frames analysed.
+    pub frames: u32,
+}
+
+impl Fingerprint {
+    /// Forgets everything, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.peaks.clear();
+        self.landmarks.clear();
+        self.frames = 0;
     }
 }
 
@@ -102,16 +129,16 @@ impl Fingerprinter {
         self.samples_in as f64 / self.rate_in_hz as f64
     }
 
-    /// Feeds mono samples; appends the landmarks that are complete to `out`.
-    pub fn push(&mut self, samples: &[f32], out: &mut Vec<Landmark>) {
+    /// Feeds mono samples; appends the peaks and landmarks that are complete.
+    pub fn push(&mut self, samples: &[f32], out: &mut Fingerprint) {
         self.samples_in += samples.len() as u64;
         self.resampled.clear();
         self.resampler.push(samples, &mut self.resampled);
         self.analyse(out);
     }
 
-    /// Ends the stream: appends the remaining landmarks and resets.
-    pub fn flush(&mut self, out: &mut Vec<Landmark>) {
+    /// Ends the stream: appends the remaining peaks and landmarks and resets.
+    pub fn flush(&mut self, out: &mut Fingerprint) {
         self.resampled.clear();
         self.resampler.flush(&mut self.resampled);
         self.analyse(out);
@@ -121,14 +148,26 @@ impl Fingerprinter {
             hasher,
             ..
         } = self;
-        let mut emit = |l| out.push(l);
-        stft.flush(|power| picker.push(power, &mut |p| hasher.push(p, &mut emit)));
-        picker.flush(&mut |p| hasher.push(p, &mut emit));
+        let Fingerprint {
+            peaks,
+            landmarks,
+            frames,
+        } = out;
+        let mut emit = |l| landmarks.push(l);
+        let mut peak = |p| {
+            peaks.push(p);
+            hasher.push(p, &mut emit);
+        };
+        stft.flush(|power| {
+            picker.push(power, &mut peak);
+            *frames += 1;
+        });
+        picker.flush(&mut peak);
         hasher.flush(&mut emit);
         self.samples_in = 0;
     }
 
-    fn analyse(&mut self, out: &mut Vec<Landmark>) {
+    fn analyse(&mut self, out: &mut Fingerprint) {
         let Self {
             stft,
             picker,
@@ -136,18 +175,27 @@ impl Fingerprinter {
             resampled,
             ..
         } = self;
-        let mut emit = |l| out.push(l);
+        let Fingerprint {
+            peaks,
+            landmarks,
+            frames,
+        } = out;
+        let mut emit = |l| landmarks.push(l);
         stft.push(resampled, |power| {
-            picker.push(power, &mut |p| hasher.push(p, &mut emit))
+            picker.push(power, &mut |p| {
+                peaks.push(p);
+                hasher.push(p, &mut emit);
+            });
+            *frames += 1;
         });
     }
 }
 
-/// The landmarks of a whole file.
+/// The fingerprint of a whole file.
 #[derive(Debug, Clone)]
 pub struct FileFingerprint {
-    /// Landmarks in the order they were made.
-    pub landmarks: Vec<Landmark>,
+    /// Peaks and landmarks.
+    pub fingerprint: Fingerprint,
     /// Decoded duration in seconds.
     pub duration_s: f64,
 }
@@ -170,14 +218,14 @@ pub fn fingerprint_audio(
     options: &FingerprintOptions,
 ) -> Result<FileFingerprint> {
     let mut fp = Fingerprinter::try_new(options, file.rate_hz())?;
-    let mut landmarks = Vec::new();
+    let mut fingerprint = Fingerprint::default();
     while let Some(samples) = file.next_mono()? {
-        fp.push(samples, &mut landmarks);
+        fp.push(samples, &mut fingerprint);
     }
     let duration_s = fp.seconds_in();
-    fp.flush(&mut landmarks);
+    fp.flush(&mut fingerprint);
     Ok(FileFingerprint {
-        landmarks,
+        fingerprint,
         duration_s,
     })
 }

@@ -61,7 +61,8 @@ impl PairFields {
 }
 
 /// Which pairs are formed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PairOptions {
     /// Targets per anchor, nearest in time first.
     pub fan_out: usize,
@@ -76,7 +77,7 @@ pub struct PairOptions {
 impl Default for PairOptions {
     fn default() -> Self {
         Self {
-            fan_out: 3,
+            fan_out: 4,
             min_delta_frame: 1,
             max_delta_frame: 48,
             max_delta_bin: 63,
@@ -104,8 +105,12 @@ impl PairHasher {
         }
     }
 
-    /// Adds a peak; emits the landmarks of anchors whose target zone is complete.
+    /// Adds a peak; emits the landmarks of anchors whose target zone is
+    /// complete. Peaks not marked [`Peak::landmark`] are ignored.
     pub fn push(&mut self, peak: Peak, out: &mut impl FnMut(Landmark)) {
+        if !peak.landmark {
+            return;
+        }
         while let Some(front) = self.window.front() {
             if peak.frame <= front.frame + self.options.max_delta_frame {
                 break;
@@ -215,6 +220,7 @@ mod tests {
             frame,
             bin,
             strength: 1.0,
+            landmark: true,
         };
         let mut hasher = PairHasher::new(PairOptions {
             fan_out: 2,

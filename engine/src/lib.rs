@@ -21,6 +21,8 @@ pub mod testutil;
 pub use decode::AudioFile;
 pub use error::{Error, Result};
 pub use fingerprint::{
-    FileFingerprint, FingerprintOptions, Fingerprinter, fingerprint_audio, fingerprint_file,
+    FileFingerprint, Fingerprint, FingerprintOptions, Fingerprinter, fingerprint_audio,
+    fingerprint_file,
 };
 pub use hash::Landmark;
+pub use peaks::Peak;

@@ -17,12 +17,18 @@ pub struct Peak {
     pub frame: u32,
     /// Frequency in FFT bins, refined to a fraction of a bin.
     pub bin: f32,
-    /// Natural log of the peak's contrast over its spectral envelope.
+    /// How likely the peak is to survive noise: natural log of its power plus
+    /// `tilt` times the log of its frequency (music and most noise lose power
+    /// towards high frequencies, so a high peak of equal power stands out more).
     pub strength: f32,
+    /// Whether the peak is strong enough to take part in landmarks; the others
+    /// are kept only to verify matches.
+    pub landmark: bool,
 }
 
 /// How peaks are picked.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PeakOptions {
     /// Lowest bin considered.
     pub lo_bin: usize,
@@ -40,6 +46,14 @@ pub struct PeakOptions {
     pub floor_power: f32,
     /// At most this many peaks per frame, the strongest kept.
     pub max_per_frame: usize,
+    /// Frequency weighting of [`Peak::strength`].
+    pub tilt: f32,
+    /// When set, `(frames, kept, landmarks)`: of each block of `frames` frames
+    /// (counted from the stream's start) only the `kept` strongest peaks are
+    /// emitted, and only the `landmarks` strongest of those take part in
+    /// landmarks. This evens out the density of a catalog across loud and
+    /// quiet music.
+    pub per_block: Option<(u32, usize, usize)>,
 }
 
 impl Default for PeakOptions {
@@ -47,17 +61,20 @@ impl Default for PeakOptions {
         Self {
             lo_bin: 20,
             hi_bin: 480,
-            freq_radius: 9,
-            time_radius: 4,
+            freq_radius: 6,
+            time_radius: 3,
             envelope_radius: 16,
             min_contrast: 3.0,
             floor_power: 1e-6,
             max_per_frame: 3,
+            tilt: 1.0,
+            per_block: None,
         }
     }
 }
 
 /// One analysed frame kept while its neighbours arrive.
+#[derive(Default)]
 struct Row {
     power: Vec<f32>,
     contrast: Vec<f32>,
@@ -74,7 +91,9 @@ pub struct PeakPicker {
     /// Frames pushed so far.
     frames: u32,
     prefix: Vec<f64>,
+    scratch: Vec<f32>,
     candidates: Vec<Peak>,
+    block: Vec<Peak>,
 }
 
 impl std::fmt::Debug for PeakPicker {
@@ -99,7 +118,9 @@ impl PeakPicker {
             first_frame: 0,
             frames: 0,
             prefix: Vec::with_capacity(bins + 1),
+            scratch: Vec::with_capacity(bins),
             candidates: Vec::new(),
+            block: Vec::new(),
         }
     }
 
@@ -108,10 +129,10 @@ impl PeakPicker {
         &self.options
     }
 
-    /// Adds a frame's power spectrum; emits the peaks of the frame that is now
-    /// `time_radius` frames old.
+    /// Adds a frame's power spectrum; emits the peaks that are now final.
     pub fn push(&mut self, power: &[f32], out: &mut impl FnMut(Peak)) {
-        let row = self.analyse(power);
+        let mut row = self.spare.pop().unwrap_or_default();
+        self.analyse(power, &mut row);
         self.rows.push_back(row);
         self.frames += 1;
         let width = 2 * self.options.time_radius + 1;
@@ -134,19 +155,15 @@ impl PeakPicker {
         for frame in start..self.frames {
             self.emit(frame, out);
         }
+        self.release_block(out);
         self.spare.extend(self.rows.drain(..));
         self.first_frame = 0;
         self.frames = 0;
     }
 
-    fn analyse(&mut self, power: &[f32]) -> Row {
+    fn analyse(&mut self, power: &[f32], row: &mut Row) {
         let o = &self.options;
         let n = power.len();
-        let mut row = self.spare.pop().unwrap_or_else(|| Row {
-            power: Vec::new(),
-            contrast: Vec::new(),
-            freq_max: Vec::new(),
-        });
         row.power.clear();
         row.power
             .extend(power.iter().map(|&p| if p.is_finite() { p } else { 0.0 }));
@@ -161,21 +178,20 @@ impl PeakPicker {
         row.contrast.clear();
         row.contrast.resize(n, 0.0);
         let floor = o.floor_power;
+        let r = o.envelope_radius;
         for f in o.lo_bin..=o.hi_bin {
-            let a = f.saturating_sub(o.envelope_radius);
-            let b = (f + o.envelope_radius + 1).min(n);
+            let a = f.saturating_sub(r);
+            let b = (f + r + 1).min(n);
             let mean = ((self.prefix[b] - self.prefix[a]) / (b - a) as f64) as f32;
             let p = row.power[f];
             row.contrast[f] = if p > floor { p / (mean + floor) } else { 0.0 };
         }
-        row.freq_max.clear();
-        row.freq_max.resize(n, 0.0);
-        for f in o.lo_bin..=o.hi_bin {
-            let a = f.saturating_sub(o.freq_radius).max(o.lo_bin);
-            let b = (f + o.freq_radius).min(o.hi_bin);
-            row.freq_max[f] = row.contrast[a..=b].iter().fold(0.0f32, |m, &c| m.max(c));
-        }
-        row
+        sliding_max(
+            &row.contrast[o.lo_bin..=o.hi_bin],
+            o.freq_radius,
+            &mut self.scratch,
+            &mut row.freq_max,
+        );
     }
 
     fn emit(&mut self, frame: u32, out: &mut impl FnMut(Peak)) {
@@ -188,20 +204,21 @@ impl PeakPicker {
             return;
         };
         self.candidates.clear();
-        for f in o.lo_bin..=o.hi_bin {
-            let c = row.contrast[f];
-            if c < o.min_contrast || c < row.freq_max[f] {
+        let lo = index.saturating_sub(o.time_radius);
+        let hi = (index + o.time_radius).min(self.rows.len() - 1);
+        for (k, &c) in row.freq_max.iter().enumerate() {
+            let f = o.lo_bin + k;
+            if c < o.min_contrast || row.contrast[f] != c {
                 continue;
             }
-            // Ties go to the earliest frame and the lowest bin.
-            if f > o.lo_bin && row.contrast[f - 1] == c {
+            // Ties go to the lowest bin...
+            if k > 0 && row.contrast[f - 1] == c {
                 continue;
             }
-            let lo = index.saturating_sub(o.time_radius);
-            let hi = (index + o.time_radius).min(self.rows.len() - 1);
+            // ...and to the earliest frame.
             let dominated = (lo..=hi).any(|j| {
                 j != index && {
-                    let other = self.rows[j].freq_max[f];
+                    let other = self.rows[j].freq_max[k];
                     if j < index { other >= c } else { other > c }
                 }
             });
@@ -211,26 +228,100 @@ impl PeakPicker {
             self.candidates.push(Peak {
                 frame,
                 bin: f as f32 + refine(&row.power, f),
-                strength: c.ln(),
+                strength: row.power[f].ln() + o.tilt * (f as f32).ln(),
+                landmark: true,
             });
         }
         if self.candidates.len() > o.max_per_frame {
-            self.candidates
-                .sort_unstable_by(|a, b| b.strength.total_cmp(&a.strength));
+            strongest_first(&mut self.candidates);
             self.candidates.truncate(o.max_per_frame);
             self.candidates
                 .sort_unstable_by(|a, b| a.bin.total_cmp(&b.bin));
         }
-        for &peak in &self.candidates {
-            out(peak);
+        match o.per_block {
+            None => self.candidates.iter().for_each(|&p| out(p)),
+            Some((frames, _, _)) => {
+                if self
+                    .block
+                    .first()
+                    .is_some_and(|p| p.frame / frames != frame / frames)
+                {
+                    self.release_block(out);
+                }
+                self.block.extend_from_slice(&self.candidates);
+            }
         }
+    }
+
+    /// Emits the strongest peaks of the pending block in frame order.
+    fn release_block(&mut self, out: &mut impl FnMut(Peak)) {
+        if let Some((_, kept, landmarks)) = self.options.per_block {
+            strongest_first(&mut self.block);
+            self.block.truncate(kept);
+            for (rank, p) in self.block.iter_mut().enumerate() {
+                p.landmark = rank < landmarks;
+            }
+            self.block
+                .sort_unstable_by(|a, b| a.frame.cmp(&b.frame).then(a.bin.total_cmp(&b.bin)));
+            self.block.drain(..).for_each(&mut *out);
+        }
+    }
+}
+
+fn strongest_first(peaks: &mut [Peak]) {
+    peaks.sort_unstable_by(|a, b| {
+        b.strength
+            .total_cmp(&a.strength)
+            .then(a.frame.cmp(&b.frame))
+            .then(a.bin.total_cmp(&b.bin))
+    });
+}
+
+/// `out[i] = max(x[i - radius ..= i + radius])`, clipped at the ends, in a
+/// constant number of operations per element (van Herk / Gil-Werman).
+fn sliding_max(x: &[f32], radius: usize, scratch: &mut Vec<f32>, out: &mut Vec<f32>) {
+    let n = x.len();
+    let w = 2 * radius + 1;
+    out.clear();
+    out.resize(n, 0.0);
+    // Maxima from each block's start (`prefix`) and to each block's end
+    // (`suffix`), for blocks of `w` elements.
+    scratch.clear();
+    scratch.resize(2 * n, 0.0);
+    let (prefix, suffix) = scratch.split_at_mut(n);
+    for start in (0..n).step_by(w) {
+        let end = (start + w).min(n);
+        let mut m = f32::MIN;
+        for i in start..end {
+            m = m.max(x[i]);
+            prefix[i] = m;
+        }
+        m = f32::MIN;
+        for i in (start..end).rev() {
+            m = m.max(x[i]);
+            suffix[i] = m;
+        }
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        let a = i.saturating_sub(radius);
+        let b = (i + radius).min(n - 1);
+        *o = if b - a + 1 == w {
+            // A full window starts a block or straddles two.
+            suffix[a].max(prefix[b])
+        } else {
+            x[a..=b].iter().fold(f32::MIN, |m, &v| m.max(v))
+        };
     }
 }
 
 /// Offset of the true maximum from bin `f`, in bins, from a parabola through
 /// the log power at `f - 1`, `f`, `f + 1`.
 fn refine(power: &[f32], f: usize) -> f32 {
-    let (Some(&a), Some(&b), Some(&c)) = (power.get(f - 1), power.get(f), power.get(f + 1)) else {
+    let (Some(&a), Some(&b), Some(&c)) = (
+        f.checked_sub(1).and_then(|i| power.get(i)),
+        power.get(f),
+        power.get(f + 1),
+    ) else {
         return 0.0;
     };
     let tiny = 1e-20f32;
@@ -245,28 +336,30 @@ fn refine(power: &[f32], f: usize) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn frames_with_blip(n: usize, bins: usize, at: (usize, usize)) -> Vec<Vec<f32>> {
         (0..n)
             .map(|t| {
                 (0..bins)
-                    .map(|f| {
-                        let base = 1e-3;
-                        if (t, f) == at { 1.0 } else { base }
-                    })
+                    .map(|f| if (t, f) == at { 1.0 } else { 1e-3 })
                     .collect()
             })
             .collect()
     }
 
-    fn pick(frames: &[Vec<f32>]) -> Vec<Peak> {
-        let mut picker = PeakPicker::new(PeakOptions::default(), frames[0].len());
+    fn pick_with(options: PeakOptions, frames: &[Vec<f32>]) -> Vec<Peak> {
+        let mut picker = PeakPicker::new(options, frames[0].len());
         let mut peaks = Vec::new();
         for f in frames {
             picker.push(f, &mut |p| peaks.push(p));
         }
         picker.flush(&mut |p| peaks.push(p));
         peaks
+    }
+
+    fn pick(frames: &[Vec<f32>]) -> Vec<Peak> {
+        pick_with(PeakOptions::default(), frames)
     }
 
     #[test]
@@ -290,11 +383,57 @@ mod tests {
     }
 
     #[test]
+    fn blocks_keep_their_strongest_peaks_in_order() {
+        // One blip per frame, growing stronger with the frame number.
+        let frames: Vec<Vec<f32>> = (0..40)
+            .map(|t| {
+                let mut row = vec![1e-3f32; 513];
+                row[100 + 2 * t] = 0.1 + t as f32 * 0.01;
+                row
+            })
+            .collect();
+        let options = PeakOptions {
+            time_radius: 0,
+            per_block: Some((10, 3, 2)),
+            ..PeakOptions::default()
+        };
+        let peaks = pick_with(options, &frames);
+        let frames_kept: Vec<u32> = peaks.iter().map(|p| p.frame).collect();
+        assert_eq!(
+            frames_kept,
+            vec![7, 8, 9, 17, 18, 19, 27, 28, 29, 37, 38, 39]
+        );
+        let landmarks: Vec<u32> = peaks
+            .iter()
+            .filter(|p| p.landmark)
+            .map(|p| p.frame)
+            .collect();
+        assert_eq!(landmarks, vec![8, 9, 18, 19, 28, 29, 38, 39]);
+    }
+
+    #[test]
     fn refine_finds_the_vertex() {
         // Log power is a parabola with its vertex at 10.25.
         let power: Vec<f32> = (0..20)
             .map(|i| (-(i as f32 - 10.25).powi(2)).exp())
             .collect();
         assert!((refine(&power, 10) - 0.25).abs() < 1e-3);
+    }
+
+    proptest! {
+        #[test]
+        fn sliding_max_matches_the_naive_one(
+            x in proptest::collection::vec(0.0f32..100.0, 1..200),
+            radius in 0usize..12,
+        ) {
+            let (mut scratch, mut out) = (Vec::new(), Vec::new());
+            sliding_max(&x, radius, &mut scratch, &mut out);
+            for (i, &got) in out.iter().enumerate() {
+                let a = i.saturating_sub(radius);
+                let b = (i + radius).min(x.len() - 1);
+                let naive = x[a..=b].iter().fold(f32::MIN, |m, &v| m.max(v));
+                prop_assert_eq!(got, naive);
+            }
+        }
     }
 }

@@ -6,17 +6,17 @@
 //! catalog exactly as it was, and the next writer deletes the orphans. Readers
 //! never lock; one writer at a time holds `LOCK`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use earmark_engine::Landmark;
+use earmark_engine::{Landmark, Peak};
 
 use crate::error::{Error, Result, io};
-use crate::segment::{self, Posting, Segment};
+use crate::segment::{self, PeakList, Posting, Segment, StoredPeak};
 use crate::tracks::{Track, TrackId, TrackMeta, TrackTable};
 
 /// Version of the catalog layout (manifest and file set).
@@ -68,6 +68,8 @@ pub struct Catalog {
     dir: PathBuf,
     manifest: Manifest,
     segments: Vec<Segment>,
+    /// Which segment holds each track's peaks, by track id.
+    peak_segment: Vec<u32>,
     tracks: TrackTable,
 }
 
@@ -99,6 +101,7 @@ impl Catalog {
                 },
             },
             segments: Vec::new(),
+            peak_segment: Vec::new(),
             tracks: TrackTable::default(),
         }
     }
@@ -130,18 +133,28 @@ impl Catalog {
             path: tracks_path.clone(),
             what,
         })?;
-        for segment in &segments {
-            if let Some(t) = segment.tracks().iter().find(|t| tracks.get(**t).is_none()) {
-                return Err(Error::Corrupt {
-                    path: segment.path().to_owned(),
-                    what: format!("postings name track {} which the track table lacks", t.0),
-                });
+        let mut peak_segment = vec![u32::MAX; tracks.len()];
+        for (i, segment) in segments.iter().enumerate() {
+            for t in segment.tracks() {
+                match peak_segment.get_mut(t.0 as usize) {
+                    Some(slot) => *slot = i as u32,
+                    None => {
+                        return Err(Error::Corrupt {
+                            path: segment.path().to_owned(),
+                            what: format!(
+                                "postings name track {} which the track table lacks",
+                                t.0
+                            ),
+                        });
+                    }
+                }
             }
         }
         Ok(Self {
             dir: dir.to_owned(),
             manifest,
             segments,
+            peak_segment,
             tracks,
         })
     }
@@ -164,6 +177,12 @@ impl Catalog {
     /// Calls `hit` for every posting of `hash`; returns how many there were.
     pub fn lookup(&self, hash: u32, mut hit: impl FnMut(TrackId, u32)) -> usize {
         self.segments.iter().map(|s| s.lookup(hash, &mut hit)).sum()
+    }
+
+    /// The stored peaks of a track, in frame order.
+    pub fn peaks(&self, track: TrackId) -> Option<PeakList<'_>> {
+        let segment = *self.peak_segment.get(track.0 as usize)?;
+        Some(self.segments.get(segment as usize)?.peaks(track))
     }
 
     /// Size and content figures.
@@ -195,6 +214,8 @@ pub struct NewTrack {
     pub content_hash: String,
     /// Its landmarks.
     pub landmarks: Vec<Landmark>,
+    /// The peaks kept for verifying matches, in frame order.
+    pub peaks: Vec<Peak>,
 }
 
 /// The single writer of a catalog directory.
@@ -265,9 +286,20 @@ impl CatalogWriter {
         }
         let mut tracks = self.current.tracks.clone();
         let mut postings = Vec::new();
+        let mut peaks = BTreeMap::new();
         let mut ids = Vec::with_capacity(batch.len());
         for new in batch {
             let id = tracks.next_id();
+            peaks.insert(
+                id,
+                new.peaks
+                    .iter()
+                    .map(|p| StoredPeak {
+                        frame: p.frame,
+                        bin: p.bin,
+                    })
+                    .collect::<Vec<_>>(),
+            );
             postings.extend(new.landmarks.iter().map(|l| Posting {
                 hash: l.hash,
                 track: id,
@@ -289,10 +321,13 @@ impl CatalogWriter {
             // Fold every segment into the new one so lookups stay cheap.
             for segment in &self.current.segments {
                 segment.for_each(|p| postings.push(p));
+                segment.for_each_peaks(|track, p| {
+                    peaks.insert(track, p);
+                });
             }
             segments.clear();
         }
-        let bytes = segment::encode(&mut postings, HASH_BITS)?;
+        let bytes = segment::encode(&mut postings, &peaks, HASH_BITS)?;
         segments.push(self.write_file(&format!("seg-{generation:08}.post"), &bytes)?);
         let table = self.write_file(
             &format!("tracks-{generation:08}.jsonl"),
@@ -408,6 +443,12 @@ mod tests {
                     frame: i as u32,
                 })
                 .collect(),
+            peaks: vec![Peak {
+                frame: 1,
+                bin: 50.0,
+                strength: 0.0,
+                landmark: true,
+            }],
         }
     }
 
@@ -434,6 +475,9 @@ mod tests {
         assert!(catalog.info().segments <= MAX_SEGMENTS);
         assert_eq!(hits(&catalog, 7).len(), MAX_SEGMENTS + 2);
         assert_eq!(hits(&catalog, 103), vec![(TrackId(3), 1)]);
+        for t in catalog.tracks().iter() {
+            assert_eq!(catalog.peaks(t.id).map(|p| p.iter().count()), Some(1));
+        }
     }
 
     #[test]

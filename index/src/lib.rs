@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod catalog;
+pub mod constellation;
 mod error;
 mod mmap;
 pub mod segment;

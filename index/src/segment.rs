@@ -12,8 +12,14 @@
 //! | tracks  | `n_tracks` x u32: global track id of each local index      |
 //! | table   | `2^table_bits + 1` x u32: first posting of each bucket     |
 //! | entries | `n_postings` x `width` bits, then 8 bytes of padding       |
+//! | peaks   | `n_tracks + 1` x u32: first peak entry of each track, then  |
+//! |         | the entries (u16) and block bases (u32), see `constellation` |
 //! | footer  | CRC-32 of everything before it, then the end magic         |
+//!
+//! The peaks are each track's constellation in frame order; matching checks
+//! a candidate against them (see `vote`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -40,6 +46,9 @@ pub struct Posting {
     pub frame: u32,
 }
 
+use crate::constellation::{self, BLOCK};
+pub use crate::constellation::{PeakList, StoredPeak};
+
 /// The bit layout of a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Layout {
@@ -63,14 +72,20 @@ fn bits_for(max_value: u64) -> u32 {
     64 - max_value.leading_zeros()
 }
 
-/// Serialises postings into the bytes of a segment file.
+/// Serialises postings and peaks into the bytes of a segment file.
 ///
 /// `hash_bits` is the width of the hash space (every hash is below
-/// `2^hash_bits`). The postings are sorted and deduplicated in place.
+/// `2^hash_bits`). The postings are sorted and deduplicated in place; each
+/// track's peaks must be in frame order.
 ///
 /// # Errors
-/// [`Error::Limit`] if a hash is out of range or the batch cannot be packed.
-pub fn encode(postings: &mut Vec<Posting>, hash_bits: u32) -> Result<Vec<u8>> {
+/// [`Error::Limit`] if a hash or frame is out of range or the batch cannot be
+/// packed.
+pub fn encode(
+    postings: &mut Vec<Posting>,
+    peaks: &BTreeMap<TrackId, Vec<StoredPeak>>,
+    hash_bits: u32,
+) -> Result<Vec<u8>> {
     postings.sort_unstable();
     postings.dedup();
     let n = postings.len() as u64;
@@ -86,11 +101,16 @@ pub fn encode(postings: &mut Vec<Posting>, hash_bits: u32) -> Result<Vec<u8>> {
             max: (1u64 << hash_bits) - 1,
         });
     }
-    let mut tracks: Vec<TrackId> = postings.iter().map(|p| p.track).collect();
+    let mut tracks: Vec<TrackId> = postings
+        .iter()
+        .map(|p| p.track)
+        .chain(peaks.keys().copied())
+        .collect();
     tracks.sort_unstable();
     tracks.dedup();
     let max_frame = postings.iter().map(|p| p.frame).max().unwrap_or(0);
-    let table_bits = bits_for(n / 2).clamp(8, hash_bits.min(24));
+    // About eight postings a bucket: a small table, and a short binary search.
+    let table_bits = bits_for(n / 8).clamp(8, hash_bits.min(24));
     let layout = Layout {
         hash_bits,
         table_bits,
@@ -121,6 +141,18 @@ pub fn encode(postings: &mut Vec<Posting>, hash_bits: u32) -> Result<Vec<u8>> {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out.extend_from_slice(&n.to_le_bytes());
+    let coded: Vec<(Vec<u16>, Vec<u32>)> = tracks
+        .iter()
+        .map(|t| constellation::encode(peaks.get(t).map_or(&[], Vec::as_slice)))
+        .collect();
+    let n_entries: usize = coded.iter().map(|(e, _)| e.len()).sum();
+    if n_entries > u32::MAX as usize {
+        return Err(Error::Limit {
+            what: "peak entries in one segment".into(),
+            max: u32::MAX as u64,
+        });
+    }
+    out.extend_from_slice(&(n_entries as u64).to_le_bytes());
     out.resize(HEADER_LEN, 0);
     for t in &tracks {
         out.extend_from_slice(&t.0.to_le_bytes());
@@ -148,6 +180,19 @@ pub fn encode(postings: &mut Vec<Posting>, hash_bits: u32) -> Result<Vec<u8>> {
         let at = entries_start + (bit / 8) as usize;
         let word = u64::from_le_bytes(read8(&out, at)) | (value << (bit % 8));
         out[at..at + 8].copy_from_slice(&word.to_le_bytes());
+    }
+    // Peaks: where each track's entries start, the entries, the block bases.
+    let mut first = 0u32;
+    for (entries, _) in &coded {
+        out.extend_from_slice(&first.to_le_bytes());
+        first += entries.len() as u32;
+    }
+    out.extend_from_slice(&first.to_le_bytes());
+    for (entries, _) in &coded {
+        out.extend(entries.iter().flat_map(|e| e.to_le_bytes()));
+    }
+    for (_, bases) in &coded {
+        out.extend(bases.iter().flat_map(|b| b.to_le_bytes()));
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -181,6 +226,9 @@ pub struct Segment {
     postings: u64,
     table_at: usize,
     entries_at: usize,
+    peak_index_at: usize,
+    peaks_at: usize,
+    bases_at: usize,
 }
 
 impl Segment {
@@ -221,6 +269,7 @@ impl Segment {
         };
         let n_tracks = read_u32(bytes, 28) as usize;
         let postings = u64::from_le_bytes(read8(bytes, 32));
+        let n_entries = u64::from_le_bytes(read8(bytes, 40));
         if layout.hash_bits > 32
             || layout.table_bits > layout.hash_bits
             || layout.table_bits > 24
@@ -233,8 +282,24 @@ impl Segment {
         let buckets = 1usize << layout.table_bits;
         let entries_at = table_at + (buckets + 1) * 4;
         let entries_len = (postings * layout.width() as u64).div_ceil(8) + 8;
-        if entries_at as u64 + entries_len != body as u64 {
+        let peak_index_at = entries_at + entries_len as usize;
+        let peaks_at = peak_index_at + (n_tracks + 1) * 4;
+        let bases_at = peaks_at + n_entries as usize * 2;
+        if !n_entries.is_multiple_of(BLOCK as u64)
+            || bases_at as u64 + n_entries / BLOCK as u64 * 4 != body as u64
+        {
             return Err(corrupt("section sizes do not add up"));
+        }
+        let mut previous = 0u32;
+        for t in 0..=n_tracks {
+            let at = read_u32(bytes, peak_index_at + t * 4);
+            if at < previous || at as u64 > n_entries || !(at as usize).is_multiple_of(BLOCK) {
+                return Err(corrupt("peak index out of order"));
+            }
+            previous = at;
+        }
+        if previous as u64 != n_entries {
+            return Err(corrupt("peak index does not cover the peaks"));
         }
         let tracks: Vec<TrackId> = (0..n_tracks)
             .map(|i| TrackId(read_u32(bytes, HEADER_LEN + i * 4)))
@@ -258,7 +323,26 @@ impl Segment {
             postings,
             table_at,
             entries_at,
+            peak_index_at,
+            peaks_at,
+            bases_at,
         })
+    }
+
+    /// The stored peaks of `track` (empty if it has none here).
+    pub fn peaks(&self, track: TrackId) -> PeakList<'_> {
+        let bytes = self.map.bytes();
+        let Ok(local) = self.tracks.binary_search(&track) else {
+            return PeakList::default();
+        };
+        let start = read_u32(bytes, self.peak_index_at + local * 4) as usize;
+        let end = read_u32(bytes, self.peak_index_at + (local + 1) * 4) as usize;
+        let entries = bytes.get(self.peaks_at + start * 2..self.peaks_at + end * 2);
+        let bases = bytes.get(self.bases_at + start / BLOCK * 4..self.bases_at + end / BLOCK * 4);
+        match (entries, bases) {
+            (Some(entries), Some(bases)) => PeakList::new(entries, bases),
+            _ => PeakList::default(),
+        }
     }
 
     /// The file this segment was read from.
@@ -279,6 +363,13 @@ impl Segment {
     /// Size of the file in bytes.
     pub fn bytes(&self) -> u64 {
         self.map.bytes().len() as u64
+    }
+
+    /// Calls `each` with every track's peaks.
+    pub fn for_each_peaks(&self, mut each: impl FnMut(TrackId, Vec<StoredPeak>)) {
+        for &track in &self.tracks {
+            each(track, self.peaks(track).iter().collect());
+        }
     }
 
     /// Calls `each` with every posting, in hash order.
@@ -335,14 +426,20 @@ impl Segment {
         let payload = layout.track_bits + layout.frame_bits;
         let frame_mask = (1u64 << layout.frame_bits) - 1;
         let track_mask = (1u64 << layout.track_bits) - 1;
-        let mut found = 0;
-        for i in start..end {
-            let value = self.entry(i, width) & mask;
-            let rest = value >> payload;
-            if rest < want {
-                continue;
+        // Entries are sorted within the bucket: find the first of `hash`.
+        let (mut lo, mut hi) = (start, end);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if (self.entry(mid, width) & mask) >> payload < want {
+                lo = mid + 1;
+            } else {
+                hi = mid;
             }
-            if rest > want {
+        }
+        let mut found = 0;
+        for i in lo..end {
+            let value = self.entry(i, width) & mask;
+            if value >> payload != want {
                 break;
             }
             let local = ((value >> layout.frame_bits) & track_mask) as usize;
@@ -363,7 +460,24 @@ mod tests {
     fn write_and_open(postings: &mut Vec<Posting>) -> (tempfile::TempDir, Segment) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("seg");
-        let bytes = encode(postings, 24).expect("encode");
+        let peaks = BTreeMap::from([(
+            TrackId(7),
+            vec![
+                StoredPeak {
+                    frame: 3,
+                    bin: 20.5,
+                },
+                StoredPeak {
+                    frame: 9,
+                    bin: 300.5,
+                },
+                StoredPeak {
+                    frame: 40,
+                    bin: 100.0,
+                },
+            ],
+        )]);
+        let bytes = encode(postings, &peaks, 24).expect("encode");
         std::fs::write(&path, bytes).expect("write");
         let segment = Segment::open(&path).expect("open");
         (dir, segment)
@@ -391,6 +505,33 @@ mod tests {
                 prop_assert_eq!(hits, expected);
             }
         }
+    }
+
+    #[test]
+    fn peaks_come_back_by_range() {
+        let mut postings = vec![Posting {
+            hash: 5,
+            track: TrackId(1),
+            frame: 9,
+        }];
+        let (_dir, segment) = write_and_open(&mut postings);
+        let all: Vec<StoredPeak> = segment.peaks(TrackId(7)).iter().collect();
+        assert_eq!(all.len(), 3);
+        assert_eq!(
+            all[0],
+            StoredPeak {
+                frame: 3,
+                bin: 20.5
+            }
+        );
+        let some: Vec<u32> = segment
+            .peaks(TrackId(7))
+            .range(4, 40)
+            .map(|p| p.frame)
+            .collect();
+        assert_eq!(some, vec![9]);
+        assert!(segment.peaks(TrackId(1)).is_empty());
+        assert!(segment.peaks(TrackId(2)).is_empty());
     }
 
     #[test]
