@@ -229,3 +229,88 @@ pub fn fingerprint_audio(
         duration_s,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic "song": chords of decaying harmonic tones.
+    fn song(rate: u32, seconds: f32) -> Vec<f32> {
+        let n = (rate as f32 * seconds) as usize;
+        (0..n)
+            .map(|i| {
+                let t = i as f32 / rate as f32;
+                let note = (t * 4.0) as u32;
+                let f0 = 110.0 * 2f32.powf(((note * 7) % 24) as f32 / 12.0);
+                let env = (-(t * 4.0).fract() * 3.0).exp();
+                let w = 2.0 * std::f32::consts::PI * f0 * t;
+                0.3 * env * (w.sin() + 0.5 * (2.0 * w).sin() + 0.3 * (3.1 * w).sin())
+            })
+            .collect()
+    }
+
+    fn run(
+        samples: &[f32],
+        rate: u32,
+        chunks: &[usize],
+        options: &FingerprintOptions,
+    ) -> Fingerprint {
+        let mut fp = Fingerprinter::try_new(options, rate).expect("fingerprinter");
+        let mut out = Fingerprint::default();
+        let mut rest = samples;
+        for &c in chunks.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (now, later) = rest.split_at(c.min(rest.len()));
+            fp.push(now, &mut out);
+            rest = later;
+        }
+        fp.flush(&mut out);
+        out
+    }
+
+    #[test]
+    fn chunking_does_not_change_the_fingerprint() {
+        for rate in [8_000, 44_100, 48_000] {
+            let samples = song(rate, 12.0);
+            for options in [FingerprintOptions::reference(), FingerprintOptions::query()] {
+                let whole = run(&samples, rate, &[samples.len()], &options);
+                assert!(
+                    whole.landmarks.len() > 100,
+                    "{rate}: {}",
+                    whole.landmarks.len()
+                );
+                for chunks in [&[1usize][..], &[441], &[4_096, 17, 999]] {
+                    let parts = run(&samples, rate, chunks, &options);
+                    assert_eq!(whole, parts, "rate {rate}, chunks {chunks:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn silence_makes_no_landmarks() {
+        let out = run(
+            &vec![0.0; 80_000],
+            8_000,
+            &[1_000],
+            &FingerprintOptions::query(),
+        );
+        assert!(out.landmarks.is_empty() && out.peaks.is_empty());
+        assert!(out.frames > 300);
+    }
+
+    #[test]
+    fn a_fingerprinter_can_be_reused_after_flush() {
+        let samples = song(8_000, 5.0);
+        let options = FingerprintOptions::reference();
+        let mut fp = Fingerprinter::try_new(&options, 8_000).expect("fingerprinter");
+        let (mut first, mut second) = (Fingerprint::default(), Fingerprint::default());
+        fp.push(&samples, &mut first);
+        fp.flush(&mut first);
+        fp.push(&samples, &mut second);
+        fp.flush(&mut second);
+        assert_eq!(first, second);
+    }
+}

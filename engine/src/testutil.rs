@@ -56,8 +56,9 @@ pub fn noise(rate_hz: u32, seconds: f32, amplitude: f32, seed: u64) -> Vec<f32> 
 }
 
 /// A synthetic "song": random notes with harmonics and decaying envelopes,
-/// chords of two or three voices and noise-burst percussion. Different seeds
-/// give unrelated songs; the same seed gives the same samples.
+/// chords of two or three voices and noise-burst percussion. Pitches are
+/// drawn from a continuous range (no shared tuning grid), so different seeds
+/// give unrelated songs; the same seed gives the same music at any rate.
 pub fn song(rate_hz: u32, seconds: f32, seed: u64) -> Vec<f32> {
     let mut rng = Rng::new(seed);
     let n = (rate_hz as f32 * seconds) as usize;
@@ -69,9 +70,8 @@ pub fn song(rate_hz: u32, seconds: f32, seed: u64) -> Vec<f32> {
         let len = beat * (1 + rng.below(3)) as f32;
         let voices = 2 + rng.below(2);
         for _ in 0..voices {
-            // MIDI notes 45..93, about 110 Hz to 1.8 kHz.
-            let note = 45.0 + rng.below(48) as f32;
-            let f0 = 440.0 * 2f32.powf((note - 69.0) / 12.0);
+            // About 110 Hz to 1.8 kHz.
+            let f0 = 110.0 * 2f32.powf(rng.range(0.0, 4.0));
             let amp = rng.range(0.05, 0.15);
             let start = (t * rate) as usize;
             let end = (((t + len) * rate) as usize).min(n);
@@ -83,10 +83,13 @@ pub fn song(rate_hz: u32, seconds: f32, seed: u64) -> Vec<f32> {
             }
         }
         if rng.below(2) == 0 {
+            // The burst has its own generator, so its length in samples (which
+            // depends on the rate) does not change the notes that follow.
+            let mut burst = Rng::new(rng.next_u64());
             let start = (t * rate) as usize;
             let end = ((t + 0.05) * rate) as usize;
             for s in out[start.min(n)..end.min(n)].iter_mut() {
-                *s += 0.1 * rng.range(-1.0, 1.0);
+                *s += 0.1 * burst.range(-1.0, 1.0);
             }
         }
         t += len;

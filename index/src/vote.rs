@@ -253,12 +253,17 @@ impl<'c> Matcher<'c> {
             return best;
         };
         let mut best_rate = 1.0;
-        for &factor in &self.options.time_factors {
+        // Factors nearest 1 first; another wins only by a clear excess, so
+        // noise does not tilt an unchanged clip and shift its offset.
+        let mut factors = self.options.time_factors.clone();
+        factors.sort_by(|a, b| a.ln().abs().total_cmp(&b.ln().abs()));
+        for factor in factors {
             // Reference frames advance 1 / factor per query frame.
             let rate = 1.0 / factor.max(0.01) as f64;
             let start = voted.ref_anchor - rate * voted.query_anchor;
             let (n, matched) = self.mask.overlap(&peaks, start, rate);
-            if matched > best.matched || best.peaks == 0 {
+            let clearly_more = matched as f64 > best.matched as f64 * 1.05 + 2.0;
+            if best.peaks == 0 || clearly_more {
                 best_rate = rate;
                 best = Candidate {
                     start_frame: start,

@@ -1,3 +1,9 @@
-//! Integration tests of the earmark binary.
+//! Integration tests of the `earmark` binary, on generated audio.
 
-fn main() {}
+// A failed expectation in a test helper is a failed test, not a crash.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bad_input;
+mod cli;
+mod crash;
+mod util;

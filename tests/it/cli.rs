@@ -1,0 +1,143 @@
+//! The command line's main paths: index, identify, exit codes, JSON.
+
+use crate::util::{Fixture, path, run, stderr, stdout};
+
+#[test]
+fn identify_finds_each_clip_at_its_offset() {
+    let fx = Fixture::songs(4, 40.0);
+    fx.index();
+    for (i, start) in [(0, 5.0), (1, 12.5), (2, 20.0), (3, 30.0)] {
+        let clip = fx.clip(i, start, 8.0, Some(10.0));
+        let out = run(&["identify", "--json", "--db", path(&fx.db()), path(&clip)]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let line: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+        assert_eq!(line["match"]["track_id"], format!("song{i}"));
+        let offset = line["match"]["offset_s"].as_f64().expect("offset");
+        assert!(
+            (offset - start as f64).abs() < 0.1,
+            "song{i}: offset {offset}, expected {start}"
+        );
+        assert!(
+            line["match"]["confidence"]
+                .as_f64()
+                .is_some_and(|c| c > 0.5)
+        );
+        assert!(line["elapsed_ms"].as_f64().is_some());
+        assert!(
+            line["match"]["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with(&format!("song{i}.wav")))
+        );
+    }
+}
+
+#[test]
+fn unknown_audio_is_no_match_with_exit_code_1() {
+    let fx = Fixture::songs(3, 30.0);
+    fx.index();
+    let other = Fixture::songs(5, 30.0);
+    // Song 4 of the second fixture was never indexed.
+    let clip = other.clip(4, 3.0, 10.0, None);
+    let out = run(&["identify", "--json", "--db", path(&fx.db()), path(&clip)]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let line: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+    assert!(line["match"].is_null());
+}
+
+#[test]
+fn adding_the_same_files_again_changes_nothing() {
+    let fx = Fixture::songs(2, 20.0);
+    fx.index();
+    let out = run(&[
+        "index",
+        "add",
+        "--db",
+        path(&fx.db()),
+        path(&fx.dir.path().join("music")),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("added 0 tracks"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("2 already indexed"),
+        "{}",
+        stdout(&out)
+    );
+    let info = run(&["index", "info", "--json", "--db", path(&fx.db())]);
+    let info: serde_json::Value = serde_json::from_str(stdout(&info).trim()).expect("json");
+    assert_eq!(info["tracks"], 2);
+}
+
+#[test]
+fn metadata_csv_names_the_tracks() {
+    let fx = Fixture::songs(2, 20.0);
+    let csv = fx.dir.path().join("meta.csv");
+    let song0 = fx.songs[0].0.canonicalize().expect("canonical");
+    std::fs::write(
+        &csv,
+        format!(
+            "path,id,title,artist,isrc,extra\n{},W-001,\"Walk, Don't Run\",The Testers,CNA001234567,x\n",
+            song0.display()
+        ),
+    )
+    .expect("write csv");
+    let out = run(&[
+        "index",
+        "add",
+        "--db",
+        path(&fx.db()),
+        "--metadata",
+        path(&csv),
+        path(&fx.dir.path().join("music")),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let clip = fx.clip(0, 4.0, 6.0, None);
+    let out = run(&["identify", "--json", "--db", path(&fx.db()), path(&clip)]);
+    let line: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+    assert_eq!(line["match"]["track_id"], "W-001");
+    assert_eq!(line["match"]["title"], "Walk, Don't Run");
+    assert_eq!(line["match"]["artist"], "The Testers");
+    assert_eq!(line["match"]["isrc"], "CNA001234567");
+}
+
+#[test]
+fn index_info_reports_the_catalog() {
+    let fx = Fixture::songs(2, 20.0);
+    fx.index();
+    let out = run(&["index", "info", "--json", "--db", path(&fx.db())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+    assert_eq!(info["tracks"], 2);
+    assert!((info["hours"].as_f64().expect("hours") - 40.0 / 3600.0).abs() < 1e-3);
+    assert!(info["postings"].as_u64().is_some_and(|p| p > 100));
+    assert!(info["bytes_on_disk"].as_u64().is_some_and(|b| b > 1_000));
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        &["--help"][..],
+        &["index", "--help"],
+        &["index", "add", "--help"],
+        &["index", "info", "--help"],
+        &["identify", "--help"],
+        &["eval", "--help"],
+    ] {
+        let out = run(args);
+        assert!(out.status.success(), "{args:?}");
+        assert!(stdout(&out).contains("Usage"), "{args:?}");
+    }
+}
+
+#[test]
+fn missing_catalog_is_an_error_with_exit_code_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(&["identify", "--db", path(&dir.path().join("nope")), "x.wav"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no catalog"), "{}", stderr(&out));
+}
