@@ -167,13 +167,13 @@ impl PeakPicker {
         row.power.clear();
         row.power
             .extend(power.iter().map(|&p| if p.is_finite() { p } else { 0.0 }));
-        // Moving-average envelope through prefix sums.
-        self.prefix.clear();
-        self.prefix.push(0.0);
+        // Moving-average envelope through prefix sums (in f64: powers span
+        // many orders of magnitude).
+        self.prefix.resize(n + 1, 0.0);
         let mut acc = 0.0f64;
-        for &p in &row.power {
+        for (sum, &p) in self.prefix[1..].iter_mut().zip(&row.power) {
             acc += p as f64;
-            self.prefix.push(acc);
+            *sum = acc;
         }
         row.contrast.clear();
         row.contrast.resize(n, 0.0);
@@ -289,17 +289,20 @@ fn sliding_max(x: &[f32], radius: usize, scratch: &mut Vec<f32>, out: &mut Vec<f
     scratch.clear();
     scratch.resize(2 * n, 0.0);
     let (prefix, suffix) = scratch.split_at_mut(n);
+    // Inputs are never NaN, so a plain comparison is a maximum (and cheaper
+    // than `f32::max`, which must handle NaN).
+    let max = |a: f32, b: f32| if a > b { a } else { b };
     for start in (0..n).step_by(w) {
         let end = (start + w).min(n);
         let mut m = f32::MIN;
-        for i in start..end {
-            m = m.max(x[i]);
-            prefix[i] = m;
+        for (p, &v) in prefix[start..end].iter_mut().zip(&x[start..end]) {
+            m = max(m, v);
+            *p = m;
         }
         m = f32::MIN;
-        for i in (start..end).rev() {
-            m = m.max(x[i]);
-            suffix[i] = m;
+        for (s, &v) in suffix[start..end].iter_mut().zip(&x[start..end]).rev() {
+            m = max(m, v);
+            *s = m;
         }
     }
     for (i, o) in out.iter_mut().enumerate() {
@@ -307,9 +310,9 @@ fn sliding_max(x: &[f32], radius: usize, scratch: &mut Vec<f32>, out: &mut Vec<f
         let b = (i + radius).min(n - 1);
         *o = if b - a + 1 == w {
             // A full window starts a block or straddles two.
-            suffix[a].max(prefix[b])
+            max(suffix[a], prefix[b])
         } else {
-            x[a..=b].iter().fold(f32::MIN, |m, &v| m.max(v))
+            x[a..=b].iter().fold(f32::MIN, |m, &v| max(m, v))
         };
     }
 }
