@@ -3,6 +3,9 @@
 //! line gives elements (audio samples) per second: divide by the sample rate
 //! for "x real time".
 
+// A failed expectation in a benchmark setup is a bug in the benchmark.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -3,6 +3,9 @@
 //! songs: 5 s pieces of random songs, each shifted by a random number of
 //! bins, so hash and postings statistics look like music, not uniform noise.
 
+// A failed expectation in a benchmark setup is a bug in the benchmark.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use criterion::{Criterion, criterion_group, criterion_main};
 
 use earmark_engine::hash::PairFields;
