@@ -44,6 +44,27 @@ impl Truth {
             .find_map(|kv| kv.strip_prefix("xfade_from="))
     }
 
+    /// The tempo (track seconds per clip second) and pitch factor the
+    /// degradation applied.
+    fn true_factors(&self) -> Option<(f64, f64)> {
+        let value = |prefix: &str| {
+            self.degradation
+                .strip_prefix(prefix)
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        if let Some(t) = value("tempo_") {
+            Some((t, 1.0))
+        } else if let Some(cents) = value("pitch_") {
+            Some((1.0, 2f64.powf(cents / 1200.0)))
+        } else if let Some(s) = value("speed_") {
+            Some((s, s))
+        } else if self.degradation == "dj" {
+            Some((self.rate_factor.unwrap_or(1.04), 1.0))
+        } else {
+            None
+        }
+    }
+
     /// Whether `offset_s` is where this excerpt starts (or one of its repeats).
     fn offset_ok(&self, offset_s: f64) -> bool {
         std::iter::once(self.start_s_in_track)
@@ -62,6 +83,7 @@ struct Outcome1 {
     truth: Truth,
     answer: Option<String>,
     offset_s: Option<f64>,
+    factors: Option<(f64, f64)>,
     top_score: f32,
     top_votes: u32,
     runner_up_score: f32,
@@ -76,6 +98,9 @@ struct Tally {
     n: u32,
     hits: u32,
     offset_ok: u32,
+    /// Hits on changed audio whose tempo and pitch estimates are within 1%.
+    factor_ok: u32,
+    changed: u32,
     wrong: u32,
     /// Answers naming the track crossfaded into the clip: right about what
     /// is audible, but not the clip's main track.
@@ -90,6 +115,12 @@ impl Tally {
                 self.hits += 1;
                 if o.offset_s.is_some_and(|s| o.truth.offset_ok(s)) {
                     self.offset_ok += 1;
+                }
+                if let (Some((t, p)), Some((et, ep))) = (o.truth.true_factors(), o.factors) {
+                    self.changed += 1;
+                    if (et / t - 1.0).abs() <= 0.01 && (ep / p - 1.0).abs() <= 0.01 {
+                        self.factor_ok += 1;
+                    }
                 }
             }
             Some(a) if o.truth.crossfade_from() == Some(a.as_str()) => self.partner += 1,
@@ -150,6 +181,7 @@ fn run_one(catalog: &Catalog, matcher: &mut Matcher<'_>, path: &Path, truth: &Tr
         truth: truth.clone(),
         answer: None,
         offset_s: None,
+        factors: None,
         top_score: 0.0,
         top_votes: 0,
         runner_up_score: 0.0,
@@ -181,6 +213,7 @@ fn run_one(catalog: &Catalog, matcher: &mut Matcher<'_>, path: &Path, truth: &Tr
             if let Some(m) = id.best {
                 out.answer = external(m.candidate.track);
                 out.offset_s = Some(m.candidate.offset_s());
+                out.factors = Some((m.candidate.tempo as f64, m.candidate.pitch as f64));
             }
         }
         Err(e) => out.error = Some(e.to_string()),
@@ -204,6 +237,8 @@ fn write_details(path: &Path, outcomes: &[Outcome1]) -> anyhow::Result<()> {
         "offset_s",
         "start_s",
         "rate_factor",
+        "tempo",
+        "pitch",
         "elapsed_ms",
         "error",
     ])?;
@@ -225,6 +260,8 @@ fn write_details(path: &Path, outcomes: &[Outcome1]) -> anyhow::Result<()> {
                 .rate_factor
                 .map(|r| r.to_string())
                 .unwrap_or_default(),
+            o.factors.map(|f| format!("{:.4}", f.0)).unwrap_or_default(),
+            o.factors.map(|f| format!("{:.4}", f.1)).unwrap_or_default(),
             format!("{:.3}", o.elapsed_ms),
             o.error.clone().unwrap_or_default(),
         ])?;
@@ -298,7 +335,8 @@ fn report(outcomes: &[Outcome1], as_json: bool) {
                 "rows": rows,
                 "degradations": by_deg,
                 "in_catalog": {"n": overall.n, "hits": overall.hits, "wrong": overall.wrong,
-                                "offset_ok": overall.offset_ok, "rate": overall.rate()},
+                                "offset_ok": overall.offset_ok, "rate": overall.rate(),
+                                "changed_hits": overall.changed, "factor_within_1pc": overall.factor_ok},
                 "out_of_catalog": {"n": ooc, "false_positives": false_positives,
                                    "crossfade_partner": partners},
                 "errors": errors,
@@ -334,6 +372,14 @@ fn report(outcomes: &[Outcome1], as_json: bool) {
         overall.wrong,
         100.0 * overall.offset_ok as f64 / overall.hits.max(1) as f64
     );
+    if overall.changed > 0 {
+        println!(
+            "tempo/pitch/speed/dj hits with both factors within 1% of the truth: {}/{} ({:.1}%)",
+            overall.factor_ok,
+            overall.changed,
+            100.0 * overall.factor_ok as f64 / overall.changed as f64
+        );
+    }
     println!(
         "out of catalog: {false_positives}/{ooc} accepted as a match ({:.2}%); \
          {partners} named the catalog track crossfaded into their first 2 s",

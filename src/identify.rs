@@ -62,7 +62,8 @@ pub fn match_json(catalog: &Catalog, id: &Identification) -> serde_json::Value {
         "path": track.map(|t| t.path.as_str()),
         "offset_s": (m.candidate.offset_s() * 1000.0).round() / 1000.0,
         "score": (m.candidate.score * 100.0).round() / 100.0,
-        "time_factor": m.candidate.time_factor,
+        "tempo": (m.candidate.tempo * 10_000.0).round() / 10_000.0,
+        "pitch": (m.candidate.pitch * 10_000.0).round() / 10_000.0,
         "confidence": (m.confidence * 1000.0).round() / 1000.0,
     })
 }
@@ -127,20 +128,43 @@ fn print_result(
         .best
         .and_then(|m| catalog.tracks().get(m.candidate.track).map(|t| (m, t)))
     {
-        Some((m, t)) => println!(
-            "{}: {} \"{}\"{} at {:.2} s (score {:.1}, confidence {:.2}) [{ms:.1} ms]",
-            file.display(),
-            t.meta.external_id,
-            t.meta.title,
-            if t.meta.artist.is_empty() {
+        Some((m, t)) => {
+            let by = if t.meta.artist.is_empty() {
                 String::new()
             } else {
                 format!(" by {}", t.meta.artist)
-            },
-            m.candidate.offset_s(),
-            m.candidate.score,
-            m.confidence,
-        ),
+            };
+            println!(
+                "{}: {} \"{}\"{by} at {:.2} s{} (score {:.1}, confidence {:.2}) [{ms:.1} ms]",
+                file.display(),
+                t.meta.external_id,
+                t.meta.title,
+                m.candidate.offset_s(),
+                describe_change(m.candidate.tempo, m.candidate.pitch),
+                m.candidate.score,
+                m.confidence,
+            )
+        }
         None => println!("{}: no match [{ms:.1} ms]", file.display()),
+    }
+}
+
+/// "played 4% fast, 1.0 semitone higher" when the match was stretched.
+pub fn describe_change(tempo: f32, pitch: f32) -> String {
+    let mut parts = Vec::new();
+    let percent = (tempo - 1.0) * 100.0;
+    if percent.abs() >= 0.5 {
+        let how = if percent > 0.0 { "fast" } else { "slow" };
+        parts.push(format!("played {:.0}% {how}", percent.abs()));
+    }
+    let semitones = 12.0 * pitch.log2();
+    if semitones.abs() >= 0.1 {
+        let how = if semitones > 0.0 { "higher" } else { "lower" };
+        parts.push(format!("{:.1} semitones {how}", semitones.abs()));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", parts.join(", "))
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::decode::AudioFile;
 use crate::error::Result;
-use crate::hash::{Landmark, PairHasher, PairOptions};
+use crate::hash::{Landmark, PairHasher, PairOptions, TripletHasher, TripletOptions};
 use crate::peaks::{Peak, PeakOptions, PeakPicker};
 use crate::resample::Resampler;
 use crate::stft::Stft;
@@ -22,7 +22,7 @@ pub const HOP_SAMPLES: usize = 256;
 
 /// Names the landmark scheme; a catalog built with another scheme is refused.
 /// Change it whenever a change here changes the hashes.
-pub const SCHEME: &str = "pairs-1 8000Hz/1024/256";
+pub const SCHEME: &str = "pairs+triplets-1 8000Hz/1024/256";
 
 /// Seconds per STFT frame.
 pub const fn frame_seconds() -> f64 {
@@ -35,39 +35,50 @@ pub const fn frame_seconds() -> f64 {
 pub struct FingerprintOptions {
     /// Peak picking.
     pub peaks: PeakOptions,
-    /// Pairing.
+    /// Pairing (the fast path).
     pub pairs: PairOptions,
+    /// Triplets (the path that survives tempo, pitch and speed changes).
+    pub triplets: TripletOptions,
 }
 
 impl FingerprintOptions {
-    /// Landmarks for the catalog: of each second's peaks the 60 strongest are
-    /// stored to verify matches and the 24 strongest of those are paired,
-    /// 4 targets each, which keeps the catalog near 2.7 bytes per second.
+    /// Landmarks for the catalog: peaks up to rank 60 (about the 60
+    /// strongest of each second) are stored to verify matches; those up to
+    /// rank 24 are paired, 4 targets each, and made into triplets with 3
+    /// following peaks.
     pub fn reference() -> Self {
         Self {
             peaks: PeakOptions {
-                per_block: Some((31, 60, 24)),
+                max_rank: Some(60),
                 ..PeakOptions::default()
             },
-            pairs: PairOptions::default(),
+            ..Self::default()
         }
     }
 
     /// Dense peaks for queries: every peak the catalog could have kept (same
-    /// neighbourhood, lower contrast, no density cap) for verification; the
-    /// 60 strongest of each second are paired widely, so most catalog pairs
-    /// are made again even when noise adds peaks between them.
+    /// neighbourhood, lower contrast) for verification; those up to rank 60
+    /// are paired widely, so most catalog pairs are made again even when
+    /// noise adds peaks between them. Triplets use the catalog's density with
+    /// a wider choice of targets, and probe both sides of quantisation
+    /// boundaries.
     pub fn query() -> Self {
         Self {
             peaks: PeakOptions {
                 min_contrast: 2.0,
                 max_per_frame: 6,
-                per_block: Some((31, usize::MAX, 60)),
                 ..PeakOptions::default()
             },
             pairs: PairOptions {
                 fan_out: 10,
+                max_rank: 60,
                 ..PairOptions::default()
+            },
+            triplets: TripletOptions {
+                fan_out: 5,
+                probe_margin: 0.2,
+                max_rank: 30,
+                ..TripletOptions::default()
             },
         }
     }
@@ -100,6 +111,7 @@ pub struct Fingerprinter {
     stft: Stft,
     picker: PeakPicker,
     hasher: PairHasher,
+    triplets: TripletHasher,
     resampled: Vec<f32>,
     samples_in: u64,
     rate_in_hz: u32,
@@ -118,6 +130,7 @@ impl Fingerprinter {
             stft,
             picker,
             hasher: PairHasher::new(options.pairs.clone()),
+            triplets: TripletHasher::new(options.triplets.clone()),
             resampled: Vec::new(),
             samples_in: 0,
             rate_in_hz,
@@ -146,6 +159,7 @@ impl Fingerprinter {
             stft,
             picker,
             hasher,
+            triplets,
             ..
         } = self;
         let Fingerprint {
@@ -157,6 +171,7 @@ impl Fingerprinter {
         let mut peak = |p| {
             peaks.push(p);
             hasher.push(p, &mut emit);
+            triplets.push(p, &mut emit);
         };
         stft.flush(|power| {
             picker.push(power, &mut peak);
@@ -164,6 +179,7 @@ impl Fingerprinter {
         });
         picker.flush(&mut peak);
         hasher.flush(&mut emit);
+        triplets.flush(&mut emit);
         self.samples_in = 0;
     }
 
@@ -172,6 +188,7 @@ impl Fingerprinter {
             stft,
             picker,
             hasher,
+            triplets,
             resampled,
             ..
         } = self;
@@ -185,6 +202,7 @@ impl Fingerprinter {
             picker.push(power, &mut |p| {
                 peaks.push(p);
                 hasher.push(p, &mut emit);
+                triplets.push(p, &mut emit);
             });
             *frames += 1;
         });

@@ -1,15 +1,30 @@
-//! Landmark hashes: pairs of peaks packed into 32-bit keys.
+//! Landmark hashes: pairs and triplets of peaks packed into 24-bit keys.
 //!
-//! An anchor peak is paired with the next peaks in a target zone after it; each
-//! pair becomes a [`Landmark`] whose hash holds the anchor's frequency, the
-//! frequency step to the target and the time between them:
+//! **Pairs** (the fast path) hold an anchor's frequency, the frequency step to
+//! a target peak and the time between them. They are specific but change when
+//! the music is played faster, slower or higher.
 //!
 //! | bits  | field                                         |
 //! |-------|-----------------------------------------------|
-//! | 22    | kind (0 = pair)                               |
+//! | 23    | kind: 0                                       |
 //! | 13-21 | anchor bin, 0..=511                           |
 //! | 6-12  | target bin minus anchor bin, offset by 64     |
 //! | 0-5   | target frame minus anchor frame, 1..=63       |
+//!
+//! **Triplets** (the robust path, after Panako) hold only what a change of
+//! tempo, pitch or speed leaves alone: the ratio of the two time gaps and the
+//! two intervals in semitones, plus the time span and the anchor's octave in
+//! coarse classes that a change of up to about 12% rarely moves (and that a
+//! query probes on both sides of when a value sits near a class boundary).
+//!
+//! | bits  | field                                                  |
+//! |-------|--------------------------------------------------------|
+//! | 23    | kind: 1                                                |
+//! | 17-22 | semitones from anchor to second peak, offset by 24     |
+//! | 11-16 | semitones from anchor to third peak, offset by 24      |
+//! | 7-10  | (second - anchor) / (third - anchor) time, in 8ths     |
+//! | 3-6   | third - anchor time, in classes of a factor of 1.5     |
+//! | 0-2   | anchor octave above 125 Hz                             |
 
 use std::collections::VecDeque;
 
@@ -72,6 +87,8 @@ pub struct PairOptions {
     pub max_delta_frame: u32,
     /// Largest bin distance to a target (at most [`MAX_DELTA_BIN`]).
     pub max_delta_bin: i32,
+    /// Only peaks of lower [`Peak::rank`] take part.
+    pub max_rank: u32,
 }
 
 impl Default for PairOptions {
@@ -81,6 +98,7 @@ impl Default for PairOptions {
             min_delta_frame: 1,
             max_delta_frame: 48,
             max_delta_bin: 63,
+            max_rank: 24,
         }
     }
 }
@@ -106,9 +124,9 @@ impl PairHasher {
     }
 
     /// Adds a peak; emits the landmarks of anchors whose target zone is
-    /// complete. Peaks not marked [`Peak::landmark`] are ignored.
+    /// complete. Peaks of [`PairOptions::max_rank`] or more are ignored.
     pub fn push(&mut self, peak: Peak, out: &mut impl FnMut(Landmark)) {
-        if !peak.landmark {
+        if peak.rank >= self.options.max_rank {
             return;
         }
         while let Some(front) = self.window.front() {
@@ -165,6 +183,227 @@ impl PairHasher {
     }
 }
 
+/// Bit that marks a triplet hash.
+pub const TRIPLET: u32 = 1 << 23;
+/// Largest interval, in semitones, between a triplet's anchor and a target.
+pub const MAX_SEMITONES: i32 = 24;
+/// Frequency of bin 0 of the anchor-octave classes, in bins at the analysis
+/// rate (125 Hz at 7.8125 Hz a bin).
+const OCTAVE_BASE_BIN: f32 = 16.0;
+/// Steps of the time ratio field (it has 4 bits).
+const RATIO_STEPS: u32 = 8;
+/// Ratio between consecutive time-span classes.
+const SPAN_CLASS_RATIO: f32 = 1.5;
+
+/// The decoded fields of a triplet hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TripletFields {
+    /// Semitones from the anchor to the second peak.
+    pub semitones_b: i32,
+    /// Semitones from the anchor to the third peak.
+    pub semitones_c: i32,
+    /// Time from anchor to second peak over time to third, in 8ths.
+    pub ratio: u32,
+    /// Class of the time from anchor to third peak.
+    pub span: u32,
+    /// The anchor's octave.
+    pub octave: u32,
+}
+
+impl TripletFields {
+    /// Packs the fields; `None` if one is out of range.
+    pub fn pack(self) -> Option<u32> {
+        let ok = self.semitones_b.abs() <= MAX_SEMITONES
+            && self.semitones_c.abs() <= MAX_SEMITONES
+            && self.ratio < 16
+            && self.span < 16
+            && self.octave < 8;
+        ok.then(|| {
+            TRIPLET
+                | (((self.semitones_b + MAX_SEMITONES) as u32) << 17)
+                | (((self.semitones_c + MAX_SEMITONES) as u32) << 11)
+                | (self.ratio << 7)
+                | (self.span << 3)
+                | self.octave
+        })
+    }
+
+    /// Unpacks a hash made by [`TripletFields::pack`].
+    pub fn unpack(hash: u32) -> Self {
+        Self {
+            semitones_b: ((hash >> 17) & 0x3f) as i32 - MAX_SEMITONES,
+            semitones_c: ((hash >> 11) & 0x3f) as i32 - MAX_SEMITONES,
+            ratio: (hash >> 7) & 0xf,
+            span: (hash >> 3) & 0xf,
+            octave: hash & 0x7,
+        }
+    }
+}
+
+/// Which triplets are formed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct TripletOptions {
+    /// Each anchor takes this many following peaks and makes a triplet of
+    /// every two of them.
+    pub fan_out: usize,
+    /// Smallest frame gap from anchor to second peak.
+    pub min_gap: u32,
+    /// Smallest frame gap from anchor to third peak: over shorter spans a
+    /// frame of jitter changes the time ratio too much.
+    pub min_span: u32,
+    /// Largest frame gap from anchor to third peak.
+    pub max_span: u32,
+    /// Also emit the neighbouring value of each field that lies within this
+    /// share of a quantisation step of a boundary (queries only; 0 = off).
+    pub probe_margin: f32,
+    /// At most this many hashes per triplet when probing.
+    pub max_probes: usize,
+    /// Only peaks of lower [`Peak::rank`] take part.
+    pub max_rank: u32,
+}
+
+impl Default for TripletOptions {
+    fn default() -> Self {
+        Self {
+            fan_out: 3,
+            min_gap: 4,
+            min_span: 8,
+            max_span: 48,
+            probe_margin: 0.0,
+            max_probes: 8,
+            max_rank: 24,
+        }
+    }
+}
+
+/// A quantised value and, when it sits near a boundary, the other side.
+fn quantise(value: f32, margin: f32) -> (i32, Option<i32>) {
+    let q = value.round();
+    let frac = value - q;
+    let other = (margin > 0.0 && frac.abs() > 0.5 - margin)
+        .then(|| q as i32 + if frac > 0.0 { 1 } else { -1 });
+    (q as i32, other)
+}
+
+/// Streaming triplet hasher: push peaks in frame order, receive landmarks.
+#[derive(Debug)]
+pub struct TripletHasher {
+    options: TripletOptions,
+    window: VecDeque<Peak>,
+    targets: Vec<Peak>,
+}
+
+impl TripletHasher {
+    /// A hasher with the given options.
+    pub fn new(options: TripletOptions) -> Self {
+        let mut options = options;
+        options.max_span = options.max_span.clamp(2, 63);
+        Self {
+            options,
+            window: VecDeque::new(),
+            targets: Vec::new(),
+        }
+    }
+
+    /// Adds a peak; emits the landmarks of anchors whose targets are known.
+    /// Peaks of [`TripletOptions::max_rank`] or more are ignored.
+    pub fn push(&mut self, peak: Peak, out: &mut impl FnMut(Landmark)) {
+        if peak.rank >= self.options.max_rank {
+            return;
+        }
+        while let Some(front) = self.window.front() {
+            if peak.frame <= front.frame + self.options.max_span {
+                break;
+            }
+            self.emit_front(out);
+        }
+        self.window.push_back(peak);
+    }
+
+    /// Emits the landmarks of every remaining anchor and starts afresh.
+    pub fn flush(&mut self, out: &mut impl FnMut(Landmark)) {
+        while !self.window.is_empty() {
+            self.emit_front(out);
+        }
+    }
+
+    fn emit_front(&mut self, out: &mut impl FnMut(Landmark)) {
+        let Some(anchor) = self.window.pop_front() else {
+            return;
+        };
+        let o = &self.options;
+        let semitones = |p: &Peak| 12.0 * (p.bin.max(1.0) / anchor.bin.max(1.0)).log2();
+        self.targets.clear();
+        self.targets.extend(
+            self.window
+                .iter()
+                .filter(|p| {
+                    p.frame >= anchor.frame + o.min_gap && p.frame - anchor.frame <= o.max_span
+                })
+                .filter(|p| semitones(p).abs() <= MAX_SEMITONES as f32 - 0.5)
+                .take(o.fan_out)
+                .copied(),
+        );
+        let octave = (anchor.bin.max(1.0) / OCTAVE_BASE_BIN).log2().max(0.0);
+        let octave = quantise(octave - 0.5, o.probe_margin);
+        for (i, b) in self.targets.iter().enumerate() {
+            for c in &self.targets[i + 1..] {
+                if c.frame <= b.frame || c.frame - anchor.frame < o.min_span {
+                    continue;
+                }
+                let span = (c.frame - anchor.frame) as f32;
+                let ratio = (b.frame - anchor.frame) as f32 / span * RATIO_STEPS as f32;
+                let fields = [
+                    quantise(semitones(b), o.probe_margin),
+                    quantise(semitones(c), o.probe_margin),
+                    quantise(ratio - 0.5, o.probe_margin),
+                    quantise(span.ln() / SPAN_CLASS_RATIO.ln() - 0.5, o.probe_margin),
+                    octave,
+                ];
+                emit_probes(&fields, o.max_probes, anchor.frame, out);
+            }
+        }
+    }
+}
+
+/// Emits the hash of every combination of each field's value and its probed
+/// neighbour, at most `max` of them, the unprobed one first.
+fn emit_probes(
+    fields: &[(i32, Option<i32>); 5],
+    max: usize,
+    frame: u32,
+    out: &mut impl FnMut(Landmark),
+) {
+    let mut made = 0;
+    for mask in 0u32..32 {
+        if made == max {
+            break;
+        }
+        let pick = |k: usize| -> Option<i32> {
+            let (v, other) = fields[k];
+            if mask & (1 << k) == 0 { Some(v) } else { other }
+        };
+        let (Some(b), Some(c), Some(r), Some(s), Some(o)) =
+            (pick(0), pick(1), pick(2), pick(3), pick(4))
+        else {
+            continue;
+        };
+        let packed = TripletFields {
+            semitones_b: b,
+            semitones_c: c,
+            ratio: r.clamp(0, 15) as u32,
+            span: s.clamp(0, 15) as u32,
+            octave: o.clamp(0, 7) as u32,
+        }
+        .pack();
+        if let Some(hash) = packed {
+            out(Landmark { hash, frame });
+            made += 1;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,8 +414,19 @@ mod tests {
         fn pack_unpack_round_trip(bin in 0u32..512, delta_bin in -63i32..=63, delta_frame in 1u32..=63) {
             let fields = PairFields { bin, delta_bin, delta_frame };
             let hash = fields.pack();
-            prop_assert!(hash.is_some());
+            prop_assert!(hash.is_some_and(|h| h & TRIPLET == 0));
             prop_assert_eq!(hash.map(PairFields::unpack), Some(fields));
+        }
+
+        #[test]
+        fn triplet_pack_unpack_round_trip(
+            semitones_b in -24i32..=24, semitones_c in -24i32..=24,
+            ratio in 0u32..16, span in 0u32..16, octave in 0u32..8,
+        ) {
+            let fields = TripletFields { semitones_b, semitones_c, ratio, span, octave };
+            let hash = fields.pack();
+            prop_assert!(hash.is_some_and(|h| h & TRIPLET != 0 && h < 1 << 24));
+            prop_assert_eq!(hash.map(TripletFields::unpack), Some(fields));
         }
     }
 
@@ -214,13 +464,63 @@ mod tests {
         );
     }
 
+    fn triplets(peaks: &[Peak], options: TripletOptions) -> Vec<Landmark> {
+        let mut hasher = TripletHasher::new(options);
+        let mut out = Vec::new();
+        for &p in peaks {
+            hasher.push(p, &mut |l| out.push(l));
+        }
+        hasher.flush(&mut |l| out.push(l));
+        out
+    }
+
+    fn constellation(time_factor: f32, freq_factor: f32) -> Vec<Peak> {
+        // Irregular times and frequencies, spread over 40 frames.
+        [
+            (0, 60.0),
+            (7, 90.0),
+            (13, 71.0),
+            (22, 120.0),
+            (30, 64.0),
+            (38, 101.0),
+        ]
+        .iter()
+        .map(|&(t, f)| Peak {
+            frame: (t as f32 * time_factor).round() as u32,
+            bin: f * freq_factor,
+            strength: 1.0,
+            rank: 0,
+        })
+        .collect()
+    }
+
+    #[test]
+    fn triplets_survive_tempo_and_pitch_changes() {
+        let plain: Vec<u32> = triplets(&constellation(1.0, 1.0), TripletOptions::default())
+            .iter()
+            .map(|l| l.hash)
+            .collect();
+        assert!(plain.len() >= 9, "{}", plain.len());
+        let probing = TripletOptions {
+            probe_margin: 0.25,
+            ..TripletOptions::default()
+        };
+        // 10% slower and a whole tone higher, as a DJ might play it.
+        let changed: Vec<u32> = triplets(&constellation(1.1, 1.12), probing)
+            .iter()
+            .map(|l| l.hash)
+            .collect();
+        let found = plain.iter().filter(|h| changed.contains(h)).count();
+        assert!(found * 2 >= plain.len(), "{found} of {}", plain.len());
+    }
+
     #[test]
     fn anchors_pair_with_nearest_targets() {
         let peak = |frame, bin| Peak {
             frame,
             bin,
             strength: 1.0,
-            landmark: true,
+            rank: 0,
         };
         let mut hasher = PairHasher::new(PairOptions {
             fan_out: 2,

@@ -21,9 +21,11 @@ pub struct Peak {
     /// `tilt` times the log of its frequency (music and most noise lose power
     /// towards high frequencies, so a high peak of equal power stands out more).
     pub strength: f32,
-    /// Whether the peak is strong enough to take part in landmarks; the others
-    /// are kept only to verify matches.
-    pub landmark: bool,
+    /// How many stronger peaks lie within `rank_window` frames of this one
+    /// (0: the strongest around). Landmarks are built from low ranks only, so
+    /// a catalog and a query that share music share those peaks, whatever
+    /// else each of them holds.
+    pub rank: u32,
 }
 
 /// How peaks are picked.
@@ -48,12 +50,13 @@ pub struct PeakOptions {
     pub max_per_frame: usize,
     /// Frequency weighting of [`Peak::strength`].
     pub tilt: f32,
-    /// When set, `(frames, kept, landmarks)`: of each block of `frames` frames
-    /// (counted from the stream's start) only the `kept` strongest peaks are
-    /// emitted, and only the `landmarks` strongest of those take part in
-    /// landmarks. This evens out the density of a catalog across loud and
-    /// quiet music.
-    pub per_block: Option<(u32, usize, usize)>,
+    /// Half-width, in frames, of the window a peak's [`Peak::rank`] counts
+    /// stronger peaks in. Unlike blocks of fixed position, a sliding window
+    /// ranks a peak the same wherever a clip starts.
+    pub rank_window: u32,
+    /// Peaks of this rank or more are dropped (`None` keeps all). This evens
+    /// out the density of a catalog across loud and quiet music.
+    pub max_rank: Option<u32>,
 }
 
 impl Default for PeakOptions {
@@ -68,7 +71,8 @@ impl Default for PeakOptions {
             floor_power: 1e-6,
             max_per_frame: 3,
             tilt: 1.0,
-            per_block: None,
+            rank_window: 15,
+            max_rank: None,
         }
     }
 }
@@ -93,7 +97,10 @@ pub struct PeakPicker {
     prefix: Vec<f64>,
     scratch: Vec<f32>,
     candidates: Vec<Peak>,
-    block: Vec<Peak>,
+    /// Peaks awaiting or serving as context for their rank, in frame order;
+    /// those before `undecided` have been emitted.
+    ranking: VecDeque<Peak>,
+    undecided: usize,
 }
 
 impl std::fmt::Debug for PeakPicker {
@@ -120,7 +127,8 @@ impl PeakPicker {
             prefix: Vec::with_capacity(bins + 1),
             scratch: Vec::with_capacity(bins),
             candidates: Vec::new(),
-            block: Vec::new(),
+            ranking: VecDeque::new(),
+            undecided: 0,
         }
     }
 
@@ -155,7 +163,9 @@ impl PeakPicker {
         for frame in start..self.frames {
             self.emit(frame, out);
         }
-        self.release_block(out);
+        self.rank(u32::MAX, out);
+        self.ranking.clear();
+        self.undecided = 0;
         self.spare.extend(self.rows.drain(..));
         self.first_frame = 0;
         self.frames = 0;
@@ -229,7 +239,7 @@ impl PeakPicker {
                 frame,
                 bin: f as f32 + refine(&row.power, f),
                 strength: row.power[f].ln() + o.tilt * (f as f32).ln(),
-                landmark: true,
+                rank: 0,
             });
         }
         if self.candidates.len() > o.max_per_frame {
@@ -238,34 +248,46 @@ impl PeakPicker {
             self.candidates
                 .sort_unstable_by(|a, b| a.bin.total_cmp(&b.bin));
         }
-        match o.per_block {
-            None => self.candidates.iter().for_each(|&p| out(p)),
-            Some((frames, _, _)) => {
-                if self
-                    .block
-                    .first()
-                    .is_some_and(|p| p.frame / frames != frame / frames)
-                {
-                    self.release_block(out);
-                }
-                self.block.extend_from_slice(&self.candidates);
-            }
+        self.ranking.extend(self.candidates.drain(..));
+        // Peaks more than a window before this frame have all their context.
+        if let Some(complete) = frame.checked_sub(o.rank_window + 1) {
+            self.rank(complete, out);
         }
     }
 
-    /// Emits the strongest peaks of the pending block in frame order.
-    fn release_block(&mut self, out: &mut impl FnMut(Peak)) {
-        if let Some((_, kept, landmarks)) = self.options.per_block {
-            strongest_first(&mut self.block);
-            self.block.truncate(kept);
-            for (rank, p) in self.block.iter_mut().enumerate() {
-                p.landmark = rank < landmarks;
+    /// Ranks and emits the undecided peaks up to frame `upto`, then forgets
+    /// peaks that no undecided peak can see.
+    fn rank(&mut self, upto: u32, out: &mut impl FnMut(Peak)) {
+        let w = self.options.rank_window;
+        while let Some(&p) = self.ranking.get(self.undecided) {
+            if p.frame > upto {
+                break;
             }
-            self.block
-                .sort_unstable_by(|a, b| a.frame.cmp(&b.frame).then(a.bin.total_cmp(&b.bin)));
-            self.block.drain(..).for_each(&mut *out);
+            let rank = self
+                .ranking
+                .iter()
+                .filter(|q| q.frame.abs_diff(p.frame) <= w && outranks(q, &p))
+                .count() as u32;
+            if self.options.max_rank.is_none_or(|m| rank < m) {
+                out(Peak { rank, ..p });
+            }
+            self.undecided += 1;
+        }
+        let horizon = self
+            .ranking
+            .get(self.undecided)
+            .map_or(u32::MAX, |p| p.frame.saturating_sub(w));
+        while self.ranking.front().is_some_and(|q| q.frame < horizon) {
+            self.ranking.pop_front();
+            self.undecided -= 1;
         }
     }
+}
+
+/// Whether `a` outranks `b`: stronger, ties broken by frame then bin.
+fn outranks(a: &Peak, b: &Peak) -> bool {
+    a.strength > b.strength
+        || (a.strength == b.strength && (a.frame, a.bin.to_bits()) < (b.frame, b.bin.to_bits()))
 }
 
 fn strongest_first(peaks: &mut [Peak]) {
@@ -386,32 +408,37 @@ mod tests {
     }
 
     #[test]
-    fn blocks_keep_their_strongest_peaks_in_order() {
-        // One blip per frame, growing stronger with the frame number.
+    fn ranks_count_stronger_peaks_in_the_window() {
+        // One blip per frame, alternately strong and weak, each in its bin.
         let frames: Vec<Vec<f32>> = (0..40)
             .map(|t| {
                 let mut row = vec![1e-3f32; 513];
-                row[100 + 2 * t] = 0.1 + t as f32 * 0.01;
+                row[60 + 20 * (t % 20)] = if t % 2 == 0 { 1.0 } else { 0.1 };
                 row
             })
             .collect();
-        let options = PeakOptions {
+        let options = || PeakOptions {
             time_radius: 0,
-            per_block: Some((10, 3, 2)),
+            tilt: 0.0,
+            rank_window: 2,
+            max_rank: Some(2),
             ..PeakOptions::default()
         };
-        let peaks = pick_with(options, &frames);
-        let frames_kept: Vec<u32> = peaks.iter().map(|p| p.frame).collect();
-        assert_eq!(
-            frames_kept,
-            vec![7, 8, 9, 17, 18, 19, 27, 28, 29, 37, 38, 39]
-        );
-        let landmarks: Vec<u32> = peaks
-            .iter()
-            .filter(|p| p.landmark)
-            .map(|p| p.frame)
-            .collect();
-        assert_eq!(landmarks, vec![8, 9, 18, 19, 28, 29, 38, 39]);
+        let peaks = pick_with(options(), &frames);
+        // A weak peak has two strong ones within 2 frames: rank 2, dropped.
+        // Equal strong peaks tie, and the earlier one outranks: rank 1 but
+        // for the first.
+        assert!(peaks.iter().all(|p| p.frame % 2 == 0 && p.rank < 2));
+        assert_eq!(peaks.len(), 20);
+        // The same stream cut at another place ranks its middle the same.
+        let later = pick_with(options(), &frames[10..]);
+        let mid = |ps: &[Peak], shift: u32| -> Vec<(u32, u32)> {
+            ps.iter()
+                .filter(|p| (15..30).contains(&(p.frame + shift)))
+                .map(|p| (p.frame + shift, p.rank))
+                .collect()
+        };
+        assert_eq!(mid(&peaks, 0), mid(&later, 10));
     }
 
     #[test]

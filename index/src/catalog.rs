@@ -447,7 +447,7 @@ mod tests {
                 frame: 1,
                 bin: 50.0,
                 strength: 0.0,
-                landmark: true,
+                rank: 0,
             }],
         }
     }

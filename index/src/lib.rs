@@ -11,7 +11,9 @@ pub mod constellation;
 mod error;
 mod mmap;
 pub mod segment;
+pub mod stretch;
 pub mod tracks;
+pub mod verify;
 pub mod vote;
 
 pub use catalog::{Catalog, CatalogInfo, CatalogWriter, NewTrack};

@@ -1,29 +1,28 @@
 //! Matching: hash votes find candidates, the peak constellation decides.
 //!
-//! 1. **Vote.** Every query landmark whose hash is in the catalog votes for
-//!    `(track, reference frame - query frame)`. A true match piles its votes on
-//!    one offset; chance hits scatter. Votes within `offset_tolerance` frames of
-//!    each other count together. The best offset of each track is a candidate.
-//! 2. **Verify.** Hash votes need two peaks to survive, so under heavy noise a
-//!    true match may get only a few more votes than chance. Each candidate is
-//!    therefore checked against the track's stored peaks: the share of
-//!    reference peaks in the aligned span that reappear among the query's
-//!    peaks (within a frame and a bin), against the share at deliberately wrong
-//!    alignments of the same track. Those measure how much two unrelated
-//!    stretches of this music overlap by chance (shared keys, sustained notes),
-//!    which a uniform chance model underestimates. The excess, in standard
-//!    errors, is the candidate's score. Small tempo differences are absorbed by
-//!    trying a few time factors around the vote's anchor point.
-//! 3. **Accept.** The best score must clear a threshold and the best other
-//!    track by a margin; otherwise the answer is "no match", because a wrong
-//!    identification is a wrong royalty claim.
+//! 1. **Vote.** Every pair landmark of the query whose hash is in the catalog
+//!    votes for `(track, reference frame - query frame)`. A true match piles
+//!    its votes on one offset; chance hits scatter. Votes within
+//!    `offset_tolerance` frames of each other count together. The best offset
+//!    of each track is a candidate.
+//! 2. **Verify** each candidate against the track's stored peaks (see
+//!    [`crate::verify`]), trying a few tempos near 1 around the vote's anchor.
+//! 3. **Accept** the best score if it clears a threshold and beats the best
+//!    other track by a margin; otherwise the answer is "no match", because a
+//!    wrong identification is a wrong royalty claim.
+//! 4. **Stretch.** When nothing is accepted, the triplet landmarks, which a
+//!    change of tempo, pitch or speed leaves alone, nominate tracks; their
+//!    tempo and pitch are estimated (see [`crate::stretch`]) and the resulting
+//!    alignments are verified and accepted by the same rule.
 
 use earmark_engine::fingerprint::frame_seconds;
-use earmark_engine::{Fingerprint, Peak};
+use earmark_engine::hash::TRIPLET;
+use earmark_engine::{Fingerprint, Landmark};
 
 use crate::catalog::Catalog;
-use crate::segment::PeakList;
+use crate::stretch::{QueryPeaks, TempoRange, estimate_pitch, fit_tempo};
 use crate::tracks::TrackId;
+use crate::verify::{Alignment, PeakMask};
 
 /// Voting, verification and acceptance parameters.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -41,8 +40,14 @@ pub struct MatchOptions {
     pub frame_tolerance: i32,
     /// ...and this many bins of a query peak.
     pub bin_tolerance: i32,
-    /// Time factors (query duration over reference duration) tried.
-    pub time_factors: Vec<f32>,
+    /// Tempos (track duration over query duration) tried on the fast path.
+    pub tempos: Vec<f32>,
+    /// Tracks with the most triplet hits examined on the stretch path.
+    pub stretch_candidates: usize,
+    /// Largest tempo change searched on the stretch path (0.14: 14%).
+    pub max_tempo_change: f32,
+    /// Largest pitch change searched on the stretch path, in semitones.
+    pub max_pitch_semitones: f32,
     /// Smallest score (standard deviations above chance) accepted.
     pub min_score: f32,
     /// Fewest reference peaks that must be found again.
@@ -60,7 +65,10 @@ impl Default for MatchOptions {
             min_votes: 3,
             frame_tolerance: 1,
             bin_tolerance: 1,
-            time_factors: vec![0.96, 0.98, 1.0, 1.02, 1.04],
+            tempos: vec![0.96, 0.98, 1.0, 1.02, 1.04],
+            stretch_candidates: 12,
+            max_tempo_change: 0.14,
+            max_pitch_semitones: 2.6,
             min_score: 6.0,
             min_matched: 8,
             min_margin: 4.0,
@@ -77,8 +85,10 @@ pub struct Candidate {
     pub votes: u32,
     /// Frame in the track heard at the start of the query.
     pub start_frame: f64,
-    /// Query duration over reference duration (above 1: played slower).
-    pub time_factor: f32,
+    /// Track duration over query duration (1.04: played 4% fast).
+    pub tempo: f32,
+    /// Query frequency over track frequency (1.06: a semitone higher).
+    pub pitch: f32,
     /// Reference peaks in the aligned span.
     pub peaks: u32,
     /// Of those, found again in the query.
@@ -123,8 +133,11 @@ pub struct Matcher<'c> {
     catalog: &'c Catalog,
     options: MatchOptions,
     votes: Vec<u64>,
-    query: Vec<earmark_engine::Landmark>,
+    query: Vec<Landmark>,
     mask: PeakMask,
+    peaks: QueryPeaks,
+    hits: Vec<(u32, u32, u32)>,
+    total_landmarks: u64,
 }
 
 /// A vote packs track, offset and query frame into one sortable word:
@@ -163,6 +176,9 @@ impl<'c> Matcher<'c> {
             votes: Vec::new(),
             query: Vec::new(),
             mask: PeakMask::default(),
+            peaks: QueryPeaks::default(),
+            hits: Vec::new(),
+            total_landmarks: catalog.tracks().iter().map(|t| t.landmarks).sum(),
         }
     }
 
@@ -173,7 +189,10 @@ impl<'c> Matcher<'c> {
 
     /// Identifies a query fingerprint.
     pub fn identify(&mut self, query: &Fingerprint) -> Identification {
-        let voted = self.vote(query);
+        self.query.clear();
+        self.query.extend_from_slice(&query.landmarks);
+        self.query.sort_unstable();
+        self.query.dedup();
         let query_landmarks = self.query.len() as u32;
         self.mask.build(
             &query.peaks,
@@ -181,12 +200,23 @@ impl<'c> Matcher<'c> {
             self.options.frame_tolerance,
             self.options.bin_tolerance,
         );
-        let mut candidates: Vec<Candidate> = voted.iter().map(|v| self.verify(v)).collect();
-        candidates.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.track.cmp(&b.track)));
-        let best = candidates.first().copied().and_then(|top| {
-            let runner_up_score = candidates.get(1).map_or(0.0, |c| c.score.max(0.0));
-            self.accept(top, runner_up_score)
-        });
+        let mut candidates: Vec<Candidate> = self
+            .vote()
+            .iter()
+            .map(|v| self.verify_near_one(v))
+            .collect();
+        let mut best = self.accept(&mut candidates);
+        if best.is_none() {
+            self.peaks.build(&query.peaks, query.frames as usize);
+            for c in self.stretch() {
+                match candidates.iter_mut().find(|x| x.track == c.track) {
+                    Some(x) if x.score >= c.score => {}
+                    Some(x) => *x = c,
+                    None => candidates.push(c),
+                }
+            }
+            best = self.accept(&mut candidates);
+        }
         Identification {
             best,
             candidates,
@@ -194,7 +224,11 @@ impl<'c> Matcher<'c> {
         }
     }
 
-    fn accept(&self, top: Candidate, runner_up_score: f32) -> Option<Match> {
+    /// Sorts candidates by score and applies the accept rule to the best.
+    fn accept(&self, candidates: &mut [Candidate]) -> Option<Match> {
+        candidates.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.track.cmp(&b.track)));
+        let top = *candidates.first()?;
+        let runner_up_score = candidates.get(1).map_or(0.0, |c| c.score.max(0.0));
         let o = &self.options;
         let clears = top.score >= o.min_score
             && top.matched >= o.min_matched
@@ -207,16 +241,13 @@ impl<'c> Matcher<'c> {
         })
     }
 
-    /// The best-voted offset of each track, most votes first.
-    fn vote(&mut self, query: &Fingerprint) -> Vec<Voted> {
-        self.query.clear();
-        self.query.extend_from_slice(&query.landmarks);
-        self.query.sort_unstable();
-        self.query.dedup();
+    /// The best-voted offset of each track from pair landmarks, most votes
+    /// first.
+    fn vote(&mut self) -> Vec<Voted> {
         self.votes.clear();
         let limit = self.options.max_postings_per_hash;
         let mut hits = Vec::new();
-        for l in &self.query {
+        for l in self.query.iter().filter(|l| l.hash & TRIPLET == 0) {
             hits.clear();
             let n = self
                 .catalog
@@ -237,65 +268,117 @@ impl<'c> Matcher<'c> {
         best
     }
 
-    /// Scores a voted alignment against the track's peaks at the best of the
-    /// configured time factors.
-    fn verify(&self, voted: &Voted) -> Candidate {
-        let mut best = Candidate {
-            track: voted.track,
-            votes: voted.votes,
-            start_frame: voted.ref_anchor - voted.query_anchor,
-            time_factor: 1.0,
-            peaks: 0,
-            matched: 0,
-            score: 0.0,
-        };
+    /// Verifies a voted offset at the fast path's tempos, pivoting on the
+    /// vote's anchor point.
+    fn verify_near_one(&self, voted: &Voted) -> Candidate {
+        let plain = Alignment::plain(voted.ref_anchor - voted.query_anchor);
         let Some(peaks) = self.catalog.peaks(voted.track) else {
-            return best;
+            return candidate(voted.track, voted.votes, plain, Default::default(), 0.0);
         };
-        let mut best_rate = 1.0;
-        // Factors nearest 1 first; another wins only by a clear excess, so
+        // Tempos nearest 1 first; another wins only by a clear excess, so
         // noise does not tilt an unchanged clip and shift its offset.
-        let mut factors = self.options.time_factors.clone();
-        factors.sort_by(|a, b| a.ln().abs().total_cmp(&b.ln().abs()));
-        for factor in factors {
-            // Reference frames advance 1 / factor per query frame.
-            let rate = 1.0 / factor.max(0.01) as f64;
-            let start = voted.ref_anchor - rate * voted.query_anchor;
-            let (n, matched) = self.mask.overlap(&peaks, start, rate);
-            let clearly_more = matched as f64 > best.matched as f64 * 1.05 + 2.0;
-            if best.peaks == 0 || clearly_more {
-                best_rate = rate;
-                best = Candidate {
-                    start_frame: start,
-                    time_factor: factor,
-                    peaks: n,
-                    matched,
-                    ..best
-                };
+        let mut tempos = self.options.tempos.clone();
+        tempos.sort_by(|a, b| a.ln().abs().total_cmp(&b.ln().abs()));
+        let mut best: Option<(Alignment, u32)> = None;
+        for tempo in tempos {
+            let tempo = tempo as f64;
+            let a = Alignment {
+                start_frame: voted.ref_anchor - tempo * voted.query_anchor,
+                tempo,
+                pitch: 1.0,
+            };
+            let matched = self.mask.overlap(&peaks, a).matched;
+            if best.is_none_or(|(_, m)| matched as f64 > m as f64 * 1.05 + 2.0) {
+                best = Some((a, matched));
             }
         }
-        let (mut n, mut matched) = (0u64, 0u64);
-        for &shift in &BACKGROUND_SHIFTS {
-            let start = best.start_frame + shift as f64 * best_rate;
-            let (k, m) = self.mask.overlap(&peaks, start, best_rate);
-            n += k as u64;
-            matched += m as u64;
+        let a = best.map_or(plain, |b| b.0);
+        let (overlap, score) = self.mask.score(&peaks, a);
+        candidate(voted.track, voted.votes, a, overlap, score)
+    }
+
+    /// Candidates from triplet hits, at their estimated tempo and pitch.
+    fn stretch(&mut self) -> Vec<Candidate> {
+        let o = &self.options;
+        self.hits.clear();
+        let mut found = Vec::new();
+        for l in self.query.iter().filter(|l| l.hash & TRIPLET != 0) {
+            found.clear();
+            let n = self
+                .catalog
+                .lookup(l.hash, |track, frame| found.push((track.0, frame, l.frame)));
+            if n <= o.max_postings_per_hash {
+                self.hits.extend_from_slice(&found);
+            }
         }
-        if n == 0 || best.peaks == 0 {
-            return best;
+        self.hits.sort_unstable();
+        self.hits.dedup();
+        // Each track's run of hits, ranked by its excess over the hits a
+        // track of its size collects by chance (long tracks collect more), in
+        // standard deviations.
+        let total_hits = self.hits.len() as f64;
+        let mut tracks: Vec<(f64, u32, usize, usize)> = Vec::new();
+        let mut start = 0;
+        while start < self.hits.len() {
+            let track = self.hits[start].0;
+            let end = start + self.hits[start..].partition_point(|h| h.0 == track);
+            let share = self.catalog.tracks().get(TrackId(track)).map_or(0.0, |t| {
+                t.landmarks as f64 / self.total_landmarks.max(1) as f64
+            });
+            let expected = (total_hits * share).max(1.0);
+            let excess = ((end - start) as f64 - expected) / expected.sqrt();
+            tracks.push((excess, track, start, end));
+            start = end;
         }
-        let share = matched as f64 / n as f64;
-        let expected = best.peaks as f64 * share;
-        let variance = (expected * (1.0 - share)).max(1.0);
-        best.score = ((best.matched as f64 - expected) / variance.sqrt()) as f32;
-        best
+        tracks.sort_unstable_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+        tracks.truncate(o.stretch_candidates);
+        let change = o.max_tempo_change as f64;
+        let range = TempoRange {
+            min: 1.0 - change,
+            max: 1.0 + change,
+            step: 0.01,
+        };
+        let mut out = Vec::new();
+        for (_, track, a, b) in tracks {
+            let pairs: Vec<(u32, u32)> = self.hits[a..b].iter().map(|h| (h.1, h.2)).collect();
+            let Some((line, votes)) = fit_tempo(&pairs, range) else {
+                continue;
+            };
+            if votes < o.min_votes {
+                continue;
+            }
+            let track = TrackId(track);
+            let Some(peaks) = self.catalog.peaks(track) else {
+                continue;
+            };
+            let pitch = estimate_pitch(&peaks, &self.peaks, line, o.max_pitch_semitones as f64)
+                .unwrap_or(1.0);
+            let a = Alignment { pitch, ..line };
+            let (overlap, score) = self.mask.score(&peaks, a);
+            out.push(candidate(track, votes, a, overlap, score));
+        }
+        out
     }
 }
 
-/// Offsets, in frames, of the wrong alignments that measure chance overlap:
-/// 1.2 to 8.2 seconds either way, irregular so that a looped track does not
-/// line up with itself at all of them.
-const BACKGROUND_SHIFTS: [i32; 8] = [-257, -173, -97, -37, 37, 97, 173, 257];
+fn candidate(
+    track: TrackId,
+    votes: u32,
+    a: Alignment,
+    overlap: crate::verify::Overlap,
+    score: f32,
+) -> Candidate {
+    Candidate {
+        track,
+        votes,
+        start_frame: a.start_frame,
+        tempo: a.tempo as f32,
+        pitch: a.pitch as f32,
+        peaks: overlap.peaks,
+        matched: overlap.matched,
+        score,
+    }
+}
 
 /// The best vote window of one track.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -356,67 +439,6 @@ fn tally(votes: &[u64], tolerance: i64) -> Vec<Voted> {
     best
 }
 
-/// The query's peaks dilated by the tolerances, as a bitmap over
-/// `(frame, bin)`.
-#[derive(Debug, Default)]
-struct PeakMask {
-    frames: usize,
-    bits: Vec<u64>,
-}
-
-const WORDS_PER_FRAME: usize = 8;
-const BINS: usize = WORDS_PER_FRAME * 64;
-
-impl PeakMask {
-    fn build(&mut self, peaks: &[Peak], frames: usize, frame_tol: i32, bin_tol: i32) {
-        self.frames = frames;
-        self.bits.clear();
-        self.bits.resize(frames * WORDS_PER_FRAME, 0);
-        for p in peaks {
-            let bin = p.bin.round() as i64;
-            for df in -frame_tol..=frame_tol {
-                let f = p.frame as i64 + df as i64;
-                if f < 0 || f >= frames as i64 {
-                    continue;
-                }
-                for db in -bin_tol..=bin_tol {
-                    let b = bin + db as i64;
-                    if (0..BINS as i64).contains(&b) {
-                        let b = b as usize;
-                        self.bits[f as usize * WORDS_PER_FRAME + b / 64] |= 1 << (b % 64);
-                    }
-                }
-            }
-        }
-    }
-
-    fn contains(&self, frame: usize, bin: usize) -> bool {
-        bin < BINS
-            && frame < self.frames
-            && self.bits[frame * WORDS_PER_FRAME + bin / 64] & (1 << (bin % 64)) != 0
-    }
-
-    /// How many of the reference peaks mapped by `query = (ref - start) /
-    /// rate` fall inside the query, and how many of those hit the mask.
-    fn overlap(&self, peaks: &PeakList<'_>, start: f64, rate: f64) -> (u32, u32) {
-        let end = start + rate * self.frames as f64;
-        let (mut n, mut matched) = (0u32, 0u32);
-        let per_ref_frame = 1.0 / rate;
-        for p in peaks.range(start.max(0.0).floor() as u32, end.max(0.0).ceil() as u32) {
-            // Adding 0.5 and truncating rounds; negatives are rejected first.
-            let q = (p.frame as f64 - start) * per_ref_frame + 0.5;
-            if q < 0.0 || q >= self.frames as f64 {
-                continue;
-            }
-            n += 1;
-            if self.contains(q as usize, (p.bin + 0.5) as usize) {
-                matched += 1;
-            }
-        }
-        (n, matched)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,19 +485,5 @@ mod tests {
         let best = tally(&votes, 1);
         assert_eq!(best[0].votes, 3);
         assert!(best[0].ref_anchor - best[0].query_anchor < -6.0);
-    }
-
-    #[test]
-    fn mask_dilates_peaks() {
-        let peaks = [Peak {
-            frame: 5,
-            bin: 100.4,
-            strength: 0.0,
-            landmark: true,
-        }];
-        let mut mask = PeakMask::default();
-        mask.build(&peaks, 10, 1, 1);
-        assert!(mask.contains(4, 99) && mask.contains(6, 101) && mask.contains(5, 100));
-        assert!(!mask.contains(3, 100) && !mask.contains(5, 102) && !mask.contains(10, 100));
     }
 }

@@ -11,7 +11,7 @@ fn kill_during_ingest_keeps_the_previous_catalog() {
     // A second batch of 12 songs, added as one transaction: after a SIGKILL
     // at any moment the catalog holds 2 tracks or 14, never anything between
     // and never an unreadable state.
-    let more = Fixture::songs(12, 30.0);
+    let more = Fixture::songs_from(100, 12, 30.0);
     for delay_ms in [150, 600, 1_500] {
         let mut child = earmark()
             .args(["index", "add", "--jobs", "1", "--db", path(&fx.db())])
@@ -48,7 +48,13 @@ fn kill_during_ingest_keeps_the_previous_catalog() {
     // The earlier songs are still found.
     let clip = fx.clip(1, 3.0, 6.0, None);
     let out = run(&["identify", "--json", "--db", path(&fx.db()), path(&clip)]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     // And a new writer finishes the job.
     let out = run(&[
         "index",

@@ -37,11 +37,17 @@ pub struct Fixture {
 impl Fixture {
     /// `n` mono songs of `seconds` each, written as stereo WAV.
     pub fn songs(n: u64, seconds: f32) -> Self {
+        Self::songs_from(1, n, seconds)
+    }
+
+    /// As [`Fixture::songs`], from generator seed `first` on: fixtures with
+    /// disjoint seeds hold different music.
+    pub fn songs_from(first: u64, n: u64, seconds: f32) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("music")).expect("mkdir");
         let songs = (0..n)
             .map(|seed| {
-                let mono = song(RATE, seconds, seed + 1);
+                let mono = song(RATE, seconds, first + seed);
                 let stereo: Vec<f32> = mono.iter().flat_map(|&s| [s, s * 0.8]).collect();
                 let path = dir.path().join("music").join(format!("song{seed}.wav"));
                 write_wav(&path, RATE, 2, &stereo).expect("write song");

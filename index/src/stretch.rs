@@ -1,0 +1,217 @@
+//! The path for music played faster, slower, higher or lower.
+//!
+//! Triplet hashes do not change with tempo or pitch, but their hits do not
+//! line up on one offset either: under a tempo change the track frame of a
+//! hit is `start + tempo * query frame`. For each track with enough triplet
+//! hits, a Hough search over a grid of tempos finds the line that most hits
+//! lie on, and a least-squares fit through those hits refines it. The pitch
+//! factor is then read off the peaks themselves: the ratio between each track
+//! peak and the query peaks near where the line maps it piles up at the true
+//! factor. The resulting alignment is verified like any other.
+
+use earmark_engine::Peak;
+
+use crate::constellation::PeakList;
+use crate::verify::Alignment;
+
+/// Tempos searched, as track frames per query frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TempoRange {
+    /// Slowest tempo tried.
+    pub min: f64,
+    /// Fastest tempo tried.
+    pub max: f64,
+    /// Grid step.
+    pub step: f64,
+}
+
+/// Finds the line `track = start + tempo * query` through most `(track
+/// frame, query frame)` hits; returns it and how many hits lie on it.
+pub fn fit_tempo(hits: &[(u32, u32)], range: TempoRange) -> Option<(Alignment, u32)> {
+    if hits.len() < 3 {
+        return None;
+    }
+    let max_query = hits.iter().map(|h| h.1).max().unwrap_or(0) as f64;
+    // A neighbouring grid tempo drifts by step / 2 per frame at most.
+    let width = 2.0 + range.step * max_query / 2.0;
+    let mut starts = Vec::with_capacity(hits.len());
+    let mut best: Option<(f64, f64, u32)> = None;
+    let steps = ((range.max - range.min) / range.step).round() as usize;
+    for k in 0..=steps {
+        let tempo = range.min + k as f64 * range.step;
+        starts.clear();
+        starts.extend(hits.iter().map(|&(r, q)| r as f64 - tempo * q as f64));
+        starts.sort_by(f64::total_cmp);
+        let mut lo = 0;
+        for hi in 0..starts.len() {
+            while starts[hi] - starts[lo] > width {
+                lo += 1;
+            }
+            let count = (hi - lo + 1) as u32;
+            if best.is_none_or(|b| count > b.2) {
+                best = Some((tempo, (starts[hi] + starts[lo]) / 2.0, count));
+            }
+        }
+    }
+    let (tempo, start, _) = best?;
+    // Least squares through the hits near the line.
+    let near: Vec<(f64, f64)> = hits
+        .iter()
+        .map(|&(r, q)| (q as f64, r as f64))
+        .filter(|&(q, r)| (r - start - tempo * q).abs() <= width)
+        .collect();
+    let n = near.len() as f64;
+    let (mq, mr) = near
+        .iter()
+        .fold((0.0, 0.0), |(a, b), &(q, r)| (a + q / n, b + r / n));
+    let (sqq, sqr) = near.iter().fold((0.0, 0.0), |(a, b), &(q, r)| {
+        (a + (q - mq) * (q - mq), b + (q - mq) * (r - mr))
+    });
+    let fitted = if sqq > 0.0 { sqr / sqq } else { tempo };
+    // A fit outside the searched range is noise; keep the grid's answer.
+    let tempo = if (range.min..=range.max).contains(&fitted) {
+        fitted
+    } else {
+        tempo
+    };
+    let alignment = Alignment {
+        start_frame: mr - tempo * mq,
+        tempo,
+        pitch: 1.0,
+    };
+    Some((alignment, near.len() as u32))
+}
+
+/// A query's peaks with an index by frame.
+#[derive(Debug, Default)]
+pub struct QueryPeaks {
+    peaks: Vec<Peak>,
+    /// Index of the first peak of each frame, then the total.
+    starts: Vec<u32>,
+}
+
+impl QueryPeaks {
+    /// Indexes peaks sorted by frame.
+    pub fn build(&mut self, peaks: &[Peak], frames: usize) {
+        self.peaks.clear();
+        self.peaks.extend_from_slice(peaks);
+        self.starts.clear();
+        let mut i = 0;
+        for frame in 0..=frames {
+            while i < peaks.len() && (peaks[i].frame as usize) < frame {
+                i += 1;
+            }
+            self.starts.push(i as u32);
+        }
+    }
+
+    fn in_frame(&self, frame: usize) -> &[Peak] {
+        match (self.starts.get(frame), self.starts.get(frame + 1)) {
+            (Some(&a), Some(&b)) => &self.peaks[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+}
+
+/// Steps of the pitch histogram, in semitones.
+const PITCH_STEP: f64 = 0.1;
+
+/// Estimates the pitch factor of an alignment from how the track's peaks and
+/// the query's peaks near them are spaced in frequency; `None` when no
+/// factor within `max_semitones` stands out.
+pub fn estimate_pitch(
+    peaks: &PeakList<'_>,
+    query: &QueryPeaks,
+    a: Alignment,
+    max_semitones: f64,
+) -> Option<f64> {
+    let frames = query.starts.len().saturating_sub(1);
+    let half = (max_semitones / PITCH_STEP).ceil() as i64;
+    let mut histogram = vec![0u32; (2 * half + 1) as usize];
+    let mut ratios = Vec::new();
+    let end = a.start_frame + a.tempo * frames as f64;
+    for p in peaks.range(a.start_frame.max(0.0) as u32, end.max(0.0).ceil() as u32) {
+        let q = ((p.frame as f64 - a.start_frame) / a.tempo).round() as i64;
+        for frame in (q - 1).max(0)..=(q + 1) {
+            for qp in query.in_frame(frame as usize) {
+                let semitones = 12.0 * (qp.bin as f64 / p.bin.max(1.0) as f64).log2();
+                if semitones.abs() <= max_semitones {
+                    let k = (semitones / PITCH_STEP).round() as i64 + half;
+                    histogram[k as usize] += 1;
+                    ratios.push(semitones);
+                }
+            }
+        }
+    }
+    // The densest window of three steps.
+    let (mode, count) = (1..histogram.len().saturating_sub(1))
+        .map(|k| (k, histogram[k - 1] + histogram[k] + histogram[k + 1]))
+        .max_by_key(|&(_, c)| c)?;
+    if count < 4 {
+        return None;
+    }
+    let centre = (mode as i64 - half) as f64 * PITCH_STEP;
+    let near: Vec<f64> = ratios
+        .into_iter()
+        .filter(|s| (s - centre).abs() <= 1.5 * PITCH_STEP)
+        .collect();
+    let mean = near.iter().sum::<f64>() / near.len().max(1) as f64;
+    Some(2f64.powf(mean / 12.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::constellation::{StoredPeak, encode};
+
+    const RANGE: TempoRange = TempoRange {
+        min: 0.86,
+        max: 1.16,
+        step: 0.01,
+    };
+
+    #[test]
+    fn tempo_line_is_found_among_noise() {
+        // 40 hits on track = 500 + 1.07 * query, 200 scattered ones.
+        let mut hits: Vec<(u32, u32)> = (0..40)
+            .map(|i| {
+                let q = i * 7;
+                ((500.0 + 1.07 * q as f64).round() as u32, q)
+            })
+            .collect();
+        hits.extend((0..200u32).map(|i| ((i * 7919) % 3000, (i * 104_729) % 300)));
+        let (a, inliers) = fit_tempo(&hits, RANGE).expect("a line");
+        assert!(inliers >= 40, "{inliers}");
+        assert!((a.tempo - 1.07).abs() < 0.003, "{}", a.tempo);
+        assert!((a.start_frame - 500.0).abs() < 2.0, "{}", a.start_frame);
+    }
+
+    #[test]
+    fn pitch_is_read_off_the_peaks() {
+        let track: Vec<StoredPeak> = (0..200)
+            .map(|i| StoredPeak {
+                frame: 2 * i,
+                bin: 40.0 + ((i * 37) % 300) as f32,
+            })
+            .collect();
+        let (entries, bases) = encode(&track);
+        let e: Vec<u8> = entries.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let b: Vec<u8> = bases.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let list = PeakList::new(&e, &b);
+        let factor = 2f64.powf(-1.5 / 12.0);
+        let query: Vec<Peak> = track
+            .iter()
+            .map(|p| Peak {
+                frame: p.frame,
+                bin: p.bin * factor as f32,
+                strength: 0.0,
+                rank: 0,
+            })
+            .collect();
+        let mut q = QueryPeaks::default();
+        q.build(&query, 400);
+        let a = Alignment::plain(0.0);
+        let pitch = estimate_pitch(&list, &q, a, 2.5).expect("a pitch");
+        assert!((pitch / factor - 1.0).abs() < 0.003, "{pitch} vs {factor}");
+    }
+}
