@@ -373,11 +373,25 @@ fn report(outcomes: &[Outcome1], as_json: bool) {
         100.0 * overall.offset_ok as f64 / overall.hits.max(1) as f64
     );
     if overall.changed > 0 {
+        let by_length: Vec<String> = lengths
+            .iter()
+            .map(|len| {
+                let (ok, n) = table
+                    .iter()
+                    .filter(|((_, l), _)| l == len)
+                    .fold((0, 0), |(ok, n), (_, t)| (ok + t.factor_ok, n + t.changed));
+                format!(
+                    "{len} s {:.1}% ({ok}/{n})",
+                    100.0 * ok as f64 / n.max(1) as f64
+                )
+            })
+            .collect();
         println!(
-            "tempo/pitch/speed/dj hits with both factors within 1% of the truth: {}/{} ({:.1}%)",
+            "tempo/pitch/speed/dj hits with both factors within 1% of the truth: {}/{} ({:.1}%); {}",
             overall.factor_ok,
             overall.changed,
-            100.0 * overall.factor_ok as f64 / overall.changed as f64
+            100.0 * overall.factor_ok as f64 / overall.changed as f64,
+            by_length.join(", ")
         );
     }
     println!(

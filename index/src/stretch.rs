@@ -26,30 +26,34 @@ pub struct TempoRange {
 }
 
 /// Finds the line `track = start + tempo * query` through most `(track
-/// frame, query frame)` hits; returns it and how many hits lie on it.
-pub fn fit_tempo(hits: &[(u32, u32)], range: TempoRange) -> Option<(Alignment, u32)> {
+/// frame, query frame)` hits; returns it, how many hits lie on it and the
+/// mean query frame of those hits.
+pub fn fit_tempo(hits: &[(u32, u32)], range: TempoRange) -> Option<(Alignment, u32, f64)> {
     if hits.len() < 3 {
         return None;
     }
     let max_query = hits.iter().map(|h| h.1).max().unwrap_or(0) as f64;
+    let max_track = hits.iter().map(|h| h.0).max().unwrap_or(0) as f64;
     // A neighbouring grid tempo drifts by step / 2 per frame at most.
     let width = 2.0 + range.step * max_query / 2.0;
-    let mut starts = Vec::with_capacity(hits.len());
+    // Starts fall in [-max tempo * max query, max track]; count them in bins
+    // of `width` and take the best two neighbouring bins (no sorting).
+    let low = -range.max * max_query;
+    let bins = ((max_track - low) / width) as usize + 2;
+    let mut histogram = vec![0u32; bins];
     let mut best: Option<(f64, f64, u32)> = None;
     let steps = ((range.max - range.min) / range.step).round() as usize;
     for k in 0..=steps {
         let tempo = range.min + k as f64 * range.step;
-        starts.clear();
-        starts.extend(hits.iter().map(|&(r, q)| r as f64 - tempo * q as f64));
-        starts.sort_by(f64::total_cmp);
-        let mut lo = 0;
-        for hi in 0..starts.len() {
-            while starts[hi] - starts[lo] > width {
-                lo += 1;
-            }
-            let count = (hi - lo + 1) as u32;
-            if best.is_none_or(|b| count > b.2) {
-                best = Some((tempo, (starts[hi] + starts[lo]) / 2.0, count));
+        histogram.fill(0);
+        for &(r, q) in hits {
+            let start = r as f64 - tempo * q as f64;
+            histogram[((start - low) / width) as usize] += 1;
+        }
+        for (b, pair) in histogram.windows(2).enumerate() {
+            let count = pair[0] + pair[1];
+            if best.is_none_or(|x| count > x.2) {
+                best = Some((tempo, low + (b as f64 + 1.0) * width, count));
             }
         }
     }
@@ -79,7 +83,7 @@ pub fn fit_tempo(hits: &[(u32, u32)], range: TempoRange) -> Option<(Alignment, u
         tempo,
         pitch: 1.0,
     };
-    Some((alignment, near.len() as u32))
+    Some((alignment, near.len() as u32, mq))
 }
 
 /// A query's peaks with an index by frame.
@@ -180,7 +184,7 @@ mod tests {
             })
             .collect();
         hits.extend((0..200u32).map(|i| ((i * 7919) % 3000, (i * 104_729) % 300)));
-        let (a, inliers) = fit_tempo(&hits, RANGE).expect("a line");
+        let (a, inliers, _) = fit_tempo(&hits, RANGE).expect("a line");
         assert!(inliers >= 40, "{inliers}");
         assert!((a.tempo - 1.07).abs() < 0.003, "{}", a.tempo);
         assert!((a.start_frame - 500.0).abs() < 2.0, "{}", a.start_frame);

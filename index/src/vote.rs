@@ -66,7 +66,7 @@ impl Default for MatchOptions {
             frame_tolerance: 1,
             bin_tolerance: 1,
             tempos: vec![0.96, 0.98, 1.0, 1.02, 1.04],
-            stretch_candidates: 12,
+            stretch_candidates: 32,
             max_tempo_change: 0.14,
             max_pitch_semitones: 2.6,
             min_score: 6.0,
@@ -96,6 +96,9 @@ pub struct Candidate {
     /// Matched peaks above the count expected from wrong alignments, in
     /// standard errors.
     pub score: f32,
+    /// Query frame where the alignment is best known (the middle of the
+    /// hash hits it came from); a change of tempo pivots around it.
+    pub pivot_frame: f64,
 }
 
 impl Candidate {
@@ -136,7 +139,8 @@ pub struct Matcher<'c> {
     query: Vec<Landmark>,
     mask: PeakMask,
     peaks: QueryPeaks,
-    hits: Vec<(u32, u32, u32)>,
+    /// Triplet hits as (track frame, query frame), grouped by track.
+    hits: Vec<(u32, u32)>,
     total_landmarks: u64,
 }
 
@@ -234,11 +238,52 @@ impl<'c> Matcher<'c> {
             && top.matched >= o.min_matched
             && top.score - runner_up_score >= o.min_margin;
         clears.then(|| Match {
-            candidate: top,
+            candidate: self.refine(top),
             runner_up_score,
             // 0.5 at the threshold, approaching 1 at twice the threshold.
             confidence: 0.5 + 0.5 * ((top.score - o.min_score) / o.min_score).clamp(0.0, 1.0),
         })
+    }
+
+    /// Sharpens the tempo of an accepted candidate: the pair path only tries
+    /// a coarse grid near 1 and the triplet fit is a few tenths of a percent
+    /// off, so the whole tempo range is searched, pivoting on the candidate's
+    /// anchor, for the tempo under which most of the track's peaks reappear.
+    fn refine(&self, c: Candidate) -> Candidate {
+        let Some(peaks) = self.catalog.peaks(c.track) else {
+            return c;
+        };
+        let pivot_track = c.start_frame + c.tempo as f64 * c.pivot_frame;
+        let at = |tempo: f64| Alignment {
+            start_frame: pivot_track - tempo * c.pivot_frame,
+            tempo,
+            pitch: c.pitch as f64,
+        };
+        let search = |centre: f64, step: f64, n: i32| {
+            let mut best = (centre, self.mask.overlap(&peaks, at(centre)).matched);
+            for k in (1..=n).flat_map(|k| [k, -k]) {
+                let tempo = centre * (1.0 + k as f64 * step);
+                let matched = self.mask.overlap(&peaks, at(tempo)).matched;
+                if matched > best.1 {
+                    best = (tempo, matched);
+                }
+            }
+            best.0
+        };
+        let steps = (self.options.max_tempo_change as f64 / 0.005).ceil() as i32;
+        let tempo = search(search(c.tempo as f64, 0.005, steps), 0.001, 5);
+        let (overlap, score) = self.mask.score(&peaks, at(tempo));
+        if overlap.matched < c.matched {
+            return c;
+        }
+        Candidate {
+            start_frame: at(tempo).start_frame,
+            tempo: tempo as f32,
+            peaks: overlap.peaks,
+            matched: overlap.matched,
+            score,
+            ..c
+        }
     }
 
     /// The best-voted offset of each track from pair landmarks, most votes
@@ -273,7 +318,13 @@ impl<'c> Matcher<'c> {
     fn verify_near_one(&self, voted: &Voted) -> Candidate {
         let plain = Alignment::plain(voted.ref_anchor - voted.query_anchor);
         let Some(peaks) = self.catalog.peaks(voted.track) else {
-            return candidate(voted.track, voted.votes, plain, Default::default(), 0.0);
+            return candidate(
+                voted.track,
+                voted.votes,
+                (plain, voted.query_anchor),
+                Default::default(),
+                0.0,
+            );
         };
         // Tempos nearest 1 first; another wins only by a clear excess, so
         // noise does not tilt an unchanged clip and shift its offset.
@@ -294,42 +345,64 @@ impl<'c> Matcher<'c> {
         }
         let a = best.map_or(plain, |b| b.0);
         let (overlap, score) = self.mask.score(&peaks, a);
-        candidate(voted.track, voted.votes, a, overlap, score)
+        candidate(
+            voted.track,
+            voted.votes,
+            (a, voted.query_anchor),
+            overlap,
+            score,
+        )
     }
 
     /// Candidates from triplet hits, at their estimated tempo and pitch.
     fn stretch(&mut self) -> Vec<Candidate> {
         let o = &self.options;
-        self.hits.clear();
-        let mut found = Vec::new();
+        // Hits grouped by track with a counting sort: (track frame, query
+        // frame) in `self.hits`, each track's run starting at `firsts[t]`.
+        let n_tracks = self.catalog.tracks().len();
+        let mut counts = vec![0u32; n_tracks + 1];
+        let mut found: Vec<(u32, u32, u32)> = Vec::new();
         for l in self.query.iter().filter(|l| l.hash & TRIPLET != 0) {
-            found.clear();
+            let before = found.len();
             let n = self
                 .catalog
                 .lookup(l.hash, |track, frame| found.push((track.0, frame, l.frame)));
-            if n <= o.max_postings_per_hash {
-                self.hits.extend_from_slice(&found);
+            if n > o.max_postings_per_hash {
+                found.truncate(before);
             }
         }
-        self.hits.sort_unstable();
-        self.hits.dedup();
-        // Each track's run of hits, ranked by its excess over the hits a
-        // track of its size collects by chance (long tracks collect more), in
-        // standard deviations.
-        let total_hits = self.hits.len() as f64;
-        let mut tracks: Vec<(f64, u32, usize, usize)> = Vec::new();
-        let mut start = 0;
-        while start < self.hits.len() {
-            let track = self.hits[start].0;
-            let end = start + self.hits[start..].partition_point(|h| h.0 == track);
-            let share = self.catalog.tracks().get(TrackId(track)).map_or(0.0, |t| {
-                t.landmarks as f64 / self.total_landmarks.max(1) as f64
-            });
-            let expected = (total_hits * share).max(1.0);
-            let excess = ((end - start) as f64 - expected) / expected.sqrt();
-            tracks.push((excess, track, start, end));
-            start = end;
+        for h in &found {
+            if let Some(c) = counts.get_mut(h.0 as usize) {
+                *c += 1;
+            }
         }
+        let mut firsts = vec![0usize; n_tracks + 1];
+        for t in 0..n_tracks {
+            firsts[t + 1] = firsts[t] + counts[t] as usize;
+        }
+        self.hits.clear();
+        self.hits.resize(firsts[n_tracks], (0, 0));
+        let mut next = firsts.clone();
+        for &(t, r, q) in &found {
+            if let Some(slot) = next.get_mut(t as usize) {
+                self.hits[*slot] = (r, q);
+                *slot += 1;
+            }
+        }
+        // Rank tracks by their excess over the hits a track of their size
+        // collects by chance (long tracks collect more), in standard
+        // deviations.
+        let total_hits = self.hits.len() as f64;
+        let mut tracks: Vec<(f64, u32)> = (0..n_tracks as u32)
+            .filter(|&t| counts[t as usize] > 0)
+            .map(|t| {
+                let share = self.catalog.tracks().get(TrackId(t)).map_or(0.0, |x| {
+                    x.landmarks as f64 / self.total_landmarks.max(1) as f64
+                });
+                let expected = (total_hits * share).max(1.0);
+                ((counts[t as usize] as f64 - expected) / expected.sqrt(), t)
+            })
+            .collect();
         tracks.sort_unstable_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
         tracks.truncate(o.stretch_candidates);
         let change = o.max_tempo_change as f64;
@@ -339,9 +412,9 @@ impl<'c> Matcher<'c> {
             step: 0.01,
         };
         let mut out = Vec::new();
-        for (_, track, a, b) in tracks {
-            let pairs: Vec<(u32, u32)> = self.hits[a..b].iter().map(|h| (h.1, h.2)).collect();
-            let Some((line, votes)) = fit_tempo(&pairs, range) else {
+        for (_, track) in tracks {
+            let run = &self.hits[firsts[track as usize]..firsts[track as usize + 1]];
+            let Some((line, votes, pivot)) = fit_tempo(run, range) else {
                 continue;
             };
             if votes < o.min_votes {
@@ -355,7 +428,7 @@ impl<'c> Matcher<'c> {
                 .unwrap_or(1.0);
             let a = Alignment { pitch, ..line };
             let (overlap, score) = self.mask.score(&peaks, a);
-            out.push(candidate(track, votes, a, overlap, score));
+            out.push(candidate(track, votes, (a, pivot), overlap, score));
         }
         out
     }
@@ -364,7 +437,7 @@ impl<'c> Matcher<'c> {
 fn candidate(
     track: TrackId,
     votes: u32,
-    a: Alignment,
+    (a, pivot_frame): (Alignment, f64),
     overlap: crate::verify::Overlap,
     score: f32,
 ) -> Candidate {
@@ -377,6 +450,7 @@ fn candidate(
         peaks: overlap.peaks,
         matched: overlap.matched,
         score,
+        pivot_frame,
     }
 }
 
