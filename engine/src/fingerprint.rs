@@ -22,7 +22,7 @@ pub const HOP_SAMPLES: usize = 256;
 
 /// Names the landmark scheme; a catalog built with another scheme is refused.
 /// Change it whenever a change here changes the hashes.
-pub const SCHEME: &str = "pairs+triplets-1 8000Hz/1024/256";
+pub const SCHEME: &str = "pairs+triplets-2 8000Hz/1024/256";
 
 /// Seconds per STFT frame.
 pub const fn frame_seconds() -> f64 {
@@ -44,7 +44,7 @@ pub struct FingerprintOptions {
 impl FingerprintOptions {
     /// Landmarks for the catalog: peaks up to rank 60 (about the 60
     /// strongest of each second) are stored to verify matches; those up to
-    /// rank 24 are paired, 4 targets each, and made into triplets with 3
+    /// rank 24 are paired, 3 targets each, and made into triplets with 3
     /// following peaks.
     pub fn reference() -> Self {
         Self {

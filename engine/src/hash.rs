@@ -94,7 +94,7 @@ pub struct PairOptions {
 impl Default for PairOptions {
     fn default() -> Self {
         Self {
-            fan_out: 4,
+            fan_out: 3,
             min_delta_frame: 1,
             max_delta_frame: 48,
             max_delta_bin: 63,
