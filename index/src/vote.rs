@@ -247,8 +247,10 @@ impl<'c> Matcher<'c> {
 
     /// Sharpens the tempo of an accepted candidate: the pair path only tries
     /// a coarse grid near 1 and the triplet fit is a few tenths of a percent
-    /// off, so the whole tempo range is searched, pivoting on the candidate's
-    /// anchor, for the tempo under which most of the track's peaks reappear.
+    /// off. The tempo is searched, pivoting on the candidate's anchor, for
+    /// the one under which most of the track's peaks reappear: within one
+    /// grid step, or over the whole range when the pair path's best tempo was
+    /// the edge of its grid (the music may be further off).
     fn refine(&self, c: Candidate) -> Candidate {
         let Some(peaks) = self.catalog.peaks(c.track) else {
             return c;
@@ -259,21 +261,32 @@ impl<'c> Matcher<'c> {
             tempo,
             pitch: c.pitch as f64,
         };
-        let search = |centre: f64, step: f64, n: i32| {
-            let mut best = (centre, self.mask.overlap(&peaks, at(centre)).matched);
+        // A tempo away from the candidate's must win clearly (5% more peaks,
+        // and 2): on an unchanged clip chance must not tilt the tempo and
+        // with it the offset. The last, fine step takes the plain maximum.
+        let search = |centre: f64, step: f64, n: i32, margin: f64| {
+            let here = self.mask.overlap(&peaks, at(centre)).matched as f64;
+            let mut best = (centre, here);
             for k in (1..=n).flat_map(|k| [k, -k]) {
                 let tempo = centre * (1.0 + k as f64 * step);
-                let matched = self.mask.overlap(&peaks, at(tempo)).matched;
-                if matched > best.1 {
+                let matched = self.mask.overlap(&peaks, at(tempo)).matched as f64;
+                if matched > best.1 && matched > here * (1.0 + margin) + 2.0 * margin.signum() {
                     best = (tempo, matched);
                 }
             }
             best.0
         };
-        let steps = (self.options.max_tempo_change as f64 / 0.005).ceil() as i32;
-        let tempo = search(search(c.tempo as f64, 0.005, steps), 0.001, 5);
+        let grid = &self.options.tempos;
+        let at_edge = |f: fn(f32, f32) -> f32| grid.iter().copied().reduce(f) == Some(c.tempo);
+        let reach = if at_edge(f32::min) || at_edge(f32::max) {
+            self.options.max_tempo_change as f64
+        } else {
+            0.02
+        };
+        let steps = (reach / 0.005).ceil() as i32;
+        let tempo = search(search(c.tempo as f64, 0.005, steps, 0.05), 0.001, 5, 0.0);
         let (overlap, score) = self.mask.score(&peaks, at(tempo));
-        if overlap.matched < c.matched {
+        if overlap.matched < c.matched || score < c.score {
             return c;
         }
         Candidate {

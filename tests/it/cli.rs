@@ -15,7 +15,7 @@ fn identify_finds_each_clip_at_its_offset() {
         let offset = line["match"]["offset_s"].as_f64().expect("offset");
         assert!(
             (offset - start as f64).abs() < 0.1,
-            "song{i}: offset {offset}, expected {start}"
+            "song{i}: offset {offset}, expected {start}: {line}"
         );
         assert!(
             line["match"]["confidence"]
