@@ -66,7 +66,7 @@ impl Default for MatchOptions {
             frame_tolerance: 1,
             bin_tolerance: 1,
             tempos: vec![0.96, 0.98, 1.0, 1.02, 1.04],
-            stretch_candidates: 32,
+            stretch_candidates: 48,
             max_tempo_change: 0.14,
             max_pitch_semitones: 2.6,
             min_score: 6.0,
