@@ -110,8 +110,7 @@ pub struct Fingerprinter {
     resampler: Resampler,
     stft: Stft,
     picker: PeakPicker,
-    hasher: PairHasher,
-    triplets: TripletHasher,
+    hashers: Hashers,
     resampled: Vec<f32>,
     samples_in: u64,
     rate_in_hz: u32,
@@ -129,8 +128,10 @@ impl Fingerprinter {
             resampler: Resampler::try_new(rate_in_hz, ANALYSIS_RATE_HZ)?,
             stft,
             picker,
-            hasher: PairHasher::new(options.pairs.clone()),
-            triplets: TripletHasher::new(options.triplets.clone()),
+            hashers: Hashers {
+                pairs: PairHasher::new(options.pairs.clone()),
+                triplets: TripletHasher::new(options.triplets.clone()),
+            },
             resampled: Vec::new(),
             samples_in: 0,
             rate_in_hz,
@@ -158,28 +159,12 @@ impl Fingerprinter {
         let Self {
             stft,
             picker,
-            hasher,
-            triplets,
+            hashers,
             ..
         } = self;
-        let Fingerprint {
-            peaks,
-            landmarks,
-            frames,
-        } = out;
-        let mut emit = |l| landmarks.push(l);
-        let mut peak = |p| {
-            peaks.push(p);
-            hasher.push(p, &mut emit);
-            triplets.push(p, &mut emit);
-        };
-        stft.flush(|power| {
-            picker.push(power, &mut peak);
-            *frames += 1;
-        });
-        picker.flush(&mut peak);
-        hasher.flush(&mut emit);
-        triplets.flush(&mut emit);
+        stft.flush(|power| hashers.frame(picker, power, out));
+        picker.flush(&mut |p| hashers.peak(p, out));
+        hashers.flush(&mut out.landmarks);
         self.samples_in = 0;
     }
 
@@ -187,25 +172,38 @@ impl Fingerprinter {
         let Self {
             stft,
             picker,
-            hasher,
-            triplets,
+            hashers,
             resampled,
             ..
         } = self;
-        let Fingerprint {
-            peaks,
-            landmarks,
-            frames,
-        } = out;
-        let mut emit = |l| landmarks.push(l);
-        stft.push(resampled, |power| {
-            picker.push(power, &mut |p| {
-                peaks.push(p);
-                hasher.push(p, &mut emit);
-                triplets.push(p, &mut emit);
-            });
-            *frames += 1;
-        });
+        stft.push(resampled, |power| hashers.frame(picker, power, out));
+    }
+}
+
+/// The pair and triplet hashers, fed the same peaks.
+#[derive(Debug)]
+struct Hashers {
+    pairs: PairHasher,
+    triplets: TripletHasher,
+}
+
+impl Hashers {
+    /// Picks the peaks of a power spectrum and hashes those that are final.
+    fn frame(&mut self, picker: &mut PeakPicker, power: &[f32], out: &mut Fingerprint) {
+        picker.push(power, &mut |p| self.peak(p, out));
+        out.frames += 1;
+    }
+
+    fn peak(&mut self, peak: Peak, out: &mut Fingerprint) {
+        out.peaks.push(peak);
+        let landmarks = &mut out.landmarks;
+        self.pairs.push(peak, &mut |l| landmarks.push(l));
+        self.triplets.push(peak, &mut |l| landmarks.push(l));
+    }
+
+    fn flush(&mut self, landmarks: &mut Vec<Landmark>) {
+        self.pairs.flush(&mut |l| landmarks.push(l));
+        self.triplets.flush(&mut |l| landmarks.push(l));
     }
 }
 

@@ -103,11 +103,50 @@ impl Default for PairOptions {
     }
 }
 
+/// Peaks held until every peak that can follow them in a landmark has
+/// arrived; shared by the pair and triplet hashers.
+#[derive(Debug, Default)]
+struct AnchorWindow {
+    peaks: VecDeque<Peak>,
+}
+
+impl AnchorWindow {
+    /// Adds `peak` unless its rank is `max_rank` or more; first hands every
+    /// held peak more than `span` frames older than it to `anchor`, with the
+    /// peaks that follow it.
+    fn push(
+        &mut self,
+        peak: Peak,
+        max_rank: u32,
+        span: u32,
+        mut anchor: impl FnMut(Peak, &VecDeque<Peak>),
+    ) {
+        if peak.rank >= max_rank {
+            return;
+        }
+        while let Some(&front) = self.peaks.front() {
+            if peak.frame <= front.frame + span {
+                break;
+            }
+            self.peaks.pop_front();
+            anchor(front, &self.peaks);
+        }
+        self.peaks.push_back(peak);
+    }
+
+    /// Hands every held peak to `anchor` and starts afresh.
+    fn flush(&mut self, mut anchor: impl FnMut(Peak, &VecDeque<Peak>)) {
+        while let Some(front) = self.peaks.pop_front() {
+            anchor(front, &self.peaks);
+        }
+    }
+}
+
 /// Streaming pair hasher: push peaks in frame order, receive landmarks.
 #[derive(Debug)]
 pub struct PairHasher {
     options: PairOptions,
-    window: VecDeque<Peak>,
+    window: AnchorWindow,
 }
 
 impl PairHasher {
@@ -119,66 +158,62 @@ impl PairHasher {
         options.max_delta_bin = options.max_delta_bin.min(MAX_DELTA_BIN);
         Self {
             options,
-            window: VecDeque::new(),
+            window: AnchorWindow::default(),
         }
     }
 
     /// Adds a peak; emits the landmarks of anchors whose target zone is
     /// complete. Peaks of [`PairOptions::max_rank`] or more are ignored.
     pub fn push(&mut self, peak: Peak, out: &mut impl FnMut(Landmark)) {
-        if peak.rank >= self.options.max_rank {
-            return;
-        }
-        while let Some(front) = self.window.front() {
-            if peak.frame <= front.frame + self.options.max_delta_frame {
-                break;
-            }
-            self.emit_front(out);
-        }
-        self.window.push_back(peak);
+        let o = &self.options;
+        self.window
+            .push(peak, o.max_rank, o.max_delta_frame, |a, rest| {
+                pairs(o, a, rest, out)
+            });
     }
 
     /// Emits the landmarks of every remaining anchor and starts afresh.
     pub fn flush(&mut self, out: &mut impl FnMut(Landmark)) {
-        while !self.window.is_empty() {
-            self.emit_front(out);
-        }
-    }
-
-    fn emit_front(&mut self, out: &mut impl FnMut(Landmark)) {
-        let Some(anchor) = self.window.pop_front() else {
-            return;
-        };
         let o = &self.options;
-        let anchor_bin = anchor.bin.round() as i32;
-        let mut made = 0;
-        for target in &self.window {
-            if made == o.fan_out {
-                break;
-            }
-            let dt = target.frame - anchor.frame;
-            if dt < o.min_delta_frame {
-                continue;
-            }
-            if dt > o.max_delta_frame {
-                break;
-            }
-            let delta_bin = target.bin.round() as i32 - anchor_bin;
-            if delta_bin.abs() > o.max_delta_bin {
-                continue;
-            }
-            let fields = PairFields {
-                bin: anchor_bin.max(0) as u32,
-                delta_bin,
-                delta_frame: dt,
-            };
-            if let Some(hash) = fields.pack() {
-                out(Landmark {
-                    hash,
-                    frame: anchor.frame,
-                });
-                made += 1;
-            }
+        self.window.flush(|a, rest| pairs(o, a, rest, out));
+    }
+}
+
+/// Emits the pairs of `anchor` with the peaks that follow it.
+fn pairs(
+    o: &PairOptions,
+    anchor: Peak,
+    following: &VecDeque<Peak>,
+    out: &mut impl FnMut(Landmark),
+) {
+    let anchor_bin = anchor.bin.round() as i32;
+    let mut made = 0;
+    for target in following {
+        if made == o.fan_out {
+            break;
+        }
+        let dt = target.frame - anchor.frame;
+        if dt < o.min_delta_frame {
+            continue;
+        }
+        if dt > o.max_delta_frame {
+            break;
+        }
+        let delta_bin = target.bin.round() as i32 - anchor_bin;
+        if delta_bin.abs() > o.max_delta_bin {
+            continue;
+        }
+        let fields = PairFields {
+            bin: anchor_bin.max(0) as u32,
+            delta_bin,
+            delta_frame: dt,
+        };
+        if let Some(hash) = fields.pack() {
+            out(Landmark {
+                hash,
+                frame: anchor.frame,
+            });
+            made += 1;
         }
     }
 }
@@ -290,7 +325,7 @@ fn quantise(value: f32, margin: f32) -> (i32, Option<i32>) {
 #[derive(Debug)]
 pub struct TripletHasher {
     options: TripletOptions,
-    window: VecDeque<Peak>,
+    window: AnchorWindow,
     targets: Vec<Peak>,
 }
 
@@ -301,7 +336,7 @@ impl TripletHasher {
         options.max_span = options.max_span.clamp(2, 63);
         Self {
             options,
-            window: VecDeque::new(),
+            window: AnchorWindow::default(),
             targets: Vec::new(),
         }
     }
@@ -309,60 +344,62 @@ impl TripletHasher {
     /// Adds a peak; emits the landmarks of anchors whose targets are known.
     /// Peaks of [`TripletOptions::max_rank`] or more are ignored.
     pub fn push(&mut self, peak: Peak, out: &mut impl FnMut(Landmark)) {
-        if peak.rank >= self.options.max_rank {
-            return;
-        }
-        while let Some(front) = self.window.front() {
-            if peak.frame <= front.frame + self.options.max_span {
-                break;
-            }
-            self.emit_front(out);
-        }
-        self.window.push_back(peak);
+        let Self {
+            options: o,
+            window,
+            targets,
+        } = self;
+        window.push(peak, o.max_rank, o.max_span, |a, rest| {
+            triplets(o, a, rest, targets, out)
+        });
     }
 
     /// Emits the landmarks of every remaining anchor and starts afresh.
     pub fn flush(&mut self, out: &mut impl FnMut(Landmark)) {
-        while !self.window.is_empty() {
-            self.emit_front(out);
-        }
+        let Self {
+            options: o,
+            window,
+            targets,
+        } = self;
+        window.flush(|a, rest| triplets(o, a, rest, targets, out));
     }
+}
 
-    fn emit_front(&mut self, out: &mut impl FnMut(Landmark)) {
-        let Some(anchor) = self.window.pop_front() else {
-            return;
-        };
-        let o = &self.options;
-        let semitones = |p: &Peak| 12.0 * (p.bin.max(1.0) / anchor.bin.max(1.0)).log2();
-        self.targets.clear();
-        self.targets.extend(
-            self.window
-                .iter()
-                .filter(|p| {
-                    p.frame >= anchor.frame + o.min_gap && p.frame - anchor.frame <= o.max_span
-                })
-                .filter(|p| semitones(p).abs() <= MAX_SEMITONES as f32 - 0.5)
-                .take(o.fan_out)
-                .copied(),
-        );
-        let octave = (anchor.bin.max(1.0) / OCTAVE_BASE_BIN).log2().max(0.0);
-        let octave = quantise(octave - 0.5, o.probe_margin);
-        for (i, b) in self.targets.iter().enumerate() {
-            for c in &self.targets[i + 1..] {
-                if c.frame <= b.frame || c.frame - anchor.frame < o.min_span {
-                    continue;
-                }
-                let span = (c.frame - anchor.frame) as f32;
-                let ratio = (b.frame - anchor.frame) as f32 / span * RATIO_STEPS as f32;
-                let fields = [
-                    quantise(semitones(b), o.probe_margin),
-                    quantise(semitones(c), o.probe_margin),
-                    quantise(ratio - 0.5, o.probe_margin),
-                    quantise(span.ln() / SPAN_CLASS_RATIO.ln() - 0.5, o.probe_margin),
-                    octave,
-                ];
-                emit_probes(&fields, o.max_probes, anchor.frame, out);
+/// Emits the triplets of `anchor` with the peaks that follow it.
+fn triplets(
+    o: &TripletOptions,
+    anchor: Peak,
+    following: &VecDeque<Peak>,
+    targets: &mut Vec<Peak>,
+    out: &mut impl FnMut(Landmark),
+) {
+    let semitones = |p: &Peak| 12.0 * (p.bin.max(1.0) / anchor.bin.max(1.0)).log2();
+    targets.clear();
+    targets.extend(
+        following
+            .iter()
+            .filter(|p| p.frame >= anchor.frame + o.min_gap && p.frame - anchor.frame <= o.max_span)
+            .filter(|p| semitones(p).abs() <= MAX_SEMITONES as f32 - 0.5)
+            .take(o.fan_out)
+            .copied(),
+    );
+    let octave = (anchor.bin.max(1.0) / OCTAVE_BASE_BIN).log2().max(0.0);
+    let octave = quantise(octave - 0.5, o.probe_margin);
+    for (i, b) in targets.iter().enumerate() {
+        for c in &targets[i + 1..] {
+            if c.frame <= b.frame || c.frame - anchor.frame < o.min_span {
+                continue;
             }
+            let span = (c.frame - anchor.frame) as f32;
+            let ratio = (b.frame - anchor.frame) as f32 / span * RATIO_STEPS as f32;
+            let fields = [
+                quantise(semitones(b), o.probe_margin),
+                quantise(semitones(c), o.probe_margin),
+                quantise(ratio - 0.5, o.probe_margin),
+                quantise(span.ln() / SPAN_CLASS_RATIO.ln() - 0.5, o.probe_margin),
+                octave,
+            ];
+            emit_probes(&fields, o.max_probes, anchor.frame, out);
         }
     }
 }
