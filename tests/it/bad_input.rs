@@ -126,7 +126,7 @@ fn odd_rates_and_channel_counts_are_identified() {
 #[test]
 fn a_batch_with_bad_files_indexes_the_good_ones() {
     let fx = Fixture::songs(2, 20.0);
-    let music = fx.dir.path().join("music");
+    let music = fx.music();
     std::fs::write(music.join("broken.mp3"), b"ID3 but nothing else").expect("write");
     std::fs::write(music.join("empty.flac"), b"").expect("write");
     let silent = music.join("silence.wav");

@@ -54,13 +54,7 @@ fn unknown_audio_is_no_match_with_exit_code_1() {
 fn adding_the_same_files_again_changes_nothing() {
     let fx = Fixture::songs(2, 20.0);
     fx.index();
-    let out = run(&[
-        "index",
-        "add",
-        "--db",
-        path(&fx.db()),
-        path(&fx.dir.path().join("music")),
-    ]);
+    let out = fx.add(&fx.music());
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("added 0 tracks"), "{}", stdout(&out));
     assert!(
@@ -93,7 +87,7 @@ fn metadata_csv_names_the_tracks() {
         path(&fx.db()),
         "--metadata",
         path(&csv),
-        path(&fx.dir.path().join("music")),
+        path(&fx.music()),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let clip = fx.clip(0, 4.0, 6.0, None);

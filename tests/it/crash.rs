@@ -15,7 +15,7 @@ fn kill_during_ingest_keeps_the_previous_catalog() {
     for delay_ms in [150, 600, 1_500] {
         let mut child = earmark()
             .args(["index", "add", "--jobs", "1", "--db", path(&fx.db())])
-            .arg(more.dir.path().join("music"))
+            .arg(more.music())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -56,13 +56,7 @@ fn kill_during_ingest_keeps_the_previous_catalog() {
         stderr(&out)
     );
     // And a new writer finishes the job.
-    let out = run(&[
-        "index",
-        "add",
-        "--db",
-        path(&fx.db()),
-        path(&more.dir.path().join("music")),
-    ]);
+    let out = fx.add(&more.music());
     assert!(out.status.success(), "{}", stderr(&out));
     let out = run(&["index", "info", "--json", "--db", path(&fx.db())]);
     let info: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");

@@ -62,15 +62,19 @@ impl Fixture {
         self.dir.path().join("db")
     }
 
+    /// The folder of songs.
+    pub fn music(&self) -> PathBuf {
+        self.dir.path().join("music")
+    }
+
+    /// Runs `index add` of `music` into this fixture's catalog.
+    pub fn add(&self, music: &Path) -> Output {
+        run(&["index", "add", "--db", path(&self.db()), path(music)])
+    }
+
     /// Indexes every song and checks that it worked.
     pub fn index(&self) {
-        let out = run(&[
-            "index",
-            "add",
-            "--db",
-            path(&self.db()),
-            path(&self.dir.path().join("music")),
-        ]);
+        let out = self.add(&self.music());
         assert!(out.status.success(), "index add failed: {}", stderr(&out));
     }
 
