@@ -86,6 +86,27 @@ pub fn fit_tempo(hits: &[(u32, u32)], range: TempoRange) -> Option<(Alignment, u
     Some((alignment, near.len() as u32, mq))
 }
 
+/// How strongly `(track frame, query frame)` hits line up: the most hits
+/// whose offsets fall within two neighbouring bands of `width` frames (wide
+/// enough for the drift of any searched tempo over the query), above the
+/// number that a band holds by chance when the hits spread over `span`
+/// frames of offset, in standard deviations.
+pub fn band_excess(hits: &[(u32, u32)], width: f64, span: f64) -> f64 {
+    let offsets = || hits.iter().map(|&(r, q)| r as f64 - q as f64);
+    let low = offsets().fold(f64::MAX, f64::min);
+    let high = offsets().fold(f64::MIN, f64::max);
+    if hits.is_empty() {
+        return 0.0;
+    }
+    let mut bands = vec![0u32; ((high - low) / width) as usize + 2];
+    for offset in offsets() {
+        bands[((offset - low) / width) as usize] += 1;
+    }
+    let best = bands.windows(2).map(|w| w[0] + w[1]).max().unwrap_or(0) as f64;
+    let expected = hits.len() as f64 * (2.0 * width / span.max(2.0 * width)).min(1.0);
+    (best - expected) / (expected + 1.0).sqrt()
+}
+
 /// A query's peaks with an index by frame.
 #[derive(Debug, Default)]
 pub struct QueryPeaks {
@@ -188,6 +209,17 @@ mod tests {
         assert!(inliers >= 40, "{inliers}");
         assert!((a.tempo - 1.07).abs() < 0.003, "{}", a.tempo);
         assert!((a.start_frame - 500.0).abs() < 2.0, "{}", a.start_frame);
+    }
+
+    #[test]
+    fn aligned_hits_stand_out_of_scattered_ones() {
+        let scattered: Vec<(u32, u32)> =
+            (0..300u32).map(|i| ((i * 7919) % 5000, i % 300)).collect();
+        let mut aligned = scattered.clone();
+        aligned.extend((0..30).map(|i| (2000 + (1.08 * (i * 10) as f64) as u32, i * 10)));
+        let plain = band_excess(&scattered, 30.0, 5300.0);
+        let lined = band_excess(&aligned, 30.0, 5300.0);
+        assert!(lined > plain + 5.0, "{lined} vs {plain}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use earmark_engine::hash::TRIPLET;
 use earmark_engine::{Fingerprint, Landmark};
 
 use crate::catalog::Catalog;
-use crate::stretch::{QueryPeaks, TempoRange, estimate_pitch, fit_tempo};
+use crate::stretch::{QueryPeaks, TempoRange, band_excess, estimate_pitch, fit_tempo};
 use crate::tracks::TrackId;
 use crate::verify::{Alignment, PeakMask};
 
@@ -66,7 +66,7 @@ impl Default for MatchOptions {
             frame_tolerance: 1,
             bin_tolerance: 1,
             tempos: vec![0.96, 0.98, 1.0, 1.02, 1.04],
-            stretch_candidates: 48,
+            stretch_candidates: 32,
             max_tempo_change: 0.14,
             max_pitch_semitones: 2.6,
             min_score: 6.0,
@@ -141,7 +141,6 @@ pub struct Matcher<'c> {
     peaks: QueryPeaks,
     /// Triplet hits as (track frame, query frame), grouped by track.
     hits: Vec<(u32, u32)>,
-    total_landmarks: u64,
 }
 
 /// A vote packs track, offset and query frame into one sortable word:
@@ -182,7 +181,6 @@ impl<'c> Matcher<'c> {
             mask: PeakMask::default(),
             peaks: QueryPeaks::default(),
             hits: Vec::new(),
-            total_landmarks: catalog.tracks().iter().map(|t| t.landmarks).sum(),
         }
     }
 
@@ -402,18 +400,20 @@ impl<'c> Matcher<'c> {
                 *slot += 1;
             }
         }
-        // Rank tracks by their excess over the hits a track of their size
-        // collects by chance (long tracks collect more), in standard
-        // deviations.
-        let total_hits = self.hits.len() as f64;
+        // Rank tracks by how far their densest band of offsets stands above
+        // the hits a band of that width collects by chance.
+        let query_frames = self.mask.frames() as f64;
+        let width = 8.0 + o.max_tempo_change as f64 * query_frames / 2.0;
         let mut tracks: Vec<(f64, u32)> = (0..n_tracks as u32)
-            .filter(|&t| counts[t as usize] > 0)
+            .filter(|&t| counts[t as usize] >= o.min_votes)
             .map(|t| {
-                let share = self.catalog.tracks().get(TrackId(t)).map_or(0.0, |x| {
-                    x.landmarks as f64 / self.total_landmarks.max(1) as f64
-                });
-                let expected = (total_hits * share).max(1.0);
-                ((counts[t as usize] as f64 - expected) / expected.sqrt(), t)
+                let run = &self.hits[firsts[t as usize]..firsts[t as usize + 1]];
+                let frames = self
+                    .catalog
+                    .tracks()
+                    .get(TrackId(t))
+                    .map_or(1.0, |x| x.duration_s / frame_seconds());
+                (band_excess(run, width, frames + query_frames), t)
             })
             .collect();
         tracks.sort_unstable_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
