@@ -25,6 +25,10 @@ enum Command {
     Identify(IdentifyArgs),
     /// Measure hit rates, false positives and speed on a ground-truth query set.
     Eval(EvalArgs),
+    /// Turn recordings into plays: what was played when.
+    Scan(ScanArgs),
+    /// Scan a session recording and compare its plays with its timeline.
+    EvalSession(EvalSessionArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +109,36 @@ pub struct EvalArgs {
     pub details: Option<PathBuf>,
 }
 
+/// Arguments of `scan`.
+#[derive(Debug, clap::Args)]
+pub struct ScanArgs {
+    /// Catalog directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// One JSON object per play instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Recordings or folders of them.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Arguments of `eval-session`.
+#[derive(Debug, clap::Args)]
+pub struct EvalSessionArgs {
+    /// Catalog directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// The session's timeline CSV (make_queries.py session).
+    #[arg(long)]
+    pub timeline: PathBuf,
+    /// A boundary counts as right within this many seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub tolerance_s: f64,
+    /// The session recording.
+    pub recording: PathBuf,
+}
+
 /// Runs the parsed command.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     match args.command {
@@ -114,6 +148,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         },
         Command::Identify(a) => crate::identify::run(&a),
         Command::Eval(a) => crate::eval::run(&a),
+        Command::Scan(a) => crate::scan::run(&a),
+        Command::EvalSession(a) => crate::scan::eval_session(&a),
     }
 }
 

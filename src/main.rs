@@ -8,6 +8,7 @@ mod cpu;
 mod eval;
 mod identify;
 mod ingest;
+mod scan;
 
 use std::process::ExitCode;
 

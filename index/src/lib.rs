@@ -19,4 +19,5 @@ pub mod vote;
 pub use catalog::{Catalog, CatalogInfo, CatalogWriter, NewTrack};
 pub use error::{Error, Result};
 pub use tracks::{Track, TrackId, TrackMeta, TrackTable};
+pub use verify::Alignment;
 pub use vote::{Candidate, Identification, Match, MatchOptions, Matcher};

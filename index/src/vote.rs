@@ -102,6 +102,15 @@ pub struct Candidate {
 }
 
 impl Candidate {
+    /// The alignment found.
+    pub fn alignment(&self) -> Alignment {
+        Alignment {
+            start_frame: self.start_frame,
+            tempo: self.tempo as f64,
+            pitch: self.pitch as f64,
+        }
+    }
+
     /// Where in the track the query starts, in seconds.
     pub fn offset_s(&self) -> f64 {
         self.start_frame * frame_seconds()
@@ -184,6 +193,11 @@ impl<'c> Matcher<'c> {
         }
     }
 
+    /// The catalog matched against.
+    pub fn catalog(&self) -> &'c Catalog {
+        self.catalog
+    }
+
     /// The options in force.
     pub fn options(&self) -> &MatchOptions {
         &self.options
@@ -224,6 +238,17 @@ impl<'c> Matcher<'c> {
             candidates,
             query_landmarks,
         }
+    }
+
+    /// Verifies a known alignment of `track` against the query last passed to
+    /// [`Matcher::identify`]: how a play already under way holds up in a new
+    /// window, without any hash lookups.
+    pub fn check(&self, track: TrackId, alignment: Alignment) -> Candidate {
+        let (overlap, score) = match self.catalog.peaks(track) {
+            Some(peaks) => self.mask.score(&peaks, alignment),
+            None => Default::default(),
+        };
+        candidate(track, 0, (alignment, 0.0), overlap, score)
     }
 
     /// Sorts candidates by score and applies the accept rule to the best.

@@ -1,0 +1,403 @@
+//! The tracker: window matches in, plays out.
+//!
+//! Each window is identified; a match that no play under way explains starts
+//! a play. A play under way is checked in every window at its own alignment
+//! (no hash lookups), so it survives noise, speech over it and a crossfade
+//! into the next track; after `max_misses` windows in a row without it, it
+//! ends. A play knows where in the stream each track frame sounds (start,
+//! tempo, pitch), so its start and end are refined second by second: a
+//! second belongs to the play while enough of the track's peaks that fall in
+//! it are found among the stream's peaks.
+
+use earmark_engine::fingerprint::frame_seconds;
+use earmark_index::verify::PeakMask;
+use earmark_index::{Alignment, Catalog, Matcher, TrackId};
+
+use crate::window::{Window, Windows};
+
+/// Frames per block of the boundary search (about a second).
+const BLOCK: u32 = 31;
+/// Frames either side of its expected place that a play is looked for.
+const DRIFT_FRAMES: i32 = 4;
+/// Anchors must span this many frames (10 s) before a play's tempo is fitted
+/// through them rather than taken from one window.
+const FIT_SPAN_FRAMES: f64 = 312.0;
+/// Blocks in a row where the track has too few peaks to tell (a pause in
+/// the music) that a boundary search steps over.
+const MAX_SILENT_BLOCKS: u32 = 3;
+
+/// How plays are kept and bounded.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct TrackerOptions {
+    /// A play under way is confirmed by a window scoring at least this.
+    pub keep_score: f32,
+    /// Windows in a row without confirmation after which a play ends.
+    pub max_misses: u32,
+    /// Furthest a boundary search looks beyond the windows that confirmed
+    /// the play, in frames.
+    pub boundary_reach: u32,
+    /// A second belongs to a play when the share of the track's peaks found
+    /// in it exceeds the share found at wrong alignments by this much.
+    pub boundary_excess: f32,
+}
+
+impl Default for TrackerOptions {
+    fn default() -> Self {
+        Self {
+            keep_score: 4.0,
+            max_misses: 2,
+            boundary_reach: 500,
+            boundary_excess: 0.07,
+        }
+    }
+}
+
+/// One play of a catalog track.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Play {
+    /// Number of the play in its stream, from 1.
+    pub id: u64,
+    /// The track.
+    pub track: TrackId,
+    /// Stream frame where it starts.
+    pub start_frame: f64,
+    /// Stream frame where it ends.
+    pub end_frame: f64,
+    /// Track frame heard at stream frame 0 (by extrapolation).
+    pub track_at_zero: f64,
+    /// Track frames per stream frame (1.04: played 4% fast).
+    pub tempo: f32,
+    /// Stream frequency over track frequency.
+    pub pitch: f32,
+    /// Best verification score of its windows.
+    pub score: f32,
+}
+
+impl Play {
+    /// Start in seconds from the stream's start.
+    pub fn start_s(&self) -> f64 {
+        self.start_frame * frame_seconds()
+    }
+
+    /// End in seconds from the stream's start.
+    pub fn end_s(&self) -> f64 {
+        self.end_frame * frame_seconds()
+    }
+
+    /// Where in the track the play starts, in seconds.
+    pub fn track_start_s(&self) -> f64 {
+        self.track_frame(self.start_frame) * frame_seconds()
+    }
+
+    fn track_frame(&self, stream_frame: f64) -> f64 {
+        self.track_at_zero + self.tempo as f64 * stream_frame
+    }
+
+    /// The alignment of a window starting at `start` with this play.
+    fn alignment(&self, start: u32) -> Alignment {
+        Alignment {
+            start_frame: self.track_frame(start as f64),
+            tempo: self.tempo as f64,
+            pitch: self.pitch as f64,
+        }
+    }
+}
+
+/// What the tracker reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PlayEvent {
+    /// A play began (its start is refined, its end is where it was last heard).
+    Started(Play),
+    /// A play is over.
+    Ended(Play),
+}
+
+#[derive(Debug)]
+struct Active {
+    play: Play,
+    /// Stream frames of the last window that confirmed it.
+    last_window: (u32, u32),
+    misses: u32,
+    /// (stream frame, track frame) points the play's alignment is fitted to.
+    anchors: Vec<(f64, f64)>,
+}
+
+impl Active {
+    /// Refits the play's alignment through its anchors: a least-squares line
+    /// once they span 10 seconds, else through the latest with `tempo`.
+    fn fit(&mut self, tempo: f32, pitch: f32) {
+        self.play.pitch = pitch;
+        let (first, last) = match (self.anchors.first(), self.anchors.last()) {
+            (Some(&f), Some(&l)) => (f, l),
+            _ => return,
+        };
+        let n = self.anchors.len() as f64;
+        let (ms, mt) = self
+            .anchors
+            .iter()
+            .fold((0.0, 0.0), |(a, b), &(s, t)| (a + s / n, b + t / n));
+        let (sss, sst) = self.anchors.iter().fold((0.0, 0.0), |(a, b), &(s, t)| {
+            (a + (s - ms) * (s - ms), b + (s - ms) * (t - mt))
+        });
+        let slope = if last.0 - first.0 >= FIT_SPAN_FRAMES && sss > 0.0 {
+            sst / sss
+        } else {
+            tempo as f64
+        };
+        self.play.tempo = slope as f32;
+        self.play.track_at_zero = if slope == tempo as f64 {
+            last.1 - slope * last.0
+        } else {
+            mt - slope * ms
+        };
+    }
+}
+
+/// Turns window matches into plays.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    options: TrackerOptions,
+    active: Vec<Active>,
+    plays: u64,
+}
+
+impl Tracker {
+    /// A tracker with the given options.
+    pub fn new(options: TrackerOptions) -> Self {
+        Self {
+            options,
+            ..Self::default()
+        }
+    }
+
+    /// Plays under way.
+    pub fn active(&self) -> impl Iterator<Item = &Play> {
+        self.active.iter().map(|a| &a.play)
+    }
+
+    /// Identifies a window and updates the plays; `windows` supplies the
+    /// stream's recent peaks for the boundary search.
+    pub fn window(
+        &mut self,
+        matcher: &mut Matcher<'_>,
+        windows: &Windows,
+        window: &Window,
+    ) -> Vec<PlayEvent> {
+        let mut events = Vec::new();
+        let id = matcher.identify(&window.fingerprint);
+        let span = (window.start, window.start + window.fingerprint.frames);
+        let middle = (span.0 + span.1) as f64 / 2.0;
+        // Plays under way are checked where they are expected, and a few
+        // frames either side: a clear improvement there is drift, and the
+        // point found anchors the play's alignment.
+        let keep = self.options.keep_score;
+        let mut confirmed: Vec<bool> = self
+            .active
+            .iter_mut()
+            .map(|a| {
+                let expected = a.play.alignment(window.start);
+                let score_at = |shift: i32| {
+                    let at = Alignment {
+                        start_frame: expected.start_frame + shift as f64,
+                        ..expected
+                    };
+                    matcher.check(a.play.track, at).score
+                };
+                let here = score_at(0);
+                let (shift, score) = (-DRIFT_FRAMES..=DRIFT_FRAMES)
+                    .filter(|&d| d != 0)
+                    .map(|d| (d, score_at(d)))
+                    .fold((0, here), |best, (d, s)| {
+                        if s > best.1 && s > here + 1.0 {
+                            (d, s)
+                        } else {
+                            best
+                        }
+                    });
+                a.play.score = a.play.score.max(score);
+                if score >= keep {
+                    let track_frame = a.play.track_frame(middle) + shift as f64;
+                    a.anchors.push((middle, track_frame));
+                    let tempo = a.play.tempo;
+                    a.fit(tempo, a.play.pitch);
+                }
+                score >= keep
+            })
+            .collect();
+        // A match of a track already playing belongs to that play. At the
+        // place the play expects, it adds an anchor point, and the play's
+        // tempo is fitted through all of them (one window measures tempo to
+        // a few tenths of a percent; a minute of anchors far better). Where
+        // the play is lost, a match elsewhere in the same track is its music
+        // repeating, as looped music does: the play follows it. A match of
+        // any other track starts a play.
+        if let Some(m) = id.best {
+            let c = m.candidate;
+            let track_frame = c.start_frame + c.tempo as f64 * (middle - span.0 as f64);
+            match self.active.iter().position(|a| a.play.track == c.track) {
+                Some(i) => {
+                    let a = &mut self.active[i];
+                    let drift = a.play.track_frame(middle) - track_frame;
+                    if drift.abs() < 2.0 / frame_seconds() {
+                        if !confirmed[i] {
+                            a.anchors.push((middle, track_frame));
+                            a.fit(c.tempo, c.pitch);
+                        }
+                        confirmed[i] = true;
+                    } else if !confirmed[i] {
+                        a.anchors = vec![(middle, track_frame)];
+                        a.fit(c.tempo, c.pitch);
+                        confirmed[i] = true;
+                    }
+                }
+                None => {
+                    self.plays += 1;
+                    let mut play = Play {
+                        id: self.plays,
+                        track: c.track,
+                        start_frame: span.0 as f64,
+                        end_frame: span.1 as f64,
+                        track_at_zero: track_frame - c.tempo as f64 * middle,
+                        tempo: c.tempo,
+                        pitch: c.pitch,
+                        score: c.score,
+                    };
+                    play.start_frame = self.start(matcher.catalog(), windows, &play, span);
+                    self.active.push(Active {
+                        play,
+                        last_window: span,
+                        misses: 0,
+                        anchors: vec![(middle, track_frame)],
+                    });
+                    confirmed.push(true);
+                    events.push(PlayEvent::Started(play));
+                }
+            }
+        }
+        // Confirmed plays extend; the others end after enough misses.
+        let mut i = 0;
+        while i < self.active.len() {
+            let a = &mut self.active[i];
+            if confirmed[i] {
+                a.last_window = span;
+                a.misses = 0;
+                a.play.end_frame = a.play.end_frame.max(span.1 as f64);
+            } else {
+                a.misses += 1;
+            }
+            if a.misses > self.options.max_misses {
+                let a = self.active.remove(i);
+                confirmed.remove(i);
+                events.push(PlayEvent::Ended(self.end(matcher.catalog(), windows, a)));
+            } else {
+                i += 1;
+            }
+        }
+        events
+    }
+
+    /// Ends every play at the end of the stream.
+    pub fn finish(&mut self, catalog: &Catalog, windows: &Windows) -> Vec<PlayEvent> {
+        std::mem::take(&mut self.active)
+            .into_iter()
+            .map(|a| PlayEvent::Ended(self.end(catalog, windows, a)))
+            .collect()
+    }
+
+    /// Where a new play starts: the first second of the run of seconds with
+    /// enough of the track that reaches the end of the window that found it
+    /// (the window may begin before the music does).
+    fn start(&self, catalog: &Catalog, windows: &Windows, play: &Play, span: (u32, u32)) -> f64 {
+        let limit = span.0.saturating_sub(self.options.boundary_reach);
+        let mut block = span.1.saturating_sub(BLOCK);
+        let mut start = None;
+        let mut gap = 0;
+        while block >= limit && play.track_frame(block as f64) >= 0.0 {
+            match block_share(catalog, windows, play, block) {
+                Some(s) if s >= self.options.boundary_excess => {
+                    start = Some(block);
+                    gap = 0;
+                }
+                // Before the first good second, look on; after it, a second
+                // without the track ends the run (one is forgiven).
+                _ if start.is_none() => {}
+                _ if gap == 0 => gap = 1,
+                _ => break,
+            }
+            let Some(earlier) = block.checked_sub(BLOCK) else {
+                break;
+            };
+            block = earlier;
+        }
+        start.unwrap_or(span.0) as f64
+    }
+
+    /// Closes a play: its end is the last second of the run of seconds with
+    /// enough of the track that goes on from the last window confirming it.
+    fn end(&self, catalog: &Catalog, windows: &Windows, a: Active) -> Play {
+        let mut play = a.play;
+        let limit = (a.last_window.1 + self.options.boundary_reach).min(windows.frames());
+        let track_end = catalog
+            .tracks()
+            .get(play.track)
+            .map_or(f64::MAX, |t| t.duration_s / frame_seconds());
+        let mut block = a.last_window.0.max(play.start_frame as u32);
+        let mut end = None;
+        let (mut bad, mut silent) = (0, 0);
+        while block + BLOCK <= limit && play.track_frame((block + BLOCK) as f64) <= track_end {
+            match block_share(catalog, windows, &play, block) {
+                Some(s) if s >= self.options.boundary_excess => {
+                    end = Some(block + BLOCK);
+                    (bad, silent) = (0, 0);
+                }
+                // A pause in the music: step over a few seconds of it.
+                None if silent < MAX_SILENT_BLOCKS => silent += 1,
+                _ if end.is_none() => {}
+                _ if bad == 0 => bad = 1,
+                _ => break,
+            }
+            block += BLOCK;
+        }
+        play.end_frame = end.map_or(play.end_frame, |e| e as f64);
+        play
+    }
+}
+
+/// Offsets, in track frames, of wrong alignments that measure how many of a
+/// block's track peaks the stream's peaks cover by chance.
+const CHANCE_SHIFTS: [f64; 4] = [-97.0, -37.0, 37.0, 97.0];
+
+/// Share of the track's peaks in the stream block starting at `block` that
+/// are found among the stream's peaks, less the share found at wrong
+/// alignments (dense noise covers many by chance); `None` when the track
+/// has too few peaks there to tell.
+fn block_share(catalog: &Catalog, windows: &Windows, play: &Play, block: u32) -> Option<f32> {
+    let peaks = catalog.peaks(play.track)?;
+    let mut mask = PeakMask::default();
+    mask.build(
+        &windows.peaks_between(block, block + BLOCK),
+        BLOCK as usize,
+        1,
+        1,
+    );
+    let at = play.alignment(block);
+    let o = mask.overlap(&peaks, at);
+    if o.peaks < 5 {
+        return None;
+    }
+    let (mut n, mut matched) = (0, 0);
+    for shift in CHANCE_SHIFTS {
+        let c = mask.overlap(
+            &peaks,
+            Alignment {
+                start_frame: at.start_frame + shift,
+                ..at
+            },
+        );
+        n += c.peaks;
+        matched += c.matched;
+    }
+    let chance = matched as f32 / n.max(1) as f32;
+    Some(o.matched as f32 / o.peaks as f32 - chance)
+}

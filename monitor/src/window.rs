@@ -1,0 +1,201 @@
+//! Sliding windows over a fingerprinted stream.
+//!
+//! The fingerprinter emits peaks and landmarks with frame numbers counted
+//! from the start of the stream. [`Windows`] keeps the recent ones and cuts
+//! them into overlapping windows, each rebased to start at frame 0 so that it
+//! can be identified like a clip. A window is cut only once every landmark
+//! anchored in it can have been emitted (pairs and triplets look up to 64
+//! frames ahead). Peaks are kept longer than windows, so that the tracker can
+//! look back to refine where a play began.
+
+use std::collections::VecDeque;
+
+use earmark_engine::{Fingerprint, Landmark, Peak};
+
+/// Frames a landmark or peak may be emitted after the frame it belongs to.
+const EMIT_DELAY_FRAMES: u32 = 64;
+
+/// Window geometry, in STFT frames.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WindowOptions {
+    /// Length of a window.
+    pub length: u32,
+    /// Frames between the starts of consecutive windows.
+    pub hop: u32,
+    /// Frames of peaks kept behind the current window, for looking back.
+    pub history: u32,
+}
+
+impl Default for WindowOptions {
+    fn default() -> Self {
+        // 10 s windows every 2 s, a minute of history (32 ms frames).
+        Self {
+            length: 312,
+            hop: 62,
+            history: 1_875,
+        }
+    }
+}
+
+/// One window, rebased to frame 0.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    /// Stream frame of the window's frame 0.
+    pub start: u32,
+    /// The window's peaks and landmarks.
+    pub fingerprint: Fingerprint,
+}
+
+/// Cuts a stream's fingerprint into overlapping windows.
+#[derive(Debug, Default)]
+pub struct Windows {
+    options: WindowOptions,
+    peaks: VecDeque<Peak>,
+    landmarks: VecDeque<Landmark>,
+    /// Frames analysed so far.
+    frames: u32,
+    next_start: u32,
+}
+
+impl Windows {
+    /// Empty windows with the given geometry.
+    pub fn new(options: WindowOptions) -> Self {
+        Self {
+            options,
+            ..Self::default()
+        }
+    }
+
+    /// Frames analysed so far.
+    pub fn frames(&self) -> u32 {
+        self.frames
+    }
+
+    /// Adds what the fingerprinter emitted since the last call.
+    pub fn push(&mut self, chunk: &Fingerprint) {
+        self.peaks.extend(chunk.peaks.iter().copied());
+        self.landmarks.extend(chunk.landmarks.iter().copied());
+        self.frames += chunk.frames;
+    }
+
+    /// The next complete window, if the stream has reached past it.
+    pub fn next_window(&mut self) -> Option<Window> {
+        let o = self.options;
+        if self.frames < self.next_start + o.length + EMIT_DELAY_FRAMES {
+            return None;
+        }
+        Some(self.cut(o.length))
+    }
+
+    /// At the end of the stream: the last window, covering what is left
+    /// (shorter than the others), if anything is.
+    pub fn last_window(&mut self) -> Option<Window> {
+        let left = self.frames.saturating_sub(self.next_start);
+        // A window that only repeats the end of the previous one adds nothing.
+        if left == 0 || (self.next_start > 0 && left + self.options.hop <= self.options.length) {
+            return None;
+        }
+        Some(self.cut(left))
+    }
+
+    /// The peaks between stream frames `from` and `to`, rebased to `from`,
+    /// while they are still kept.
+    pub fn peaks_between(&self, from: u32, to: u32) -> Vec<Peak> {
+        self.peaks
+            .iter()
+            .filter(|p| (from..to).contains(&p.frame))
+            .map(|p| Peak {
+                frame: p.frame - from,
+                ..*p
+            })
+            .collect()
+    }
+
+    fn cut(&mut self, length: u32) -> Window {
+        let start = self.next_start;
+        let end = start + length;
+        let inside = |frame: u32| (start..end).contains(&frame);
+        let fingerprint = Fingerprint {
+            peaks: self
+                .peaks
+                .iter()
+                .filter(|p| inside(p.frame))
+                .map(|p| Peak {
+                    frame: p.frame - start,
+                    ..*p
+                })
+                .collect(),
+            landmarks: self
+                .landmarks
+                .iter()
+                .filter(|l| inside(l.frame))
+                .map(|l| Landmark {
+                    frame: l.frame - start,
+                    ..*l
+                })
+                .collect(),
+            frames: length,
+        };
+        self.next_start += self.options.hop;
+        // Landmarks are only needed for windows still to come; peaks for the
+        // history as well. Both arrive in frame order, near enough: anything
+        // older than the horizon is dropped from the front.
+        let next = self.next_start;
+        while self.landmarks.front().is_some_and(|l| l.frame < next) {
+            self.landmarks.pop_front();
+        }
+        let keep_from = next.saturating_sub(self.options.history);
+        while self.peaks.front().is_some_and(|p| p.frame < keep_from) {
+            self.peaks.pop_front();
+        }
+        Window { start, fingerprint }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(frames: std::ops::Range<u32>) -> Fingerprint {
+        Fingerprint {
+            peaks: frames
+                .clone()
+                .map(|f| Peak {
+                    frame: f,
+                    bin: 100.0,
+                    strength: 0.0,
+                    rank: 0,
+                })
+                .collect(),
+            landmarks: frames
+                .clone()
+                .map(|f| Landmark { hash: 1, frame: f })
+                .collect(),
+            frames: frames.len() as u32,
+        }
+    }
+
+    #[test]
+    fn windows_are_rebased_and_overlap() {
+        let mut w = Windows::new(WindowOptions {
+            length: 100,
+            hop: 50,
+            history: 200,
+        });
+        w.push(&chunk(0..150));
+        assert!(w.next_window().is_none(), "must wait for late landmarks");
+        w.push(&chunk(150..400));
+        let first = w.next_window().expect("first");
+        assert_eq!(first.start, 0);
+        assert_eq!(first.fingerprint.peaks.len(), 100);
+        let second = w.next_window().expect("second");
+        assert_eq!(second.start, 50);
+        assert_eq!(
+            second.fingerprint.landmarks.first().map(|l| l.frame),
+            Some(0)
+        );
+        assert_eq!(second.fingerprint.frames, 100);
+        // The history keeps peaks that windows no longer need.
+        assert_eq!(w.peaks_between(0, 10).len(), 10);
+    }
+}
