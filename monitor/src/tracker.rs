@@ -312,17 +312,12 @@ impl Tracker {
         let limit = span.0.saturating_sub(self.options.boundary_reach);
         let mut block = span.1.saturating_sub(BLOCK);
         let mut start = None;
-        let mut gap = 0;
         while block >= limit && play.track_frame(block as f64) >= 0.0 {
             match block_share(catalog, windows, play, block) {
-                Some(s) if s >= self.options.boundary_excess => {
-                    start = Some(block);
-                    gap = 0;
-                }
-                // Before the first good second, look on; after it, a second
-                // without the track ends the run (one is forgiven).
+                Some(s) if s >= self.options.boundary_excess => start = Some(block),
+                // Before the first good second, look on; after it, the first
+                // second without the track ends the run.
                 _ if start.is_none() => {}
-                _ if gap == 0 => gap = 1,
                 _ => break,
             }
             let Some(earlier) = block.checked_sub(BLOCK) else {
@@ -398,6 +393,13 @@ fn block_share(catalog: &Catalog, windows: &Windows, play: &Play, block: u32) ->
         n += c.peaks;
         matched += c.matched;
     }
-    let chance = matched as f32 / n.max(1) as f32;
-    Some(o.matched as f32 / o.peaks as f32 - chance)
+    let chance = (matched as f32 / n.max(1) as f32).clamp(0.01, 0.99);
+    let expected = o.peaks as f32 * chance;
+    let z = (o.matched as f32 - expected) / (expected * (1.0 - chance)).sqrt();
+    // A handful of peaks can beat chance by luck: demand two standard errors.
+    Some(if z >= 2.0 {
+        o.matched as f32 / o.peaks as f32 - chance
+    } else {
+        0.0
+    })
 }
