@@ -205,6 +205,13 @@ impl<'c> Matcher<'c> {
 
     /// Identifies a query fingerprint.
     pub fn identify(&mut self, query: &Fingerprint) -> Identification {
+        self.identify_with(query, true)
+    }
+
+    /// Identifies a query fingerprint, trying the stretch path (tempo and
+    /// pitch changes beyond a few percent) only if `stretch` is set: a caller
+    /// already following the music can skip its cost.
+    pub fn identify_with(&mut self, query: &Fingerprint, stretch: bool) -> Identification {
         self.query.clear();
         self.query.extend_from_slice(&query.landmarks);
         self.query.sort_unstable();
@@ -222,7 +229,7 @@ impl<'c> Matcher<'c> {
             .map(|v| self.verify_near_one(v))
             .collect();
         let mut best = self.accept(&mut candidates);
-        if best.is_none() {
+        if best.is_none() && stretch {
             self.peaks.build(&query.peaks, query.frames as usize);
             for c in self.stretch() {
                 match candidates.iter_mut().find(|x| x.track == c.track) {

@@ -185,7 +185,11 @@ impl Tracker {
         window: &Window,
     ) -> Vec<PlayEvent> {
         let mut events = Vec::new();
-        let id = matcher.identify(&window.fingerprint);
+        // While every play under way was heard in the last window, the music
+        // is being followed: the stretch path (tempo and pitch changes beyond
+        // what a play's own checks absorb) is only needed when it is not.
+        let following = !self.active.is_empty() && self.active.iter().all(|a| a.misses == 0);
+        let id = matcher.identify_with(&window.fingerprint, !following);
         let span = (window.start, window.start + window.fingerprint.frames);
         let middle = (span.0 + span.1) as f64 / 2.0;
         // Plays under way are checked where they are expected, and a few
