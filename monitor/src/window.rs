@@ -28,10 +28,10 @@ pub struct WindowOptions {
 
 impl Default for WindowOptions {
     fn default() -> Self {
-        // 10 s windows every 2 s, a minute of history (32 ms frames).
+        // 10 s windows every 3 s, a minute of history (32 ms frames).
         Self {
             length: 312,
-            hop: 62,
+            hop: 93,
             history: 1_875,
         }
     }
