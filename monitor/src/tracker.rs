@@ -22,6 +22,8 @@ const DRIFT_FRAMES: i32 = 4;
 /// Anchors must span this many frames (10 s) before a play's tempo is fitted
 /// through them rather than taken from one window.
 const FIT_SPAN_FRAMES: f64 = 312.0;
+/// Seconds without the track that a start search crosses.
+const MAX_GAP_BLOCKS: u32 = 3;
 /// Blocks in a row where the track has too few peaks to tell (a pause in
 /// the music) that a boundary search steps over.
 const MAX_SILENT_BLOCKS: u32 = 3;
@@ -316,13 +318,31 @@ impl Tracker {
         let limit = span.0.saturating_sub(self.options.boundary_reach);
         let mut block = span.1.saturating_sub(BLOCK);
         let mut start = None;
+        // Quiet passages of the track drown in venue noise: the run may
+        // cross up to `MAX_GAP_BLOCKS` seconds without the track, but only
+        // if two seconds with it lie beyond (one could be chance).
+        let (mut gap, mut beyond) = (0, 0);
         while block >= limit && play.track_frame(block as f64) >= 0.0 {
-            match block_share(catalog, windows, play, block) {
-                Some(s) if s >= self.options.boundary_excess => start = Some(block),
-                // Before the first good second, look on; after it, the first
-                // second without the track ends the run.
-                _ if start.is_none() => {}
-                _ => break,
+            let good = block_share(catalog, windows, play, block)
+                .is_some_and(|s| s >= self.options.boundary_excess);
+            match (good, start.is_some()) {
+                (true, false) => start = Some(block),
+                (true, true) if gap == 0 => start = Some(block),
+                (true, true) => {
+                    beyond += 1;
+                    if beyond >= 2 {
+                        start = Some(block);
+                        (gap, beyond) = (0, 0);
+                    }
+                }
+                (false, false) => {}
+                (false, true) => {
+                    gap += 1;
+                    beyond = 0;
+                    if gap > MAX_GAP_BLOCKS {
+                        break;
+                    }
+                }
             }
             let Some(earlier) = block.checked_sub(BLOCK) else {
                 break;
