@@ -48,7 +48,7 @@ impl Default for TrackerOptions {
     fn default() -> Self {
         Self {
             keep_score: 4.0,
-            max_misses: 2,
+            max_misses: 4,
             boundary_reach: 500,
             boundary_excess: 0.07,
         }
