@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh [DIR] - the whole job on real music, from nothing: install what is
 # missing, build, fetch a small freely licensed catalog, index all of it but
-# one track, cut noisy clips (pink noise at 0 dB, a clip played 4% fast, and
-# the left-out track) and identify them.
+# one track, cut clips (with pink noise, played 4% fast, a semitone higher,
+# and one of the left-out track) and identify them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-target/demo}
@@ -27,6 +27,7 @@ for i in 1 4 7 10; do
     sox -m "$work/clips/clean.wav" "$work/clips/noise.wav" "$work/clips/$name-noisy.wav" 2>/dev/null
 done
 sox "${tracks[2]}" -c 1 "$work/clips/$(basename "${tracks[2]}" .ogg)-4pc-fast.wav" trim 30 10 tempo 1.04 2>/dev/null
+sox "${tracks[5]}" -c 1 "$work/clips/$(basename "${tracks[5]}" .ogg)-semitone-up.wav" trim 40 10 pitch 100 2>/dev/null
 sox "$unknown" -c 1 "$work/clips/not-in-catalog.wav" trim 15 10 2>/dev/null
 rm -f "$work/clips/clean.wav" "$work/clips/noise.wav"
 echo "== identifying (the clip's name says where it came from)"
