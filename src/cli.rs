@@ -115,9 +115,16 @@ pub struct ScanArgs {
     /// Catalog directory.
     #[arg(long)]
     pub db: PathBuf,
-    /// One JSON object per play instead of a table.
+    /// JSON lines for machines: one per play, then one per recording.
     #[arg(long)]
     pub json: bool,
+    /// Write a cue sheet per recording (CSV and JSON) and a manifest here; a
+    /// second run skips recordings the manifest lists.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
     /// Recordings or folders of them.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,

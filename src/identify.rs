@@ -48,6 +48,12 @@ pub fn identify_clip(
     Ok(matcher.identify(&fingerprint))
 }
 
+/// `value` rounded to `decimals` places, for JSON a person reads.
+pub fn round(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
+
 /// The JSON form of an identification, as `identify --json` prints it.
 pub fn match_json(catalog: &Catalog, id: &Identification) -> serde_json::Value {
     let Some(m) = id.best else {
@@ -60,11 +66,11 @@ pub fn match_json(catalog: &Catalog, id: &Identification) -> serde_json::Value {
         "artist": track.map(|t| t.meta.artist.as_str()),
         "isrc": track.and_then(|t| t.meta.isrc.as_deref()),
         "path": track.map(|t| t.path.as_str()),
-        "offset_s": (m.candidate.offset_s() * 1000.0).round() / 1000.0,
-        "score": (m.candidate.score * 100.0).round() / 100.0,
-        "tempo": (m.candidate.tempo * 10_000.0).round() / 10_000.0,
-        "pitch": (m.candidate.pitch * 10_000.0).round() / 10_000.0,
-        "confidence": (m.confidence * 1000.0).round() / 1000.0,
+        "offset_s": round(m.candidate.offset_s(), 3),
+        "score": round(m.candidate.score as f64, 2),
+        "tempo": round(m.candidate.tempo as f64, 4),
+        "pitch": round(m.candidate.pitch as f64, 4),
+        "confidence": round(m.confidence as f64, 3),
     })
 }
 
@@ -119,7 +125,7 @@ fn print_result(
             json!({
                 "file": file.display().to_string(),
                 "match": match_json(catalog, id),
-                "elapsed_ms": (ms * 100.0).round() / 100.0,
+                "elapsed_ms": round(ms, 2),
             })
         );
         return;

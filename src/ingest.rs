@@ -120,7 +120,9 @@ fn meta_for(path: &Path, given: Option<&TrackMeta>) -> TrackMeta {
     meta
 }
 
-fn progress(len: usize, what: &str) -> ProgressBar {
+/// A progress bar with an ETA on standard error (hidden when it is not a
+/// terminal).
+pub fn progress(len: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     if let Ok(style) =
         ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} [{elapsed_precise}<{eta}]")

@@ -1,9 +1,12 @@
 //! `earmark scan`: recordings to plays, and `earmark eval-session`.
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::Context;
+use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -13,10 +16,20 @@ use earmark_monitor::{Play, PlayEvent, Tracker, TrackerOptions, WindowOptions, W
 
 use crate::Outcome;
 use crate::cli::{EvalSessionArgs, ScanArgs};
-use crate::ingest::collect_audio_files;
+use crate::identify::round;
+use crate::ingest::{collect_audio_files, content_hash};
+
+/// What scanning one recording found.
+#[derive(Debug, Clone)]
+pub struct Scanned {
+    /// Plays in start order.
+    pub plays: Vec<Play>,
+    /// Decoded duration in seconds.
+    pub audio_s: f64,
+}
 
 /// Decodes a recording and returns its plays in start order.
-pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Vec<Play>> {
+pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
     let mut file = AudioFile::open(path)?;
     let mut fingerprinter = Fingerprinter::try_new(&FingerprintOptions::query(), file.rate_hz())?;
     let mut windows = Windows::new(WindowOptions::default());
@@ -30,6 +43,7 @@ pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Vec<Play>> {
             PlayEvent::Started(_) => None,
         }))
     };
+    let mut audio_s = 0.0;
     loop {
         let more = match file.next_mono()? {
             Some(samples) => {
@@ -37,6 +51,7 @@ pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Vec<Play>> {
                 true
             }
             None => {
+                audio_s = fingerprinter.seconds_in();
                 fingerprinter.flush(&mut chunk);
                 false
             }
@@ -55,7 +70,7 @@ pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Vec<Play>> {
         }
     }
     plays.sort_by(|a, b| a.start_frame.total_cmp(&b.start_frame));
-    Ok(plays)
+    Ok(Scanned { plays, audio_s })
 }
 
 fn play_json(catalog: &Catalog, file: &Path, p: &Play) -> serde_json::Value {
@@ -67,60 +82,249 @@ fn play_json(catalog: &Catalog, file: &Path, p: &Play) -> serde_json::Value {
         "title": track.map(|t| t.meta.title.as_str()),
         "artist": track.map(|t| t.meta.artist.as_str()),
         "isrc": track.and_then(|t| t.meta.isrc.as_deref()),
-        "start_s": (p.start_s() * 100.0).round() / 100.0,
-        "end_s": (p.end_s() * 100.0).round() / 100.0,
-        "track_start_s": (p.track_start_s() * 100.0).round() / 100.0,
-        "tempo": (p.tempo * 1000.0).round() / 1000.0,
-        "pitch": (p.pitch * 1000.0).round() / 1000.0,
-        "score": (p.score * 10.0).round() / 10.0,
+        "start_s": round(p.start_s(), 2),
+        "end_s": round(p.end_s(), 2),
+        "track_start_s": round(p.track_start_s(), 2),
+        "tempo": round(p.tempo as f64, 3),
+        "pitch": round(p.pitch as f64, 3),
+        "score": round(p.score as f64, 1),
     })
+}
+
+/// How one recording of a batch fared.
+enum Fate {
+    Scanned(Scanned),
+    Skipped,
+    Failed(String),
 }
 
 /// `earmark scan`.
 pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
+    crate::cli::set_jobs(args.jobs)?;
     let catalog = Catalog::open(&args.db)?;
     let files = collect_audio_files(&args.paths)?;
-    let mut failures = 0;
-    for file in &files {
-        let started = Instant::now();
-        match scan_file(&catalog, file) {
-            Ok(plays) => {
-                for p in &plays {
-                    let line = play_json(&catalog, file, p);
-                    if args.json {
-                        println!("{line}");
-                    } else {
-                        println!(
-                            "{:>8.1} {:>8.1}  {:<12} {} (from {:.1} s, tempo {:.3})",
-                            p.start_s(),
-                            p.end_s(),
-                            line["track_id"].as_str().unwrap_or("?"),
-                            line["title"].as_str().unwrap_or(""),
-                            p.track_start_s(),
-                            p.tempo
-                        );
+    let manifest = match &args.out {
+        Some(dir) => Some(Manifest::open(dir)?),
+        None => None,
+    };
+    let started = Instant::now();
+    let bar = crate::ingest::progress(files.len(), "scanning");
+    let fates: Vec<(PathBuf, Fate)> = files
+        .par_iter()
+        .map(|file| {
+            let fate = scan_one(&catalog, manifest.as_ref(), file);
+            bar.inc(1);
+            if let (Fate::Scanned(s), false) = (&fate, args.json) {
+                bar.suspend(|| print_table(&catalog, file, &s.plays));
+            }
+            (file.clone(), fate)
+        })
+        .collect();
+    bar.finish_and_clear();
+    let (mut done, mut skipped, mut plays, mut audio_s) = (0, 0, 0, 0.0);
+    let mut failed = Vec::new();
+    for (file, fate) in &fates {
+        let status = match fate {
+            Fate::Scanned(s) => {
+                done += 1;
+                plays += s.plays.len();
+                audio_s += s.audio_s;
+                if args.json {
+                    for p in &s.plays {
+                        println!("{}", play_json(&catalog, file, p));
                     }
                 }
-                eprintln!(
-                    "{}: {} plays in {:.1} s",
-                    file.display(),
-                    plays.len(),
-                    started.elapsed().as_secs_f64()
-                );
+                json!({"file": file.display().to_string(), "status": "scanned",
+                       "plays": s.plays.len(), "audio_s": s.audio_s})
             }
-            Err(e) => {
-                failures += 1;
-                eprintln!("earmark: {e:#}");
+            Fate::Skipped => {
+                skipped += 1;
+                json!({"file": file.display().to_string(), "status": "skipped",
+                       "reason": "already scanned (same content)"})
             }
+            Fate::Failed(reason) => {
+                failed.push((file, reason));
+                json!({"file": file.display().to_string(), "status": "failed", "reason": reason})
+            }
+        };
+        if args.json {
+            println!("{status}");
         }
     }
-    if failures > 0 {
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!(
+        "scanned {done} recordings ({:.2} h) in {elapsed:.1} s ({:.0}x real time): {plays} plays; \
+         {skipped} already scanned; {} failed",
+        audio_s / 3600.0,
+        audio_s / elapsed.max(1e-9),
+        failed.len()
+    );
+    for (file, reason) in &failed {
+        eprintln!("earmark: {}: {reason}", file.display());
+    }
+    if !failed.is_empty() {
         anyhow::bail!(
-            "{failures} of {} recordings could not be scanned",
+            "{} of {} recordings could not be scanned",
+            failed.len(),
             files.len()
         );
     }
     Ok(Outcome::Done)
+}
+
+fn scan_one(catalog: &Catalog, manifest: Option<&Manifest>, file: &Path) -> Fate {
+    let hash = match content_hash(file) {
+        Ok(hash) => hash,
+        Err(e) => return Fate::Failed(format!("{e:#}")),
+    };
+    if manifest.is_some_and(|m| m.contains(&hash)) {
+        return Fate::Skipped;
+    }
+    let scanned = match scan_file(catalog, file) {
+        Ok(scanned) => scanned,
+        Err(e) => return Fate::Failed(error_reason(&e)),
+    };
+    if let Some(Err(e)) = manifest.map(|m| m.record(catalog, file, &hash, &scanned)) {
+        return Fate::Failed(format!("{e:#}"));
+    }
+    Fate::Scanned(scanned)
+}
+
+/// The reason of a failure without the file name, which the caller prints.
+fn error_reason(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    match text.split_once(": ") {
+        Some((_, reason)) => reason.to_owned(),
+        None => text,
+    }
+}
+
+fn print_table(catalog: &Catalog, file: &Path, plays: &[Play]) {
+    println!("{}", file.display());
+    for p in plays {
+        let track = catalog.tracks().get(p.track);
+        println!(
+            "{:>8.1} {:>8.1}  {:<12} {} (from {:.1} s, tempo {:.3})",
+            p.start_s(),
+            p.end_s(),
+            track.map_or("?", |t| t.meta.external_id.as_str()),
+            track.map_or("", |t| t.meta.title.as_str()),
+            p.track_start_s(),
+            p.tempo
+        );
+    }
+}
+
+/// The output folder of a batch: one cue sheet per recording (CSV and JSON)
+/// and `manifest.jsonl`, which lists the recordings finished by content
+/// hash. Each cue sheet is written whole under a temporary name and renamed;
+/// the manifest line is appended and synced after it, so a run killed half
+/// way loses nothing already written and the next run skips what is done.
+struct Manifest {
+    dir: PathBuf,
+    done: std::collections::HashSet<String>,
+    log: Mutex<std::fs::File>,
+}
+
+const MANIFEST: &str = "manifest.jsonl";
+
+impl Manifest {
+    fn open(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+        let path = dir.join(MANIFEST);
+        let mut done = std::collections::HashSet::new();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            // A line cut short by a crash is ignored: its recording is redone.
+            let hashes = text
+                .lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .filter_map(|v| v["content_hash"].as_str().map(str::to_owned));
+            done.extend(hashes);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("{}", path.display()))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            done,
+            log: Mutex::new(log),
+        })
+    }
+
+    fn contains(&self, hash: &str) -> bool {
+        self.done.contains(hash)
+    }
+
+    fn record(
+        &self,
+        catalog: &Catalog,
+        file: &Path,
+        hash: &str,
+        scanned: &Scanned,
+    ) -> anyhow::Result<()> {
+        let stem = file
+            .file_stem()
+            .map_or("recording".into(), |s| s.to_string_lossy().into_owned());
+        let name = format!("{stem}-{}", &hash[..8]);
+        let rows: Vec<serde_json::Value> = scanned
+            .plays
+            .iter()
+            .map(|p| play_json(catalog, file, p))
+            .collect();
+        let mut csv = csv::Writer::from_writer(Vec::new());
+        csv.write_record(CUE_COLUMNS)?;
+        for row in &rows {
+            csv.write_record(CUE_COLUMNS.iter().map(|k| match &row[*k] {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => String::new(),
+                other => other.to_string(),
+            }))?;
+        }
+        let csv = csv.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+        write_atomically(&self.dir.join(format!("{name}.plays.csv")), &csv)?;
+        let json = serde_json::to_vec_pretty(&json!({
+            "file": file.display().to_string(),
+            "content_hash": hash,
+            "audio_s": scanned.audio_s,
+            "plays": rows,
+        }))?;
+        write_atomically(&self.dir.join(format!("{name}.plays.json")), &json)?;
+        let line = json!({"file": file.display().to_string(), "content_hash": hash,
+                          "plays": scanned.plays.len(), "cue_sheet": format!("{name}.plays.csv")});
+        let mut log = self
+            .log
+            .lock()
+            .map_err(|_| anyhow::anyhow!("manifest lock poisoned"))?;
+        writeln!(log, "{line}")?;
+        log.sync_all()?;
+        Ok(())
+    }
+}
+
+/// Columns of a cue sheet CSV, in order.
+const CUE_COLUMNS: [&str; 11] = [
+    "play",
+    "start_s",
+    "end_s",
+    "track_id",
+    "title",
+    "artist",
+    "isrc",
+    "track_start_s",
+    "tempo",
+    "pitch",
+    "score",
+];
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
+    Ok(())
 }
 
 /// A row of a session timeline written by make_queries.py.
@@ -143,7 +347,7 @@ pub fn eval_session(args: &EvalSessionArgs) -> anyhow::Result<Outcome> {
         .collect::<Result<_, _>>()
         .with_context(|| format!("{}", args.timeline.display()))?;
     let started = Instant::now();
-    let plays = scan_file(&catalog, &args.recording)?;
+    let plays = scan_file(&catalog, &args.recording)?.plays;
     let elapsed = started.elapsed().as_secs_f64();
     let name = |p: &Play| {
         catalog

@@ -31,6 +31,7 @@ fn a_mix_of_two_songs_gives_two_plays_with_their_boundaries() {
     let plays: Vec<serde_json::Value> = stdout(&out)
         .lines()
         .map(|l| serde_json::from_str(l).expect("json"))
+        .filter(|v: &serde_json::Value| v.get("play").is_some())
         .collect();
     assert_eq!(plays.len(), 2, "{}", stdout(&out));
     let check = |p: &serde_json::Value, id: &str, start: f64, end: f64, from: f64| {
@@ -48,4 +49,67 @@ fn a_mix_of_two_songs_gives_two_plays_with_their_boundaries() {
     };
     check(&plays[0], "song0", 5.0, 30.0, 10.0);
     check(&plays[1], "song2", 28.0, 53.0, 5.0);
+}
+
+#[test]
+fn a_batch_goes_on_past_bad_files_and_resumes() {
+    let fx = Fixture::songs(2, 20.0);
+    fx.index();
+    let batch = fx.dir.path().join("batch");
+    std::fs::create_dir_all(&batch).expect("mkdir");
+    let show = batch.join("show.wav");
+    write_wav(&show, RATE, 1, &fx.songs[1].1[..15 * RATE as usize]).expect("write");
+    std::fs::write(batch.join("empty.flac"), b"").expect("write");
+    std::fs::write(batch.join("broken.ogg"), b"OggS but then nothing sensible").expect("write");
+    let notes = fx.dir.path().join("notes.txt");
+    std::fs::write(&notes, b"not audio").expect("write");
+    let out_dir = fx.dir.path().join("cues");
+    let scan = || {
+        run(&[
+            "scan",
+            "--json",
+            "--db",
+            path(&fx.db()),
+            "--out",
+            path(&out_dir),
+            path(&batch),
+            path(&notes),
+        ])
+    };
+    let first = scan();
+    assert_eq!(first.status.code(), Some(2), "{}", stderr(&first));
+    let err = stderr(&first);
+    for name in ["empty.flac", "broken.ogg", "notes.txt"] {
+        assert!(err.contains(name), "{name} not reported: {err}");
+    }
+    assert!(!err.contains("panicked"));
+    let statuses: Vec<serde_json::Value> = stdout(&first)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .filter(|v: &serde_json::Value| v.get("status").is_some())
+        .collect();
+    assert_eq!(statuses.len(), 4);
+    assert!(
+        statuses
+            .iter()
+            .any(|s| s["status"] == "scanned" && s["plays"] == 1)
+    );
+    let cue = std::fs::read_dir(&out_dir)
+        .expect("out dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(".plays.csv"))
+        .expect("a cue sheet");
+    let text = std::fs::read_to_string(cue).expect("read");
+    assert!(
+        text.lines().nth(1).is_some_and(|l| l.contains("song1")),
+        "{text}"
+    );
+    // A second run skips the recording the manifest lists.
+    let second = scan();
+    assert!(
+        stdout(&second).contains("\"status\":\"skipped\""),
+        "{}",
+        stdout(&second)
+    );
+    assert!(!stdout(&second).contains("\"status\":\"scanned\""));
 }
