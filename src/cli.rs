@@ -29,6 +29,12 @@ enum Command {
     Scan(ScanArgs),
     /// Scan a session recording and compare its plays with its timeline.
     EvalSession(EvalSessionArgs),
+    /// Listen to the sound card (or a file or a pipe) and log every play.
+    Monitor(MonitorArgs),
+    /// List audio input devices (the default marked with *).
+    Devices(DevicesArgs),
+    /// Print the cue sheet of a monitor's event log.
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +152,90 @@ pub struct EvalSessionArgs {
     pub recording: PathBuf,
 }
 
+/// Arguments of `monitor`.
+#[derive(Debug, clap::Args)]
+pub struct MonitorArgs {
+    /// Catalog directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Event log (JSON Lines); an existing log is resumed.
+    #[arg(long, default_value = "earmark-events.jsonl")]
+    pub log: PathBuf,
+    /// Input device: a cpal id or part of a name from `earmark devices`
+    /// (default: the system's default input).
+    #[arg(long, conflicts_with_all = ["input", "stdin"])]
+    pub device: Option<String>,
+    /// Listen to an audio file instead of the sound card.
+    #[arg(long, conflicts_with = "stdin")]
+    pub input: Option<PathBuf>,
+    /// Replay `--input` in real time instead of as fast as it decodes.
+    #[arg(long, requires = "input")]
+    pub realtime: bool,
+    /// Read raw interleaved PCM from standard input.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Sample encoding of `--stdin`.
+    #[arg(long, value_enum, default_value = "s16le")]
+    pub format: PcmArg,
+    /// Sample rate of `--stdin`, in Hz.
+    #[arg(long, default_value_t = 44_100)]
+    pub rate: u32,
+    /// Channels of `--stdin`.
+    #[arg(long, default_value_t = 2)]
+    pub channels: usize,
+    /// Stop after this many seconds of audio.
+    #[arg(long = "duration")]
+    pub duration_s: Option<f64>,
+    /// A line per event and no status line, even in a terminal.
+    #[arg(long)]
+    pub plain: bool,
+}
+
+/// Raw PCM encodings for `monitor --stdin`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PcmArg {
+    /// Signed 16-bit little-endian.
+    S16le,
+    /// 32-bit float little-endian.
+    F32le,
+}
+
+impl From<PcmArg> for earmark_monitor::PcmFormat {
+    fn from(f: PcmArg) -> Self {
+        match f {
+            PcmArg::S16le => Self::S16Le,
+            PcmArg::F32le => Self::F32Le,
+        }
+    }
+}
+
+/// Arguments of `devices`.
+#[derive(Debug, clap::Args)]
+pub struct DevicesArgs {}
+
+/// Arguments of `report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The monitor's event log.
+    #[arg(long)]
+    pub log: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: ReportFormat,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Cue sheet formats.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// One row per play.
+    Csv,
+    /// Plays and unidentified music.
+    Json,
+}
+
 /// Runs the parsed command.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     match args.command {
@@ -157,6 +247,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         Command::Eval(a) => crate::eval::run(&a),
         Command::Scan(a) => crate::scan::run(&a),
         Command::EvalSession(a) => crate::scan::eval_session(&a),
+        Command::Monitor(a) => crate::monitor::run(&a),
+        Command::Devices(a) => crate::monitor::devices(&a),
+        Command::Report(a) => crate::report::run(&a),
     }
 }
 

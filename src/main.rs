@@ -8,6 +8,8 @@ mod cpu;
 mod eval;
 mod identify;
 mod ingest;
+mod monitor;
+mod report;
 mod scan;
 
 use std::process::ExitCode;

@@ -10,13 +10,12 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 
-use earmark_engine::{AudioFile, Fingerprint, FingerprintOptions, Fingerprinter};
-use earmark_index::{Catalog, MatchOptions, Matcher};
-use earmark_monitor::{Play, PlayEvent, Tracker, TrackerOptions, WindowOptions, Windows};
+use earmark_engine::AudioFile;
+use earmark_index::Catalog;
+use earmark_monitor::{Listener, Play, PlayEvent, PlayRecord};
 
 use crate::Outcome;
 use crate::cli::{EvalSessionArgs, ScanArgs};
-use crate::identify::round;
 use crate::ingest::{collect_audio_files, content_hash};
 
 /// What scanning one recording found.
@@ -31,64 +30,37 @@ pub struct Scanned {
 /// Decodes a recording and returns its plays in start order.
 pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
     let mut file = AudioFile::open(path)?;
-    let mut fingerprinter = Fingerprinter::try_new(&FingerprintOptions::query(), file.rate_hz())?;
-    let mut windows = Windows::new(WindowOptions::default());
-    let mut tracker = Tracker::new(TrackerOptions::default());
-    let mut matcher = Matcher::new(catalog, MatchOptions::default());
-    let mut chunk = Fingerprint::default();
+    let mut listener = Listener::try_new(catalog, file.rate_hz(), 1)?;
     let mut plays = Vec::new();
     let mut keep = |events: Vec<PlayEvent>| {
         plays.extend(events.into_iter().filter_map(|e| match e {
             PlayEvent::Ended(p) => Some(p),
-            PlayEvent::Started(_) => None,
+            PlayEvent::Started(_) | PlayEvent::Heard(_) => None,
         }))
     };
-    let mut audio_s = 0.0;
-    loop {
-        let more = match file.next_mono()? {
-            Some(samples) => {
-                fingerprinter.push(samples, &mut chunk);
-                true
-            }
-            None => {
-                audio_s = fingerprinter.seconds_in();
-                fingerprinter.flush(&mut chunk);
-                false
-            }
-        };
-        windows.push(&chunk);
-        chunk.clear();
-        while let Some(w) = windows.next_window() {
-            keep(tracker.window(&mut matcher, &windows, &w));
-        }
-        if !more {
-            if let Some(w) = windows.last_window() {
-                keep(tracker.window(&mut matcher, &windows, &w));
-            }
-            keep(tracker.finish(catalog, &windows));
-            break;
-        }
+    while let Some(samples) = file.next_mono()? {
+        keep(listener.push(samples));
     }
+    let audio_s = listener.seconds();
+    keep(listener.finish());
     plays.sort_by(|a, b| a.start_frame.total_cmp(&b.start_frame));
     Ok(Scanned { plays, audio_s })
 }
 
+/// A play of a recording as cue sheets and `--json` show it.
+fn record(catalog: &Catalog, p: &Play) -> PlayRecord {
+    PlayRecord::new(catalog, p, 0.0, None)
+}
+
 fn play_json(catalog: &Catalog, file: &Path, p: &Play) -> serde_json::Value {
-    let track = catalog.tracks().get(p.track);
-    json!({
-        "file": file.display().to_string(),
-        "play": p.id,
-        "track_id": track.map(|t| t.meta.external_id.as_str()),
-        "title": track.map(|t| t.meta.title.as_str()),
-        "artist": track.map(|t| t.meta.artist.as_str()),
-        "isrc": track.and_then(|t| t.meta.isrc.as_deref()),
-        "start_s": round(p.start_s(), 2),
-        "end_s": round(p.end_s(), 2),
-        "track_start_s": round(p.track_start_s(), 2),
-        "tempo": round(p.tempo as f64, 3),
-        "pitch": round(p.pitch as f64, 3),
-        "score": round(p.score as f64, 1),
-    })
+    let mut value = json!({"file": file.display().to_string()});
+    if let (Some(v), Ok(serde_json::Value::Object(fields))) = (
+        value.as_object_mut(),
+        serde_json::to_value(record(catalog, p)),
+    ) {
+        v.extend(fields);
+    }
+    value
 }
 
 /// How one recording of a batch fared.
@@ -268,27 +240,16 @@ impl Manifest {
             .file_stem()
             .map_or("recording".into(), |s| s.to_string_lossy().into_owned());
         let name = format!("{stem}-{}", &hash[..8]);
-        let rows: Vec<serde_json::Value> = scanned
-            .plays
-            .iter()
-            .map(|p| play_json(catalog, file, p))
-            .collect();
-        let mut csv = csv::Writer::from_writer(Vec::new());
-        csv.write_record(CUE_COLUMNS)?;
-        for row in &rows {
-            csv.write_record(CUE_COLUMNS.iter().map(|k| match &row[*k] {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Null => String::new(),
-                other => other.to_string(),
-            }))?;
-        }
-        let csv = csv.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
-        write_atomically(&self.dir.join(format!("{name}.plays.csv")), &csv)?;
+        let records: Vec<PlayRecord> = scanned.plays.iter().map(|p| record(catalog, p)).collect();
+        write_atomically(
+            &self.dir.join(format!("{name}.plays.csv")),
+            &crate::report::csv(&records)?,
+        )?;
         let json = serde_json::to_vec_pretty(&json!({
             "file": file.display().to_string(),
             "content_hash": hash,
             "audio_s": scanned.audio_s,
-            "plays": rows,
+            "plays": records,
         }))?;
         write_atomically(&self.dir.join(format!("{name}.plays.json")), &json)?;
         let line = json!({"file": file.display().to_string(), "content_hash": hash,
@@ -303,22 +264,7 @@ impl Manifest {
     }
 }
 
-/// Columns of a cue sheet CSV, in order.
-const CUE_COLUMNS: [&str; 11] = [
-    "play",
-    "start_s",
-    "end_s",
-    "track_id",
-    "title",
-    "artist",
-    "isrc",
-    "track_start_s",
-    "tempo",
-    "pitch",
-    "score",
-];
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
     file.write_all(bytes)?;

@@ -2,13 +2,28 @@
 //!
 //! [`window`] cuts a stream's fingerprint into overlapping windows;
 //! [`tracker`] identifies them and turns the matches into plays with a start,
-//! an end, a position in the track and a tempo. The same code serves a live
-//! sound card and a recording scanned as fast as it decodes.
+//! an end, a position in the track and a tempo; [`listener`] runs that chain
+//! on one stream. A [`session`] feeds a [`source`] (a file, raw PCM, or the
+//! sound card through [`capture`]) to a listener and writes what happens to
+//! the append-only event [`log`]. The same code serves a live sound card and
+//! a recording scanned as fast as it decodes.
 
 #![forbid(unsafe_code)]
 
+pub mod capture;
+mod error;
+pub mod listener;
+pub mod log;
+pub mod session;
+pub mod source;
 pub mod tracker;
 pub mod window;
 
+pub use capture::{Capture, DeviceInfo, devices};
+pub use error::Error;
+pub use listener::Listener;
+pub use log::{Event, EventLog, History, PlayRecord, UnidentifiedRecord};
+pub use session::{Resumed, Session};
+pub use source::{Delivery, FileSource, PcmFormat, PcmSource, Source};
 pub use tracker::{Play, PlayEvent, Tracker, TrackerOptions};
 pub use window::{Window, WindowOptions, Windows};

@@ -111,6 +111,8 @@ impl Play {
 pub enum PlayEvent {
     /// A play began (its start is refined, its end is where it was last heard).
     Started(Play),
+    /// A play under way was heard again: its end moved on.
+    Heard(Play),
     /// A play is over.
     Ended(Play),
 }
@@ -169,6 +171,16 @@ impl Tracker {
     pub fn new(options: TrackerOptions) -> Self {
         Self {
             options,
+            ..Self::default()
+        }
+    }
+
+    /// A tracker whose first play is numbered `first` (for a stream that
+    /// continues an earlier one's numbering).
+    pub fn numbered_from(options: TrackerOptions, first: u64) -> Self {
+        Self {
+            options,
+            plays: first.saturating_sub(1),
             ..Self::default()
         }
     }
@@ -288,7 +300,10 @@ impl Tracker {
             if confirmed[i] {
                 a.last_window = span;
                 a.misses = 0;
-                a.play.end_frame = a.play.end_frame.max(span.1 as f64);
+                if span.1 as f64 > a.play.end_frame {
+                    a.play.end_frame = span.1 as f64;
+                    events.push(PlayEvent::Heard(a.play));
+                }
             } else {
                 a.misses += 1;
             }

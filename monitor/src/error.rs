@@ -1,0 +1,35 @@
+//! The monitor's error type.
+
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong while monitoring.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file (the event log, a clip, the input) could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The input could not be decoded.
+    #[error(transparent)]
+    Audio(#[from] earmark_engine::Error),
+    /// The sound card could not be found or opened.
+    #[error("audio device: {0}")]
+    Device(String),
+    /// An event could not be written as JSON.
+    #[error("event log: {0}")]
+    Log(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}

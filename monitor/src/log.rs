@@ -1,0 +1,458 @@
+//! The event log: an append-only JSON Lines file, one event per line, each
+//! written and synced to disk as it happens.
+//!
+//! A monitor started again on the same log reads it back ([`History`]) and
+//! goes on: plays are numbered on, positions continue from the earlier runs,
+//! and plays a crash left open are closed where they were last heard. A line
+//! cut short by a crash is dropped when the log is reopened.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use earmark_index::Catalog;
+
+use crate::Error;
+use crate::tracker::Play;
+
+/// A play as the log and cue sheets record it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlayRecord {
+    /// Number of the play in its session, from 1.
+    pub play: u64,
+    /// The catalog's id of the track.
+    pub track_id: String,
+    /// Title of the track.
+    pub title: String,
+    /// Artist of the track.
+    pub artist: String,
+    /// ISRC of the recording, if known.
+    pub isrc: Option<String>,
+    /// Start, in seconds from the start of the session.
+    pub start_s: f64,
+    /// End, in seconds from the start of the session.
+    pub end_s: f64,
+    /// Wall-clock start (live sources only).
+    pub started_at: Option<String>,
+    /// Wall-clock end (live sources only).
+    pub ended_at: Option<String>,
+    /// Where in the track the play starts, in seconds.
+    pub track_start_s: f64,
+    /// Track seconds per second heard (1.04: played 4% fast).
+    pub tempo: f64,
+    /// Heard frequency over the track's frequency.
+    pub pitch: f64,
+    /// Best verification score of the play.
+    pub score: f64,
+    /// Whether the licence covers the play: "unknown" until a licence is given.
+    pub coverage: String,
+}
+
+/// Music that was heard but matched nothing in the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnidentifiedRecord {
+    /// Number of the segment in its session, from 1.
+    pub segment: u64,
+    /// Start, in seconds from the start of the session.
+    pub start_s: f64,
+    /// End, in seconds from the start of the session.
+    pub end_s: f64,
+    /// Wall-clock start (live sources only).
+    pub started_at: Option<String>,
+    /// The audio kept for review, relative to the log's folder.
+    pub clip: Option<String>,
+}
+
+/// One line of the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A monitor run began.
+    RunStarted {
+        /// Wall clock.
+        at: String,
+        /// Number of the run in this log, from 1.
+        run: u32,
+        /// What it listens to.
+        source: String,
+        /// Session seconds at the run's start.
+        offset_s: f64,
+    },
+    /// A play was recognised.
+    PlayStarted {
+        /// Wall clock.
+        at: String,
+        /// The play so far.
+        #[serde(flatten)]
+        play: PlayRecord,
+    },
+    /// A play under way was heard again.
+    PlayHeard {
+        /// Wall clock.
+        at: String,
+        /// The play so far.
+        #[serde(flatten)]
+        play: PlayRecord,
+    },
+    /// A play is over.
+    PlayEnded {
+        /// Wall clock.
+        at: String,
+        /// The whole play.
+        #[serde(flatten)]
+        play: PlayRecord,
+        /// Closed on restart after a run stopped without ending it.
+        #[serde(default)]
+        interrupted: bool,
+    },
+    /// Music that matched nothing.
+    Unidentified {
+        /// Wall clock.
+        at: String,
+        /// The segment.
+        #[serde(flatten)]
+        segment: UnidentifiedRecord,
+    },
+    /// The input device stopped delivering audio.
+    DeviceLost {
+        /// Wall clock.
+        at: String,
+        /// Session seconds.
+        position_s: f64,
+        /// Why.
+        reason: String,
+    },
+    /// The input device delivers audio again.
+    DeviceBack {
+        /// Wall clock.
+        at: String,
+        /// Session seconds.
+        position_s: f64,
+        /// Seconds without audio.
+        gap_s: f64,
+    },
+    /// Audio was dropped because the worker fell behind the sound card.
+    Overruns {
+        /// Wall clock.
+        at: String,
+        /// Session seconds.
+        position_s: f64,
+        /// Overruns in this run so far.
+        total: u64,
+    },
+    /// A run ended cleanly.
+    RunEnded {
+        /// Wall clock.
+        at: String,
+        /// Session seconds.
+        position_s: f64,
+    },
+}
+
+/// Coverage of every play until a licence model decides it.
+pub const COVERAGE_UNKNOWN: &str = "unknown";
+
+impl PlayRecord {
+    /// A tracker's play as the log records it: `offset_s` is the session
+    /// position of the play's stream start, `clock` that start's wall-clock
+    /// time when the stream is live.
+    pub fn new(catalog: &Catalog, play: &Play, offset_s: f64, clock: Option<SystemTime>) -> Self {
+        let track = catalog.tracks().get(play.track);
+        let text = |f: fn(&earmark_index::Track) -> &str| track.map(f).unwrap_or("").to_owned();
+        let wall = |s: f64| clock.map(|c| timestamp(c + std::time::Duration::from_secs_f64(s)));
+        Self {
+            play: play.id,
+            track_id: text(|t| &t.meta.external_id),
+            title: text(|t| &t.meta.title),
+            artist: text(|t| &t.meta.artist),
+            isrc: track.and_then(|t| t.meta.isrc.clone()),
+            start_s: round(offset_s + play.start_s()),
+            end_s: round(offset_s + play.end_s()),
+            started_at: wall(play.start_s()),
+            ended_at: wall(play.end_s()),
+            track_start_s: round(play.track_start_s()),
+            tempo: (play.tempo as f64 * 1000.0).round() / 1000.0,
+            pitch: (play.pitch as f64 * 1000.0).round() / 1000.0,
+            score: (play.score as f64 * 10.0).round() / 10.0,
+            coverage: COVERAGE_UNKNOWN.to_owned(),
+        }
+    }
+}
+
+/// Hundredths of a second are as precise as positions get.
+pub(crate) fn round(s: f64) -> f64 {
+    (s * 100.0).round() / 100.0
+}
+
+/// Wall-clock time as the log writes it (RFC 3339, UTC, milliseconds).
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// What an event log already holds.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Every event, in order.
+    pub events: Vec<Event>,
+    /// Lines that could not be read (cut short or not earmark's).
+    pub unreadable: usize,
+}
+
+impl History {
+    /// Reads a log; a missing file is an empty history.
+    ///
+    /// # Errors
+    /// When the file exists but cannot be read.
+    pub fn read(path: &Path) -> Result<Self, Error> {
+        let text = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let mut history = Self::default();
+        for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            match serde_json::from_slice(line) {
+                Ok(event) => history.events.push(event),
+                Err(_) => history.unreadable += 1,
+            }
+        }
+        Ok(history)
+    }
+
+    /// Every play, in its latest state, in start order.
+    pub fn plays(&self) -> Vec<PlayRecord> {
+        let mut plays: Vec<PlayRecord> = Vec::new();
+        for event in &self.events {
+            let play = match event {
+                Event::PlayStarted { play, .. }
+                | Event::PlayHeard { play, .. }
+                | Event::PlayEnded { play, .. } => play,
+                _ => continue,
+            };
+            match plays.iter_mut().find(|p| p.play == play.play) {
+                Some(p) => *p = play.clone(),
+                None => plays.push(play.clone()),
+            }
+        }
+        plays.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+        plays
+    }
+
+    /// Plays that were started but never ended, in their latest state.
+    pub fn open_plays(&self) -> Vec<PlayRecord> {
+        let ended: std::collections::HashSet<u64> = self
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::PlayEnded { play, .. } => Some(play.play),
+                _ => None,
+            })
+            .collect();
+        self.plays()
+            .into_iter()
+            .filter(|p| !ended.contains(&p.play))
+            .collect()
+    }
+
+    /// Unidentified segments in start order.
+    pub fn unidentified(&self) -> Vec<UnidentifiedRecord> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Unidentified { segment, .. } => Some(segment.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Runs so far.
+    pub fn runs(&self) -> u32 {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::RunStarted { run, .. } => Some(*run),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Wall clock of the first run's start.
+    pub fn first_start(&self) -> Option<SystemTime> {
+        self.events.iter().find_map(|e| match e {
+            Event::RunStarted { at, .. } => humantime::parse_rfc3339(at).ok(),
+            _ => None,
+        })
+    }
+
+    /// The latest session position any event mentions.
+    pub fn last_position_s(&self) -> f64 {
+        self.events
+            .iter()
+            .map(|e| match e {
+                Event::RunStarted { offset_s, .. } => *offset_s,
+                Event::PlayStarted { play, .. }
+                | Event::PlayHeard { play, .. }
+                | Event::PlayEnded { play, .. } => play.end_s,
+                Event::Unidentified { segment, .. } => segment.end_s,
+                Event::DeviceLost { position_s, .. }
+                | Event::DeviceBack { position_s, .. }
+                | Event::Overruns { position_s, .. }
+                | Event::RunEnded { position_s, .. } => *position_s,
+            })
+            .fold(0.0, f64::max)
+    }
+
+    /// The number the next play gets.
+    pub fn next_play(&self) -> u64 {
+        self.plays().iter().map(|p| p.play).max().unwrap_or(0) + 1
+    }
+
+    /// The number the next unidentified segment gets.
+    pub fn next_segment(&self) -> u64 {
+        self.unidentified()
+            .iter()
+            .map(|s| s.segment)
+            .max()
+            .unwrap_or(0)
+            + 1
+    }
+}
+
+/// An event log open for appending.
+#[derive(Debug)]
+pub struct EventLog {
+    path: PathBuf,
+    file: File,
+}
+
+impl EventLog {
+    /// Opens (or creates) a log for appending, first dropping a last line
+    /// that a crash cut short.
+    ///
+    /// # Errors
+    /// When the file cannot be opened, repaired or synced.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let io = |e| Error::io(path, e);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        if bytes.last().is_some_and(|&b| b != b'\n') {
+            let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            file.set_len(keep as u64).map_err(io)?;
+            file.seek(SeekFrom::End(0)).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one event and syncs it to disk.
+    ///
+    /// # Errors
+    /// When writing or syncing fails.
+    pub fn append(&mut self, event: &Event) -> Result<(), Error> {
+        let mut line = serde_json::to_vec(event).map_err(|e| Error::Log(e.to_string()))?;
+        line.push(b'\n');
+        let io = |e| Error::io(&self.path, e);
+        self.file.write_all(&line).map_err(io)?;
+        self.file.sync_data().map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(play: u64, start_s: f64, end_s: f64) -> PlayRecord {
+        PlayRecord {
+            play,
+            track_id: format!("T{play}"),
+            title: "Title".into(),
+            artist: "Artist".into(),
+            isrc: None,
+            start_s,
+            end_s,
+            started_at: None,
+            ended_at: None,
+            track_start_s: 0.0,
+            tempo: 1.0,
+            pitch: 1.0,
+            score: 9.0,
+            coverage: "unknown".into(),
+        }
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_and_plays_keep_their_latest_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.jsonl");
+        let at = timestamp(SystemTime::now());
+        let mut log = EventLog::open(&path).expect("open");
+        for event in [
+            Event::RunStarted {
+                at: at.clone(),
+                run: 1,
+                source: "test".into(),
+                offset_s: 0.0,
+            },
+            Event::PlayStarted {
+                at: at.clone(),
+                play: record(1, 5.0, 15.0),
+            },
+            Event::PlayHeard {
+                at: at.clone(),
+                play: record(1, 5.0, 30.0),
+            },
+            Event::PlayStarted {
+                at: at.clone(),
+                play: record(2, 28.0, 38.0),
+            },
+            Event::PlayEnded {
+                at: at.clone(),
+                play: record(1, 5.0, 31.0),
+                interrupted: false,
+            },
+        ] {
+            log.append(&event).expect("append");
+        }
+        drop(log);
+        // A crash in the middle of a line.
+        let mut file = OpenOptions::new().append(true).open(&path).expect("reopen");
+        file.write_all(b"{\"event\":\"play_heard\",\"at\":\"20")
+            .expect("torn");
+        drop(file);
+
+        let mut log = EventLog::open(&path).expect("open again");
+        log.append(&Event::RunEnded {
+            at,
+            position_s: 40.0,
+        })
+        .expect("append after repair");
+        let history = History::read(&path).expect("read");
+        assert_eq!(history.unreadable, 0, "the torn line is gone");
+        assert_eq!(history.events.len(), 6);
+        let plays = history.plays();
+        assert_eq!(plays.len(), 2);
+        assert_eq!(plays[0].end_s, 31.0);
+        assert_eq!(history.open_plays(), vec![record(2, 28.0, 38.0)]);
+        assert_eq!(history.next_play(), 3);
+        assert_eq!(history.runs(), 1);
+        assert_eq!(history.last_position_s(), 40.0);
+    }
+}
