@@ -139,17 +139,26 @@ pub struct ScanArgs {
 /// Arguments of `eval-session`.
 #[derive(Debug, clap::Args)]
 pub struct EvalSessionArgs {
-    /// Catalog directory.
-    #[arg(long)]
-    pub db: PathBuf,
+    /// Catalog directory (to scan the recording).
+    #[arg(long, required_unless_present = "log")]
+    pub db: Option<PathBuf>,
     /// The session's timeline CSV (make_queries.py session).
     #[arg(long)]
     pub timeline: PathBuf,
     /// A boundary counts as right within this many seconds.
     #[arg(long, default_value_t = 2.0)]
     pub tolerance_s: f64,
+    /// Judge the plays of a monitor's event log instead of scanning.
+    #[arg(long, conflicts_with = "recording")]
+    pub log: Option<PathBuf>,
+    /// With `--log` of a live run: when the recording began to play (RFC
+    /// 3339); positions are then taken from the plays' wall clocks, and the
+    /// time from each track's start to its play event is measured.
+    #[arg(long, requires = "log")]
+    pub played_at: Option<String>,
     /// The session recording.
-    pub recording: PathBuf,
+    #[arg(required_unless_present = "log")]
+    pub recording: Option<PathBuf>,
 }
 
 /// Arguments of `monitor`.

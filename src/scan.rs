@@ -12,7 +12,7 @@ use serde_json::json;
 
 use earmark_engine::AudioFile;
 use earmark_index::Catalog;
-use earmark_monitor::{Listener, Play, PlayEvent, PlayRecord};
+use earmark_monitor::{Listener, Play, PlayEvent, PlayRecord, WindowOptions};
 
 use crate::Outcome;
 use crate::cli::{EvalSessionArgs, ScanArgs};
@@ -30,7 +30,7 @@ pub struct Scanned {
 /// Decodes a recording and returns its plays in start order.
 pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
     let mut file = AudioFile::open(path)?;
-    let mut listener = Listener::try_new(catalog, file.rate_hz(), 1)?;
+    let mut listener = Listener::try_new(catalog, file.rate_hz(), WindowOptions::default(), 1)?;
     let mut plays = Vec::new();
     let mut keep = |events: Vec<PlayEvent>| {
         plays.extend(events.into_iter().filter_map(|e| match e {
@@ -282,55 +282,117 @@ struct Section {
     end_s: f64,
 }
 
-/// `earmark eval-session`: scans a session recording and compares its plays
-/// with the session's timeline.
+/// A play as `eval-session` judges it.
+struct Judged {
+    track_id: String,
+    start_s: f64,
+    end_s: f64,
+    /// Seconds from the track's start to the play's event (live runs).
+    reported_s: Option<f64>,
+}
+
+/// The plays of a session: scanned from the recording, or read from a
+/// monitor's log (placed by wall clock when the playback start is known).
+fn session_plays(args: &EvalSessionArgs) -> anyhow::Result<(Vec<Judged>, Option<f64>)> {
+    if let Some(log) = &args.log {
+        let played_at = args
+            .played_at
+            .as_deref()
+            .map(humantime::parse_rfc3339)
+            .transpose()
+            .context("--played-at")?;
+        let history = earmark_monitor::History::read(log)?;
+        let since = |at: &str| {
+            let t = humantime::parse_rfc3339(at).ok()?;
+            Some(t.duration_since(played_at?).ok()?.as_secs_f64())
+        };
+        let mut reported = std::collections::HashMap::new();
+        for e in &history.events {
+            if let earmark_monitor::Event::PlayStarted { at, play } = e {
+                reported.insert(play.play, since(at));
+            }
+        }
+        let plays = history
+            .plays()
+            .into_iter()
+            .map(|p| {
+                let wall = |at: &Option<String>, s: f64| match played_at {
+                    Some(_) => at.as_deref().and_then(since).unwrap_or(s),
+                    None => s,
+                };
+                Judged {
+                    start_s: wall(&p.started_at, p.start_s),
+                    end_s: wall(&p.ended_at, p.end_s),
+                    reported_s: reported.get(&p.play).copied().flatten(),
+                    track_id: p.track_id,
+                }
+            })
+            .collect();
+        return Ok((plays, None));
+    }
+    let (Some(db), Some(recording)) = (&args.db, &args.recording) else {
+        anyhow::bail!("give --log, or --db and a recording");
+    };
+    let catalog = Catalog::open(db)?;
+    let started = Instant::now();
+    let plays = scan_file(&catalog, recording)?
+        .plays
+        .iter()
+        .map(|p| {
+            let r = record(&catalog, p);
+            Judged {
+                track_id: r.track_id,
+                start_s: r.start_s,
+                end_s: r.end_s,
+                reported_s: None,
+            }
+        })
+        .collect();
+    Ok((plays, Some(started.elapsed().as_secs_f64())))
+}
+
+/// `earmark eval-session`: compares a session's plays (scanned, or from a
+/// monitor's log) with the session's timeline.
 pub fn eval_session(args: &EvalSessionArgs) -> anyhow::Result<Outcome> {
-    let catalog = Catalog::open(&args.db)?;
     let mut reader = csv::Reader::from_path(&args.timeline)
         .with_context(|| format!("{}", args.timeline.display()))?;
     let truth: Vec<Section> = reader
         .deserialize()
         .collect::<Result<_, _>>()
         .with_context(|| format!("{}", args.timeline.display()))?;
-    let started = Instant::now();
-    let plays = scan_file(&catalog, &args.recording)?.plays;
-    let elapsed = started.elapsed().as_secs_f64();
-    let name = |p: &Play| {
-        catalog
-            .tracks()
-            .get(p.track)
-            .map(|t| t.meta.external_id.clone())
-            .unwrap_or_default()
-    };
-    let overlaps = |p: &Play, s: &Section| p.start_s() < s.end_s && s.start_s < p.end_s();
+    let (plays, elapsed) = session_plays(args)?;
+    let overlaps = |p: &Judged, s: &Section| p.start_s < s.end_s && s.start_s < p.end_s;
     let catalog_sections: Vec<&Section> = truth.iter().filter(|s| s.kind == "catalog").collect();
-    let (mut found, mut within, mut errors) = (0, 0, Vec::new());
+    let (mut found, mut within, mut errors, mut delays) = (0, 0, Vec::new(), Vec::new());
     for s in &catalog_sections {
         let hit = plays
             .iter()
-            .filter(|p| name(p) == s.track_id && overlaps(p, s))
+            .filter(|p| p.track_id == s.track_id && overlaps(p, s))
             .min_by(|a, b| {
-                (a.start_s() - s.start_s)
+                (a.start_s - s.start_s)
                     .abs()
-                    .total_cmp(&(b.start_s() - s.start_s).abs())
+                    .total_cmp(&(b.start_s - s.start_s).abs())
             });
         match hit {
             Some(p) => {
                 found += 1;
-                let (start, end) = (p.start_s() - s.start_s, p.end_s() - s.end_s);
+                let (start, end) = (p.start_s - s.start_s, p.end_s - s.end_s);
                 if start.abs() <= args.tolerance_s && end.abs() <= args.tolerance_s {
                     within += 1;
                 }
                 errors.push((s.track_id.clone(), start, end));
+                let delay = p.reported_s.map(|r| r - s.start_s);
+                delays.extend(delay);
                 println!(
-                    "{:<8} truth {:>7.1}-{:>7.1}  play {:>7.1}-{:>7.1}  start {:+.1} s, end {:+.1} s",
+                    "{:<8} truth {:>7.1}-{:>7.1}  play {:>7.1}-{:>7.1}  start {:+.1} s, end {:+.1} s{}",
                     s.track_id,
                     s.start_s,
                     s.end_s,
-                    p.start_s(),
-                    p.end_s(),
+                    p.start_s,
+                    p.end_s,
                     start,
-                    end
+                    end,
+                    delay.map_or(String::new(), |d| format!(", reported after {d:.1} s"))
                 );
             }
             None => println!(
@@ -339,37 +401,49 @@ pub fn eval_session(args: &EvalSessionArgs) -> anyhow::Result<Outcome> {
             ),
         }
     }
-    let wrong: Vec<&Play> = plays
+    let wrong: Vec<&Judged> = plays
         .iter()
         .filter(|p| {
             !truth
                 .iter()
-                .any(|s| s.kind == "catalog" && s.track_id == name(p) && overlaps(p, s))
+                .any(|s| s.kind == "catalog" && s.track_id == p.track_id && overlaps(p, s))
         })
         .collect();
     for p in &wrong {
         println!(
             "WRONG    play {:>7.1}-{:>7.1}  {}",
-            p.start_s(),
-            p.end_s(),
-            name(p)
+            p.start_s, p.end_s, p.track_id
         );
     }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
     let mut abs: Vec<f64> = errors.iter().flat_map(|e| [e.1.abs(), e.2.abs()]).collect();
-    abs.sort_by(f64::total_cmp);
     let duration = truth.iter().map(|s| s.end_s).fold(0.0, f64::max);
-    println!(
+    print!(
         "{} of {} catalog tracks found, {within} with both boundaries within {} s; {} wrong plays; \
-         boundary error median {:.1} s, max {:.1} s; scanned {:.0} s of audio in {:.1} s ({:.0}x real time)",
+         boundary error median {:.1} s, max {:.1} s",
         found,
         catalog_sections.len(),
         args.tolerance_s,
         wrong.len(),
-        abs.get(abs.len() / 2).copied().unwrap_or(0.0),
+        median(&mut abs),
         abs.last().copied().unwrap_or(0.0),
-        duration,
-        elapsed,
-        duration / elapsed.max(1e-9)
     );
+    if !delays.is_empty() {
+        print!(
+            "; reported after median {:.1} s, max {:.1} s",
+            median(&mut delays),
+            delays.last().copied().unwrap_or(0.0)
+        );
+    }
+    if let Some(elapsed) = elapsed {
+        print!(
+            "; scanned {duration:.0} s of audio in {elapsed:.1} s ({:.0}x real time)",
+            duration / elapsed.max(1e-9)
+        );
+    }
+    println!();
     Ok(Outcome::Done)
 }

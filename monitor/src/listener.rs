@@ -23,21 +23,22 @@ pub struct Listener<'c> {
 }
 
 impl<'c> Listener<'c> {
-    /// A listener for a stream at `rate_hz` whose plays are numbered from
-    /// `first_play`.
+    /// A listener for a stream at `rate_hz`, cut into `windows`, whose plays
+    /// are numbered from `first_play`.
     ///
     /// # Errors
     /// When the sample rate cannot be resampled to the analysis rate.
     pub fn try_new(
         catalog: &'c Catalog,
         rate_hz: u32,
+        windows: WindowOptions,
         first_play: u64,
     ) -> earmark_engine::Result<Self> {
         Ok(Self {
             catalog,
             matcher: Matcher::new(catalog, MatchOptions::default()),
             fingerprinter: Fingerprinter::try_new(&FingerprintOptions::query(), rate_hz)?,
-            windows: Windows::new(WindowOptions::default()),
+            windows: Windows::new(windows),
             tracker: Tracker::numbered_from(TrackerOptions::default(), first_play),
             chunk: Fingerprint::default(),
         })

@@ -16,6 +16,7 @@ use crate::Error;
 use crate::listener::Listener;
 use crate::log::{Event, EventLog, History, PlayRecord, round, timestamp};
 use crate::tracker::{Play, PlayEvent};
+use crate::window::WindowOptions;
 
 /// How a session began.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,7 +94,12 @@ impl<'c> Session<'c> {
             catalog,
             log,
             live,
-            listener: Some(Listener::try_new(catalog, rate_hz, next_play)?),
+            listener: Some(Listener::try_new(
+                catalog,
+                rate_hz,
+                WindowOptions::live(),
+                next_play,
+            )?),
             stream_offset_s: offset_s,
             stream_clock: live.then_some(now),
             run_started: (Instant::now(), offset_s),
@@ -185,7 +191,12 @@ impl<'c> Session<'c> {
     pub fn back(&mut self, rate_hz: u32) -> Result<Event, Error> {
         self.stream_offset_s = self.position_s();
         self.stream_clock = self.live.then(SystemTime::now);
-        self.listener = Some(Listener::try_new(self.catalog, rate_hz, self.next_play)?);
+        self.listener = Some(Listener::try_new(
+            self.catalog,
+            rate_hz,
+            WindowOptions::live(),
+            self.next_play,
+        )?);
         let event = Event::DeviceBack {
             at: timestamp(SystemTime::now()),
             position_s: round(self.stream_offset_s),

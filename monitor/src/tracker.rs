@@ -3,7 +3,7 @@
 //! Each window is identified; a match that no play under way explains starts
 //! a play. A play under way is checked in every window at its own alignment
 //! (no hash lookups), so it survives noise, speech over it and a crossfade
-//! into the next track; after `max_misses` windows in a row without it, it
+//! into the next track; once no window for `lost_after` frames has found it, it
 //! ends. A play knows where in the stream each track frame sounds (start,
 //! tempo, pitch), so its start and end are refined second by second: a
 //! second belongs to the play while enough of the track's peaks that fall in
@@ -34,8 +34,9 @@ const MAX_SILENT_BLOCKS: u32 = 3;
 pub struct TrackerOptions {
     /// A play under way is confirmed by a window scoring at least this.
     pub keep_score: f32,
-    /// Windows in a row without confirmation after which a play ends.
-    pub max_misses: u32,
+    /// A play ends when windows starting more than this many frames after the
+    /// last window that confirmed it have all missed it.
+    pub lost_after: u32,
     /// Furthest a boundary search looks beyond the windows that confirmed
     /// the play, in frames.
     pub boundary_reach: u32,
@@ -48,7 +49,8 @@ impl Default for TrackerOptions {
     fn default() -> Self {
         Self {
             keep_score: 4.0,
-            max_misses: 4,
+            // 12 s of speech or noise over a play.
+            lost_after: 372,
             boundary_reach: 500,
             boundary_excess: 0.07,
         }
@@ -307,7 +309,7 @@ impl Tracker {
             } else {
                 a.misses += 1;
             }
-            if a.misses > self.options.max_misses {
+            if span.0.saturating_sub(a.last_window.0) > self.options.lost_after {
                 let a = self.active.remove(i);
                 confirmed.remove(i);
                 events.push(PlayEvent::Ended(self.end(matcher.catalog(), windows, a)));

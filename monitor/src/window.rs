@@ -3,17 +3,16 @@
 //! The fingerprinter emits peaks and landmarks with frame numbers counted
 //! from the start of the stream. [`Windows`] keeps the recent ones and cuts
 //! them into overlapping windows, each rebased to start at frame 0 so that it
-//! can be identified like a clip. A window is cut only once every landmark
-//! anchored in it can have been emitted (pairs and triplets look up to 64
-//! frames ahead). Peaks are kept longer than windows, so that the tracker can
-//! look back to refine where a play began.
+//! can be identified like a clip. A batch scan cuts a window only once every
+//! landmark anchored in it can have been emitted (pairs and triplets look up
+//! to 64 frames ahead); a live monitor cuts it sooner and more often, trading
+//! the landmarks of its last two seconds for a quicker answer. Peaks are kept
+//! longer than windows, so that the tracker can look back to refine where a
+//! play began.
 
 use std::collections::VecDeque;
 
 use earmark_engine::{Fingerprint, Landmark, Peak};
-
-/// Frames a landmark or peak may be emitted after the frame it belongs to.
-const EMIT_DELAY_FRAMES: u32 = 64;
 
 /// Window geometry, in STFT frames.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -24,6 +23,9 @@ pub struct WindowOptions {
     pub hop: u32,
     /// Frames of peaks kept behind the current window, for looking back.
     pub history: u32,
+    /// Frames a window waits past its end for late peaks and landmarks
+    /// (64: all of them).
+    pub wait: u32,
 }
 
 impl Default for WindowOptions {
@@ -33,6 +35,19 @@ impl Default for WindowOptions {
             length: 312,
             hop: 93,
             history: 1_875,
+            wait: 64,
+        }
+    }
+}
+
+impl WindowOptions {
+    /// A live monitor's windows: 10 s every second, cut half a second after
+    /// their end (when the peaks are in, before all landmarks are).
+    pub fn live() -> Self {
+        Self {
+            hop: 31,
+            wait: 16,
+            ..Self::default()
         }
     }
 }
@@ -81,7 +96,7 @@ impl Windows {
     /// The next complete window, if the stream has reached past it.
     pub fn next_window(&mut self) -> Option<Window> {
         let o = self.options;
-        if self.frames < self.next_start + o.length + EMIT_DELAY_FRAMES {
+        if self.frames < self.next_start + o.length + o.wait {
             return None;
         }
         Some(self.cut(o.length))
@@ -181,6 +196,7 @@ mod tests {
             length: 100,
             hop: 50,
             history: 200,
+            wait: 64,
         });
         w.push(&chunk(0..150));
         assert!(w.next_window().is_none(), "must wait for late landmarks");

@@ -6,5 +6,6 @@
 mod bad_input;
 mod cli;
 mod crash;
+mod monitor;
 mod scan;
 mod util;

@@ -1,0 +1,244 @@
+//! `earmark monitor`: the sound card through a PulseAudio null sink, and a
+//! monitor killed and started again on the same log.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use earmark_engine::testutil::{mix_at_snr, noise, write_wav};
+
+use crate::util::{Fixture, RATE, earmark, path, run, stderr, stdout};
+
+/// A private PulseAudio server from ../shared/live, stopped on drop.
+struct Audio {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    scripts: PathBuf,
+}
+
+impl Audio {
+    fn start(sink: &str) -> Self {
+        let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/live");
+        assert!(
+            scripts.join("start_audio.sh").exists(),
+            "the null-sink scripts are missing at {}",
+            scripts.display()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = Command::new("bash")
+            .arg(scripts.join("start_audio.sh"))
+            .env("AUDIO_DIR", dir.path())
+            .env("AUDIO_SINKS", sink)
+            .output()
+            .expect("start_audio.sh");
+        assert!(
+            out.status.success(),
+            "start_audio.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Lines of the form `export NAME="value"`.
+        let env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+            .collect();
+        Self { dir, env, scripts }
+    }
+
+    fn command(&self, mut cmd: Command) -> Command {
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+}
+
+impl Drop for Audio {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(self.scripts.join("stop_audio.sh"))
+            .env("AUDIO_DIR", self.dir.path())
+            .status();
+    }
+}
+
+/// Song `i` of `fx` from `from_s` for `seconds`.
+fn part(fx: &Fixture, i: usize, from_s: f32, seconds: f32) -> &[f32] {
+    let a = (from_s * RATE as f32) as usize;
+    &fx.songs[i].1[a..a + (seconds * RATE as f32) as usize]
+}
+
+/// Parts one after the other, each crossfaded into the next over `fade_s`.
+fn mix(parts: &[&[f32]], fade_s: f32) -> Vec<f32> {
+    let fade = (fade_s * RATE as f32) as usize;
+    let mut out: Vec<f32> = Vec::new();
+    for p in parts {
+        let overlap = if out.is_empty() { 0 } else { fade };
+        let at = out.len() - overlap;
+        for (i, &s) in p.iter().enumerate() {
+            let t = (i as f32 / fade.max(1) as f32).min(1.0);
+            match out.get_mut(at + i) {
+                Some(o) if i < overlap => *o = *o * (1.0 - t) + s * t,
+                _ => out.push(s),
+            }
+        }
+    }
+    out
+}
+
+fn report(log: &Path) -> serde_json::Value {
+    let out = run(&["report", "--format", "json", "--log", path(log)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).expect("report json")
+}
+
+fn seconds_between(from: SystemTime, at: &serde_json::Value) -> f64 {
+    let t = humantime::parse_rfc3339(at.as_str().expect("wall clock")).expect("rfc3339");
+    t.duration_since(from).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn wait_for(log: &Path, what: &str, child: &mut Child, limit: Duration) {
+    let started = Instant::now();
+    while !std::fs::read_to_string(log).is_ok_and(|t| t.contains(what)) {
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "monitor exited early"
+        );
+        assert!(started.elapsed() < limit, "no {what} in the log");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_live_monitor_names_each_track_played_into_the_sound_card() {
+    let fx = Fixture::songs(4, 60.0);
+    fx.index();
+    // Three tracks with 3 s crossfades, over venue noise: about 2.3 minutes.
+    let quiet = vec![0.0; 3 * RATE as usize];
+    let music = mix(
+        &[
+            part(&fx, 0, 5.0, 48.0),
+            part(&fx, 2, 10.0, 48.0),
+            part(&fx, 3, 0.0, 45.0),
+        ],
+        3.0,
+    );
+    let show = [&quiet[..], &music, &quiet].concat();
+    let seconds = show.len() as f32 / RATE as f32;
+    let show = mix_at_snr(&show, &noise(RATE, seconds, 1.0, 5), 15.0);
+    let wav = fx.dir.path().join("show.wav");
+    write_wav(&wav, RATE, 1, &show).expect("write");
+    // Each track from the start to the end of its crossfades.
+    let truth = [
+        ("song0", 3.0, 51.0),
+        ("song2", 48.0, 96.0),
+        ("song3", 93.0, 138.0),
+    ];
+
+    let audio = Audio::start("venue_it");
+    let log = fx.dir.path().join("events.jsonl");
+    let mut monitor = audio
+        .command(earmark())
+        .args(["monitor", "--plain", "--db", path(&fx.db())])
+        .args([
+            "--log",
+            path(&log),
+            "--duration",
+            &format!("{}", seconds + 15.0),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn monitor");
+    wait_for(&log, "run_started", &mut monitor, Duration::from_secs(20));
+    let played_at = SystemTime::now();
+    let mut paplay = Command::new("paplay");
+    paplay.args(["--device=venue_it", path(&wav)]);
+    let status = audio.command(paplay).status().expect("paplay");
+    assert!(status.success(), "paplay failed");
+    let status = monitor.wait().expect("monitor");
+    assert!(status.success(), "monitor failed");
+
+    let report = report(&log);
+    let plays = report["plays"].as_array().expect("plays");
+    let names: Vec<&str> = plays
+        .iter()
+        .map(|p| p["track_id"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(names, ["song0", "song2", "song3"], "{report:#}");
+    for (p, (id, start, end)) in plays.iter().zip(truth) {
+        let got_start = seconds_between(played_at, &p["started_at"]);
+        let got_end = seconds_between(played_at, &p["ended_at"]);
+        assert!(
+            (got_start - start).abs() <= 3.0 && (got_end - end).abs() <= 3.0,
+            "{id}: truth {start}-{end} s, played {got_start:.1}-{got_end:.1} s: {p:#}"
+        );
+    }
+}
+
+#[test]
+fn a_monitor_killed_mid_show_keeps_its_plays_when_started_again() {
+    let fx = Fixture::songs(3, 40.0);
+    fx.index();
+    let first = fx.dir.path().join("first.wav");
+    write_wav(
+        &first,
+        RATE,
+        1,
+        &mix(&[part(&fx, 0, 0.0, 20.0), part(&fx, 1, 0.0, 30.0)], 1.0),
+    )
+    .expect("write");
+    let second = fx.dir.path().join("second.wav");
+    write_wav(&second, RATE, 1, part(&fx, 2, 5.0, 20.0)).expect("write");
+    let log = fx.dir.path().join("events.jsonl");
+
+    // The first run replays in real time and is killed once the second
+    // track has been recognised.
+    let mut monitor = earmark()
+        .args(["monitor", "--plain", "--realtime", "--db", path(&fx.db())])
+        .args(["--log", path(&log), "--input", path(&first)])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for(
+        &log,
+        "\"track_id\":\"song1\"",
+        &mut monitor,
+        Duration::from_secs(60),
+    );
+    monitor.kill().expect("kill");
+    let _ = monitor.wait();
+    let before = report(&log);
+    assert_eq!(
+        before["plays"].as_array().map(Vec::len),
+        Some(2),
+        "{before:#}"
+    );
+
+    let out = run(&[
+        "monitor",
+        "--plain",
+        "--db",
+        path(&fx.db()),
+        "--log",
+        path(&log),
+        "--input",
+        path(&second),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = report(&log);
+    assert_eq!(after["runs"], 2);
+    let plays = after["plays"].as_array().expect("plays");
+    let names: Vec<&str> = plays
+        .iter()
+        .map(|p| p["track_id"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(names, ["song0", "song1", "song2"], "{after:#}");
+    // The first run's plays are as it left them; the interrupted one ends
+    // where it was last heard, and the second run comes after both.
+    assert_eq!(plays[0], before["plays"][0]);
+    assert!((plays[0]["start_s"].as_f64().unwrap_or(-9.0)).abs() <= 2.0);
+    let first_end = plays[1]["end_s"].as_f64().expect("end");
+    assert!(first_end > 20.0, "{after:#}");
+    let play_numbers: Vec<u64> = plays.iter().filter_map(|p| p["play"].as_u64()).collect();
+    assert_eq!(play_numbers, [1, 2, 3]);
+    assert!(plays[2]["start_s"].as_f64().expect("start") >= first_end);
+}
