@@ -152,14 +152,11 @@ impl View {
                     if *interrupted { ", interrupted" } else { "" }
                 ),
                 Event::Unidentified { segment, .. } => format!(
-                    "{} unidentified music {}-{}{}",
-                    clock(segment.start_s),
+                    "{} unidentified music {}-{}, kept as {}",
+                    clock(segment.end_s),
                     clock(segment.start_s),
                     clock(segment.end_s),
-                    segment
-                        .clip
-                        .as_deref()
-                        .map_or(String::new(), |c| format!(", kept as {c}"))
+                    segment.clip
                 ),
                 Event::DeviceLost {
                     position_s, reason, ..

@@ -5,7 +5,8 @@
 //! an end, a position in the track and a tempo; [`listener`] runs that chain
 //! on one stream. A [`session`] feeds a [`source`] (a file, raw PCM, or the
 //! sound card through [`capture`]) to a listener and writes what happens to
-//! the append-only event [`log`]. The same code serves a live sound card and
+//! the append-only event [`log`], with the music no play explains
+//! ([`unknown`]). The same code serves a live sound card and
 //! a recording scanned as fast as it decodes.
 
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod log;
 pub mod session;
 pub mod source;
 pub mod tracker;
+pub mod unknown;
 pub mod window;
 
 pub use capture::{Capture, DeviceInfo, devices};

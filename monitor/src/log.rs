@@ -63,7 +63,7 @@ pub struct UnidentifiedRecord {
     /// Wall-clock start (live sources only).
     pub started_at: Option<String>,
     /// The audio kept for review, relative to the log's folder.
-    pub clip: Option<String>,
+    pub clip: String,
 }
 
 /// One line of the log.

@@ -7,15 +7,16 @@
 //! plays under way end where they were last heard; the stream starts afresh
 //! when it is back, after the gap.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use earmark_index::Catalog;
 
 use crate::Error;
 use crate::listener::Listener;
-use crate::log::{Event, EventLog, History, PlayRecord, round, timestamp};
+use crate::log::{Event, EventLog, History, PlayRecord, UnidentifiedRecord, round, timestamp};
 use crate::tracker::{Play, PlayEvent};
+use crate::unknown::UnknownMusic;
 use crate::window::WindowOptions;
 
 /// How a session began.
@@ -38,12 +39,18 @@ pub struct Session<'c> {
     log: EventLog,
     live: bool,
     listener: Option<Listener<'c>>,
+    unknown: Option<UnknownMusic>,
+    /// Where unidentified music's clips go.
+    clips: PathBuf,
+    /// Start and end of every play so far, by play number.
+    spans: std::collections::BTreeMap<u64, (f64, f64)>,
     /// Session seconds at the current stream's start.
     stream_offset_s: f64,
     /// Wall clock at the current stream's start (live sources).
     stream_clock: Option<SystemTime>,
     run_started: (Instant, f64),
     next_play: u64,
+    next_segment: u64,
     /// Overruns already logged.
     overruns: u64,
     lost: Option<Instant>,
@@ -90,23 +97,23 @@ impl<'c> Session<'c> {
             offset_s,
         })?;
         let next_play = history.next_play();
-        let session = Self {
+        let mut session = Self {
             catalog,
             log,
             live,
-            listener: Some(Listener::try_new(
-                catalog,
-                rate_hz,
-                WindowOptions::live(),
-                next_play,
-            )?),
+            listener: None,
+            unknown: None,
+            clips: clips_folder(path),
+            spans: Default::default(),
             stream_offset_s: offset_s,
             stream_clock: live.then_some(now),
             run_started: (Instant::now(), offset_s),
             next_play,
+            next_segment: history.next_segment(),
             overruns: 0,
             lost: None,
         };
+        session.start_stream(rate_hz)?;
         let resumed = Resumed {
             run,
             earlier_plays: history.plays().len(),
@@ -146,7 +153,13 @@ impl<'c> Session<'c> {
             return Ok(Vec::new());
         };
         let events = listener.push(samples);
-        self.log_plays(events)
+        let mut logged = self.log_plays(events)?;
+        if let Some(unknown) = self.unknown.as_mut() {
+            let spans = &self.spans;
+            let found = unknown.push(samples, |t| covered(spans, t))?;
+            logged.extend(self.log_unknown(found)?);
+        }
+        Ok(logged)
     }
 
     /// Notes the source's overrun count; logs it when it grew.
@@ -191,12 +204,7 @@ impl<'c> Session<'c> {
     pub fn back(&mut self, rate_hz: u32) -> Result<Event, Error> {
         self.stream_offset_s = self.position_s();
         self.stream_clock = self.live.then(SystemTime::now);
-        self.listener = Some(Listener::try_new(
-            self.catalog,
-            rate_hz,
-            WindowOptions::live(),
-            self.next_play,
-        )?);
+        self.start_stream(rate_hz)?;
         let event = Event::DeviceBack {
             at: timestamp(SystemTime::now()),
             position_s: round(self.stream_offset_s),
@@ -221,13 +229,54 @@ impl<'c> Session<'c> {
         Ok(events)
     }
 
+    /// Starts listening to a stream at `rate_hz` from the current position.
+    fn start_stream(&mut self, rate_hz: u32) -> Result<(), Error> {
+        self.listener = Some(Listener::try_new(
+            self.catalog,
+            rate_hz,
+            WindowOptions::live(),
+            self.next_play,
+        )?);
+        self.unknown = Some(UnknownMusic::new(
+            rate_hz,
+            self.stream_offset_s,
+            UNIDENTIFIED_AFTER_S,
+            self.clips.clone(),
+            self.next_segment,
+        ));
+        Ok(())
+    }
+
     fn end_stream(&mut self) -> Result<Vec<Event>, Error> {
         let Some(listener) = self.listener.take() else {
             return Ok(Vec::new());
         };
         let heard = listener.seconds();
-        let logged = self.log_plays(listener.finish())?;
+        let mut logged = self.log_plays(listener.finish())?;
+        if let Some(unknown) = self.unknown.take() {
+            let spans = &self.spans;
+            let found = unknown.finish(|t| covered(spans, t))?;
+            logged.extend(self.log_unknown(found)?);
+        }
         self.stream_offset_s += heard;
+        Ok(logged)
+    }
+
+    fn log_unknown(&mut self, found: Vec<UnidentifiedRecord>) -> Result<Vec<Event>, Error> {
+        let mut logged = Vec::with_capacity(found.len());
+        for mut segment in found {
+            self.next_segment = self.next_segment.max(segment.segment + 1);
+            segment.started_at = self.stream_clock.map(|c| {
+                let since = (segment.start_s - self.stream_offset_s).max(0.0);
+                timestamp(c + std::time::Duration::from_secs_f64(since))
+            });
+            let event = Event::Unidentified {
+                at: timestamp(SystemTime::now()),
+                segment,
+            };
+            self.log.append(&event)?;
+            logged.push(event);
+        }
         Ok(logged)
     }
 
@@ -257,9 +306,31 @@ impl<'c> Session<'c> {
                     interrupted: false,
                 },
             };
+            if let Event::PlayStarted { play, .. }
+            | Event::PlayHeard { play, .. }
+            | Event::PlayEnded { play, .. } = &event
+            {
+                self.spans.insert(play.play, (play.start_s, play.end_s));
+            }
             self.log.append(&event)?;
             logged.push(event);
         }
         Ok(logged)
     }
+}
+
+/// Music matched by nothing for longer than this is reported.
+const UNIDENTIFIED_AFTER_S: f64 = 20.0;
+
+/// Whether a play covers session second `t` (give or take a second).
+fn covered(spans: &std::collections::BTreeMap<u64, (f64, f64)>, t: f64) -> bool {
+    spans.values().any(|&(s, e)| s - 1.0 <= t && t <= e + 1.0)
+}
+
+/// The folder of a log's unidentified clips: beside it, named after it.
+fn clips_folder(log: &Path) -> PathBuf {
+    let stem = log
+        .file_stem()
+        .map_or_else(|| "earmark".into(), |s| s.to_string_lossy().into_owned());
+    log.with_file_name(format!("{stem}-unidentified"))
 }
