@@ -282,6 +282,26 @@ impl<'c> Matcher<'c> {
     /// grid step, or over the whole range when the pair path's best tempo was
     /// the edge of its grid (the music may be further off).
     fn refine(&self, c: Candidate) -> Candidate {
+        let grid = &self.options.tempos;
+        let at_edge = |f: fn(f32, f32) -> f32| grid.iter().copied().reduce(f) == Some(c.tempo);
+        let reach = if at_edge(f32::min) || at_edge(f32::max) {
+            self.options.max_tempo_change as f64
+        } else {
+            0.02
+        };
+        self.refine_within(c, reach)
+    }
+
+    /// Searches a candidate's tempo over the whole range the matcher allows,
+    /// against the query last identified: for a match about to be trusted
+    /// for longer than one query (a play), where a tempo a few percent off
+    /// would lose the track seconds away.
+    pub fn sharpen(&self, c: Candidate) -> Candidate {
+        self.refine_within(c, self.options.max_tempo_change as f64)
+    }
+
+    /// [`Matcher::refine`] over tempos within `reach` of the candidate's.
+    fn refine_within(&self, c: Candidate, reach: f64) -> Candidate {
         let Some(peaks) = self.catalog.peaks(c.track) else {
             return c;
         };
@@ -305,13 +325,6 @@ impl<'c> Matcher<'c> {
                 }
             }
             best.0
-        };
-        let grid = &self.options.tempos;
-        let at_edge = |f: fn(f32, f32) -> f32| grid.iter().copied().reduce(f) == Some(c.tempo);
-        let reach = if at_edge(f32::min) || at_edge(f32::max) {
-            self.options.max_tempo_change as f64
-        } else {
-            0.02
         };
         let steps = (reach / 0.005).ceil() as i32;
         let tempo = search(search(c.tempo as f64, 0.005, steps, 0.05), 0.001, 5, 0.0);

@@ -244,7 +244,13 @@ fn open_stream(wanted: Option<&str>, shared: &Arc<Shared>) -> Result<Open, Error
     let channels = usize::from(config.channels()).max(1);
     let rate_hz = config.sample_rate();
     let (producer, consumer) = rtrb::RingBuffer::new(rate_hz as usize * channels * BUFFER_S);
-    let stream_config = config.config();
+    // Periods of half a second rather than the host's default few ms: the
+    // monitor has no use for low latency, and with ALSA's PulseAudio plugin
+    // the short periods kept the capture thread at 5-10% of a core.
+    let mut stream_config = config.config();
+    if let cpal::SupportedBufferSize::Range { min, max } = *config.buffer_size() {
+        stream_config.buffer_size = cpal::BufferSize::Fixed((rate_hz / 2).clamp(min, max));
+    }
     let stream = match config.sample_format() {
         SampleFormat::F32 => build::<f32>(&device, stream_config, producer, shared),
         SampleFormat::I16 => build::<i16>(&device, stream_config, producer, shared),

@@ -127,6 +127,20 @@ struct Active {
     misses: u32,
     /// (stream frame, track frame) points the play's alignment is fitted to.
     anchors: Vec<(f64, f64)>,
+    /// Stream frames of the window that found it.
+    found: (u32, u32),
+    /// Whether its start was searched again with a fitted tempo.
+    refitted: bool,
+}
+
+impl Active {
+    /// Stream frames its anchors span.
+    fn anchor_span(&self) -> f64 {
+        match (self.anchors.first(), self.anchors.last()) {
+            (Some(f), Some(l)) => l.0 - f.0,
+            _ => 0.0,
+        }
+    }
 }
 
 impl Active {
@@ -272,6 +286,8 @@ impl Tracker {
                     }
                 }
                 None => {
+                    let c = matcher.sharpen(c);
+                    let track_frame = c.start_frame + c.tempo as f64 * (middle - span.0 as f64);
                     self.plays += 1;
                     let mut play = Play {
                         id: self.plays,
@@ -289,10 +305,30 @@ impl Tracker {
                         last_window: span,
                         misses: 0,
                         anchors: vec![(middle, track_frame)],
+                        found: span,
+                        refitted: false,
                     });
                     confirmed.push(true);
                     events.push(PlayEvent::Started(play));
                 }
+            }
+        }
+        // One window measures tempo roughly (a play found by the pair hashes
+        // is taken at tempo 1): once anchors span enough to fit it, the
+        // start is searched again, since a wrong tempo loses the track a few
+        // seconds away from the window that found it.
+        for i in 0..self.active.len() {
+            let a = &self.active[i];
+            if a.refitted || a.anchor_span() < FIT_SPAN_FRAMES {
+                continue;
+            }
+            let (play, found) = (a.play, a.found);
+            let start = self.start(matcher.catalog(), windows, &play, found);
+            let a = &mut self.active[i];
+            a.refitted = true;
+            if start != a.play.start_frame {
+                a.play.start_frame = start;
+                events.push(PlayEvent::Heard(a.play));
             }
         }
         // Confirmed plays extend; the others end after enough misses.
