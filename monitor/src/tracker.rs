@@ -369,40 +369,12 @@ impl Tracker {
     /// (the window may begin before the music does).
     fn start(&self, catalog: &Catalog, windows: &Windows, play: &Play, span: (u32, u32)) -> f64 {
         let limit = span.0.saturating_sub(self.options.boundary_reach);
-        let mut block = span.1.saturating_sub(BLOCK);
-        let mut start = None;
-        // Quiet passages of the track drown in venue noise: the run may
-        // cross up to `MAX_GAP_BLOCKS` seconds without the track, but only
-        // if two seconds with it lie beyond (one could be chance).
-        let (mut gap, mut beyond) = (0, 0);
-        while block >= limit && play.track_frame(block as f64) >= 0.0 {
-            let good = block_share(catalog, windows, play, block)
-                .is_some_and(|s| s >= self.options.boundary_excess);
-            match (good, start.is_some()) {
-                (true, false) => start = Some(block),
-                (true, true) if gap == 0 => start = Some(block),
-                (true, true) => {
-                    beyond += 1;
-                    if beyond >= 2 {
-                        start = Some(block);
-                        (gap, beyond) = (0, 0);
-                    }
-                }
-                (false, false) => {}
-                (false, true) => {
-                    gap += 1;
-                    beyond = 0;
-                    if gap > MAX_GAP_BLOCKS {
-                        break;
-                    }
-                }
-            }
-            let Some(earlier) = block.checked_sub(BLOCK) else {
-                break;
-            };
-            block = earlier;
-        }
-        start.unwrap_or(span.0) as f64
+        let first = span.1.saturating_sub(BLOCK);
+        let blocks = (0..)
+            .map_while(|k: u32| first.checked_sub(k * BLOCK))
+            .take_while(|&b| b >= limit && play.track_frame(b as f64) >= 0.0);
+        let share = |b| block_share(catalog, windows, play, b);
+        self.furthest(blocks, share).unwrap_or(span.0) as f64
     }
 
     /// Closes a play: its end is the last second of the run of seconds with
@@ -414,25 +386,54 @@ impl Tracker {
             .tracks()
             .get(play.track)
             .map_or(f64::MAX, |t| t.duration_s / frame_seconds());
-        let mut block = a.last_window.0.max(play.start_frame as u32);
-        let mut end = None;
-        let (mut bad, mut silent) = (0, 0);
-        while block + BLOCK <= limit && play.track_frame((block + BLOCK) as f64) <= track_end {
-            match block_share(catalog, windows, &play, block) {
-                Some(s) if s >= self.options.boundary_excess => {
-                    end = Some(block + BLOCK);
-                    (bad, silent) = (0, 0);
-                }
-                // A pause in the music: step over a few seconds of it.
-                None if silent < MAX_SILENT_BLOCKS => silent += 1,
-                _ if end.is_none() => {}
-                _ if bad == 0 => bad = 1,
-                _ => break,
-            }
-            block += BLOCK;
+        let first = a.last_window.0.max(play.start_frame as u32);
+        let blocks = (0..).map(|k: u32| first + k * BLOCK).take_while(|&b| {
+            b + BLOCK <= limit && play.track_frame((b + BLOCK) as f64) <= track_end
+        });
+        let share = |b| block_share(catalog, windows, &play, b);
+        if let Some(last) = self.furthest(blocks, share) {
+            play.end_frame = (last + BLOCK) as f64;
         }
-        play.end_frame = end.map_or(play.end_frame, |e| e as f64);
         play
+    }
+
+    /// Walks blocks away from where a play was heard and returns the
+    /// furthest block of its run. Quiet passages of the track drown in venue
+    /// noise: the run crosses a second without the track if a second with
+    /// it lies beyond, and up to `MAX_GAP_BLOCKS` seconds if two do (one
+    /// could be chance); and up to `MAX_SILENT_BLOCKS` seconds where the
+    /// track has too few peaks to tell.
+    fn furthest(
+        &self,
+        blocks: impl Iterator<Item = u32>,
+        share: impl Fn(u32) -> Option<f32>,
+    ) -> Option<u32> {
+        let (mut last, mut gap, mut beyond, mut silent) = (None, 0, 0, 0);
+        for block in blocks {
+            match share(block) {
+                Some(s) if s >= self.options.boundary_excess => {
+                    silent = 0;
+                    if gap == 0 {
+                        last = Some(block);
+                    } else {
+                        beyond += 1;
+                        if beyond >= gap.min(2) {
+                            (last, gap, beyond) = (Some(block), 0, 0);
+                        }
+                    }
+                }
+                None if silent < MAX_SILENT_BLOCKS => silent += 1,
+                _ if last.is_none() => {}
+                _ => {
+                    gap += 1;
+                    beyond = 0;
+                    if gap > MAX_GAP_BLOCKS {
+                        break;
+                    }
+                }
+            }
+        }
+        last
     }
 }
 
