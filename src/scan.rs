@@ -12,7 +12,7 @@ use serde_json::json;
 
 use earmark_engine::AudioFile;
 use earmark_index::Catalog;
-use earmark_monitor::{Listener, Play, PlayEvent, PlayRecord, WindowOptions};
+use earmark_monitor::{Listener, ListenerOptions, Play, PlayEvent, PlayRecord};
 
 use crate::Outcome;
 use crate::cli::{EvalSessionArgs, ScanArgs};
@@ -30,7 +30,7 @@ pub struct Scanned {
 /// Decodes a recording and returns its plays in start order.
 pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
     let mut file = AudioFile::open(path)?;
-    let mut listener = Listener::try_new(catalog, file.rate_hz(), WindowOptions::default(), 1)?;
+    let mut listener = Listener::try_new(catalog, file.rate_hz(), ListenerOptions::default(), 1)?;
     let mut plays = Vec::new();
     let mut keep = |events: Vec<PlayEvent>| {
         plays.extend(events.into_iter().filter_map(|e| match e {

@@ -139,7 +139,11 @@ impl Capture {
     }
 
     fn lose(&mut self, reason: String) -> Delivery {
-        self.open = None;
+        // Dropping a stream joins its capture thread, which may be stuck in
+        // the audio host that just went away: let it go on its own thread.
+        if let Some(open) = self.open.take() {
+            std::thread::spawn(move || drop(open));
+        }
         self.next_try = Instant::now() + RETRY;
         Delivery::Lost(reason)
     }

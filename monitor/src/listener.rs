@@ -11,6 +11,31 @@ use earmark_index::{Catalog, MatchOptions, Matcher};
 use crate::tracker::{Play, PlayEvent, Tracker, TrackerOptions};
 use crate::window::{WindowOptions, Windows};
 
+/// How a listener cuts windows and keeps plays.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListenerOptions {
+    /// Window geometry.
+    pub windows: WindowOptions,
+    /// How plays are kept and bounded.
+    pub tracker: TrackerOptions,
+}
+
+impl ListenerOptions {
+    /// A live monitor's: windows every second, cut as soon as their peaks
+    /// are in, and a play announced once the next window confirms it, so
+    /// that a new track is named within seconds. A batch scan takes the default:
+    /// windows every 3 s, complete, as fast as possible.
+    pub fn live() -> Self {
+        Self {
+            windows: WindowOptions::live(),
+            tracker: TrackerOptions {
+                confirm_after: 31,
+                ..TrackerOptions::default()
+            },
+        }
+    }
+}
+
 /// Samples in, play events out, for one stream at one sample rate.
 #[derive(Debug)]
 pub struct Listener<'c> {
@@ -23,23 +48,23 @@ pub struct Listener<'c> {
 }
 
 impl<'c> Listener<'c> {
-    /// A listener for a stream at `rate_hz`, cut into `windows`, whose plays
-    /// are numbered from `first_play`.
+    /// A listener for a stream at `rate_hz` whose plays are numbered from
+    /// `first_play`.
     ///
     /// # Errors
     /// When the sample rate cannot be resampled to the analysis rate.
     pub fn try_new(
         catalog: &'c Catalog,
         rate_hz: u32,
-        windows: WindowOptions,
+        options: ListenerOptions,
         first_play: u64,
     ) -> earmark_engine::Result<Self> {
         Ok(Self {
             catalog,
             matcher: Matcher::new(catalog, MatchOptions::default()),
             fingerprinter: Fingerprinter::try_new(&FingerprintOptions::query(), rate_hz)?,
-            windows: Windows::new(windows),
-            tracker: Tracker::numbered_from(TrackerOptions::default(), first_play),
+            windows: Windows::new(options.windows),
+            tracker: Tracker::numbered_from(options.tracker, first_play),
             chunk: Fingerprint::default(),
         })
     }

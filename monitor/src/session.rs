@@ -13,11 +13,10 @@ use std::time::{Instant, SystemTime};
 use earmark_index::Catalog;
 
 use crate::Error;
-use crate::listener::Listener;
+use crate::listener::{Listener, ListenerOptions};
 use crate::log::{Event, EventLog, History, PlayRecord, UnidentifiedRecord, round, timestamp};
 use crate::tracker::{Play, PlayEvent};
 use crate::unknown::UnknownMusic;
-use crate::window::WindowOptions;
 
 /// How a session began.
 #[derive(Debug, Clone, PartialEq)]
@@ -234,7 +233,7 @@ impl<'c> Session<'c> {
         self.listener = Some(Listener::try_new(
             self.catalog,
             rate_hz,
-            WindowOptions::live(),
+            ListenerOptions::live(),
             self.next_play,
         )?);
         self.unknown = Some(UnknownMusic::new(

@@ -11,7 +11,7 @@
 
 use earmark_engine::fingerprint::frame_seconds;
 use earmark_index::verify::PeakMask;
-use earmark_index::{Alignment, Catalog, Matcher, TrackId};
+use earmark_index::{Alignment, Candidate, Catalog, Matcher, TrackId};
 
 use crate::window::{Window, Windows};
 
@@ -43,6 +43,10 @@ pub struct TrackerOptions {
     /// A second belongs to a play when the share of the track's peaks found
     /// in it exceeds the share found at wrong alignments by this much.
     pub boundary_excess: f32,
+    /// A play is announced once a window ending this many frames after the
+    /// one that found it confirms it: a match that does not last is
+    /// chance, and never reported.
+    pub confirm_after: u32,
 }
 
 impl Default for TrackerOptions {
@@ -53,6 +57,7 @@ impl Default for TrackerOptions {
             lost_after: 372,
             boundary_reach: 500,
             boundary_excess: 0.07,
+            confirm_after: 93,
         }
     }
 }
@@ -60,7 +65,7 @@ impl Default for TrackerOptions {
 /// One play of a catalog track.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Play {
-    /// Number of the play in its stream, from 1.
+    /// Number of the play in its stream, from 1 (0 until it is confirmed).
     pub id: u64,
     /// The track.
     pub track: TrackId,
@@ -286,30 +291,8 @@ impl Tracker {
                     }
                 }
                 None => {
-                    let c = matcher.sharpen(c);
-                    let track_frame = c.start_frame + c.tempo as f64 * (middle - span.0 as f64);
-                    self.plays += 1;
-                    let mut play = Play {
-                        id: self.plays,
-                        track: c.track,
-                        start_frame: span.0 as f64,
-                        end_frame: span.1 as f64,
-                        track_at_zero: track_frame - c.tempo as f64 * middle,
-                        tempo: c.tempo,
-                        pitch: c.pitch,
-                        score: c.score,
-                    };
-                    play.start_frame = self.start(matcher.catalog(), windows, &play, span);
-                    self.active.push(Active {
-                        play,
-                        last_window: span,
-                        misses: 0,
-                        anchors: vec![(middle, track_frame)],
-                        found: span,
-                        refitted: false,
-                    });
+                    self.begin(matcher, windows, c, span);
                     confirmed.push(true);
-                    events.push(PlayEvent::Started(play));
                 }
             }
         }
@@ -328,7 +311,9 @@ impl Tracker {
             a.refitted = true;
             if start != a.play.start_frame {
                 a.play.start_frame = start;
-                events.push(PlayEvent::Heard(a.play));
+                if a.play.id > 0 {
+                    events.push(PlayEvent::Heard(a.play));
+                }
             }
         }
         // Confirmed plays extend; the others end after enough misses.
@@ -338,8 +323,13 @@ impl Tracker {
             if confirmed[i] {
                 a.last_window = span;
                 a.misses = 0;
-                if span.1 as f64 > a.play.end_frame {
-                    a.play.end_frame = span.1 as f64;
+                let grew = span.1 as f64 > a.play.end_frame;
+                a.play.end_frame = a.play.end_frame.max(span.1 as f64);
+                if a.play.id == 0 && span.1 >= a.found.1 + self.options.confirm_after {
+                    self.plays += 1;
+                    a.play.id = self.plays;
+                    events.push(PlayEvent::Started(a.play));
+                } else if grew && a.play.id > 0 {
                     events.push(PlayEvent::Heard(a.play));
                 }
             } else {
@@ -348,7 +338,10 @@ impl Tracker {
             if span.0.saturating_sub(a.last_window.0) > self.options.lost_after {
                 let a = self.active.remove(i);
                 confirmed.remove(i);
-                events.push(PlayEvent::Ended(self.end(matcher.catalog(), windows, a)));
+                // A play never confirmed was chance: nobody hears of it.
+                if a.play.id > 0 {
+                    events.push(PlayEvent::Ended(self.end(matcher.catalog(), windows, a)));
+                }
             } else {
                 i += 1;
             }
@@ -356,10 +349,39 @@ impl Tracker {
         events
     }
 
+    /// Starts a play of a match no play explains, found in the window
+    /// spanning `span`. It is numbered and announced once a later window
+    /// confirms it.
+    fn begin(&mut self, matcher: &Matcher<'_>, windows: &Windows, c: Candidate, span: (u32, u32)) {
+        let c = matcher.sharpen(c);
+        let middle = (span.0 + span.1) as f64 / 2.0;
+        let track_frame = c.start_frame + c.tempo as f64 * (middle - span.0 as f64);
+        let mut play = Play {
+            id: 0,
+            track: c.track,
+            start_frame: span.0 as f64,
+            end_frame: span.1 as f64,
+            track_at_zero: track_frame - c.tempo as f64 * middle,
+            tempo: c.tempo,
+            pitch: c.pitch,
+            score: c.score,
+        };
+        play.start_frame = self.start(matcher.catalog(), windows, &play, span);
+        self.active.push(Active {
+            play,
+            last_window: span,
+            misses: 0,
+            anchors: vec![(middle, track_frame)],
+            found: span,
+            refitted: false,
+        });
+    }
+
     /// Ends every play at the end of the stream.
     pub fn finish(&mut self, catalog: &Catalog, windows: &Windows) -> Vec<PlayEvent> {
         std::mem::take(&mut self.active)
             .into_iter()
+            .filter(|a| a.play.id > 0)
             .map(|a| PlayEvent::Ended(self.end(catalog, windows, a)))
             .collect()
     }

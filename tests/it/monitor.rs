@@ -12,6 +12,7 @@ use crate::util::{Fixture, RATE, earmark, path, run, stderr, stdout};
 /// A private PulseAudio server from ../shared/live, stopped on drop.
 struct Audio {
     dir: tempfile::TempDir,
+    sink: String,
     env: Vec<(String, String)>,
     scripts: PathBuf,
 }
@@ -24,11 +25,21 @@ impl Audio {
             "the null-sink scripts are missing at {}",
             scripts.display()
         );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = Command::new("bash")
-            .arg(scripts.join("start_audio.sh"))
-            .env("AUDIO_DIR", dir.path())
-            .env("AUDIO_SINKS", sink)
+        let mut audio = Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+            sink: sink.to_owned(),
+            env: Vec::new(),
+            scripts,
+        };
+        audio.start_again();
+        audio
+    }
+
+    /// Starts the server (again, after [`Audio::stop`]).
+    fn start_again(&mut self) {
+        let out = self
+            .script("start_audio.sh")
+            .env("AUDIO_SINKS", &self.sink)
             .output()
             .expect("start_audio.sh");
         assert!(
@@ -37,26 +48,42 @@ impl Audio {
             String::from_utf8_lossy(&out.stderr)
         );
         // Lines of the form `export NAME="value"`.
-        let env = String::from_utf8_lossy(&out.stdout)
+        self.env = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
             .collect();
-        Self { dir, env, scripts }
+    }
+
+    /// Stops the server, as if the sound card went away.
+    fn stop(&self) {
+        let _ = self.script("stop_audio.sh").status();
+    }
+
+    fn script(&self, name: &str) -> Command {
+        let mut cmd = Command::new("bash");
+        cmd.arg(self.scripts.join(name))
+            .env("AUDIO_DIR", self.dir.path());
+        cmd
     }
 
     fn command(&self, mut cmd: Command) -> Command {
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
+
+    /// Plays a file into the sink, to its end.
+    fn play(&self, wav: &Path) {
+        let mut paplay = Command::new("paplay");
+        paplay.args([&format!("--device={}", self.sink), path(wav)]);
+        let status = self.command(paplay).status().expect("paplay");
+        assert!(status.success(), "paplay failed");
+    }
 }
 
 impl Drop for Audio {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(self.scripts.join("stop_audio.sh"))
-            .env("AUDIO_DIR", self.dir.path())
-            .status();
+        self.stop();
     }
 }
 
@@ -150,10 +177,7 @@ fn the_live_monitor_names_each_track_played_into_the_sound_card() {
         .expect("spawn monitor");
     wait_for(&log, "run_started", &mut monitor, Duration::from_secs(20));
     let played_at = SystemTime::now();
-    let mut paplay = Command::new("paplay");
-    paplay.args(["--device=venue_it", path(&wav)]);
-    let status = audio.command(paplay).status().expect("paplay");
-    assert!(status.success(), "paplay failed");
+    audio.play(&wav);
     let status = monitor.wait().expect("monitor");
     assert!(status.success(), "monitor failed");
 
@@ -241,4 +265,80 @@ fn a_monitor_killed_mid_show_keeps_its_plays_when_started_again() {
     let play_numbers: Vec<u64> = plays.iter().filter_map(|p| p["play"].as_u64()).collect();
     assert_eq!(play_numbers, [1, 2, 3]);
     assert!(plays[2]["start_s"].as_f64().expect("start") >= first_end);
+}
+
+#[test]
+fn a_monitor_that_loses_its_sound_card_logs_the_gap_and_listens_again() {
+    let fx = Fixture::songs(2, 30.0);
+    fx.index();
+    let songs: Vec<PathBuf> = (0..2)
+        .map(|i| {
+            let wav = fx.dir.path().join(format!("play{i}.wav"));
+            write_wav(&wav, RATE, 1, part(&fx, i, 2.0, 20.0)).expect("write");
+            wav
+        })
+        .collect();
+    let mut audio = Audio::start("venue_lost");
+    let log = fx.dir.path().join("events.jsonl");
+    let mut monitor = audio
+        .command(earmark())
+        .args([
+            "monitor",
+            "--plain",
+            "--db",
+            path(&fx.db()),
+            "--log",
+            path(&log),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn monitor");
+    wait_for(&log, "run_started", &mut monitor, Duration::from_secs(20));
+    audio.play(&songs[0]);
+    // The sound server goes away, and comes back.
+    audio.stop();
+    wait_for(&log, "device_lost", &mut monitor, Duration::from_secs(20));
+    audio.start_again();
+    wait_for(&log, "device_back", &mut monitor, Duration::from_secs(20));
+    audio.play(&songs[1]);
+    wait_for(
+        &log,
+        "\"track_id\":\"song1\"",
+        &mut monitor,
+        Duration::from_secs(20),
+    );
+    let interrupt = Command::new("kill")
+        .args(["-INT", &monitor.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(interrupt.success());
+    assert!(monitor.wait().expect("monitor").success());
+
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .expect("log")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event"))
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    let at = |kind: &str| kinds.iter().position(|k| *k == kind);
+    let (lost, back) = (
+        at("device_lost").expect("lost"),
+        at("device_back").expect("back"),
+    );
+    assert!(lost < back, "{kinds:?}");
+    assert!(events[back]["gap_s"].as_f64().expect("gap") > 0.0);
+    assert_eq!(
+        kinds.last(),
+        Some(&"run_ended"),
+        "Ctrl-C ends the run cleanly"
+    );
+    let report = report(&log);
+    let names: Vec<&str> = report["plays"]
+        .as_array()
+        .expect("plays")
+        .iter()
+        .map(|p| p["track_id"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(names, ["song0", "song1"], "{report:#}");
 }
