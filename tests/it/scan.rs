@@ -61,6 +61,12 @@ fn a_batch_goes_on_past_bad_files_and_resumes() {
     write_wav(&show, RATE, 1, &fx.songs[1].1[..15 * RATE as usize]).expect("write");
     std::fs::write(batch.join("empty.flac"), b"").expect("write");
     std::fs::write(batch.join("broken.ogg"), b"OggS but then nothing sensible").expect("write");
+    // One black 16x16 VP8 frame in WebM, no audio track (made by ffmpeg).
+    std::fs::write(
+        batch.join("camera.webm"),
+        include_bytes!("fixtures/video-only.webm"),
+    )
+    .expect("write");
     let notes = fx.dir.path().join("notes.txt");
     std::fs::write(&notes, b"not audio").expect("write");
     let out_dir = fx.dir.path().join("cues");
@@ -82,13 +88,17 @@ fn a_batch_goes_on_past_bad_files_and_resumes() {
     for name in ["empty.flac", "broken.ogg", "notes.txt"] {
         assert!(err.contains(name), "{name} not reported: {err}");
     }
+    assert!(
+        err.contains("camera.webm: no audio track"),
+        "video without audio: {err}"
+    );
     assert!(!err.contains("panicked"));
     let statuses: Vec<serde_json::Value> = stdout(&first)
         .lines()
         .map(|l| serde_json::from_str(l).expect("json"))
         .filter(|v: &serde_json::Value| v.get("status").is_some())
         .collect();
-    assert_eq!(statuses.len(), 4);
+    assert_eq!(statuses.len(), 5);
     assert!(
         statuses
             .iter()
