@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -10,9 +11,9 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 
-use earmark_engine::AudioFile;
+use earmark_engine::{AudioFile, Fingerprint, FingerprintOptions, Fingerprinter};
 use earmark_index::Catalog;
-use earmark_monitor::{Listener, ListenerOptions, Play, PlayEvent, PlayRecord};
+use earmark_monitor::{Follower, ListenerOptions, Play, PlayEvent, PlayRecord};
 
 use crate::Outcome;
 use crate::cli::{EvalSessionArgs, ScanArgs};
@@ -27,24 +28,163 @@ pub struct Scanned {
     pub audio_s: f64,
 }
 
-/// Decodes a recording and returns its plays in start order.
+/// Stretch of a recording followed as one job, in frames (about 10
+/// minutes). Jobs start on the grid of window starts (a multiple of the
+/// 93-frame hop), so they cut the same windows one pass would.
+const CHUNK_FRAMES: u32 = 200 * 93;
+/// Frames a job also takes from the stretch before its own (about 45 s),
+/// so that a play crossing the border is found again, its start refined,
+/// and the two halves joined.
+const OVERLAP_FRAMES: u32 = 15 * 93;
+/// Jobs waiting or running at once, at most.
+const MAX_QUEUED_JOBS: usize = 3;
+/// Frames after a stretch's end before all its peaks and landmarks are out.
+const SETTLE_FRAMES: u32 = 128;
+
+/// Decodes a recording and returns its plays in start order. Decoding and
+/// fingerprinting stream on this thread; every 10 minutes of fingerprint
+/// is followed (windows, tracker) as a parallel job, and plays that cross
+/// the borders are joined.
 pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
     let mut file = AudioFile::open(path)?;
-    let mut listener = Listener::try_new(catalog, file.rate_hz(), ListenerOptions::default(), 1)?;
-    let mut plays = Vec::new();
-    let mut keep = |events: Vec<PlayEvent>| {
-        plays.extend(events.into_iter().filter_map(|e| match e {
-            PlayEvent::Ended(p) => Some(p),
-            PlayEvent::Started(_) | PlayEvent::Heard(_) => None,
-        }))
-    };
-    while let Some(samples) = file.next_mono()? {
-        keep(listener.push(samples));
+    let mut fingerprinter = Fingerprinter::try_new(&FingerprintOptions::query(), file.rate_hz())?;
+    let found_plays = Mutex::new(Vec::new());
+    let found = &found_plays;
+    let in_flight = &AtomicUsize::new(0);
+    let audio_s = rayon::scope(|scope| -> anyhow::Result<f64> {
+        let keep = move |plays: Vec<Play>| {
+            if let Ok(mut f) = found.lock() {
+                f.extend(plays);
+            }
+        };
+        // Jobs wait in memory while decoding runs ahead of following: past
+        // a few, this thread follows the stretch itself.
+        let follow = |job: Fingerprint, base: u32| {
+            if in_flight.load(Ordering::SeqCst) >= MAX_QUEUED_JOBS {
+                keep(follow(catalog, &job, base));
+                return;
+            }
+            in_flight.fetch_add(1, Ordering::SeqCst);
+            scope.spawn(move |_| {
+                keep(follow(catalog, &job, base));
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+            });
+        };
+        // `pending` holds the fingerprint from stream frame `base` on.
+        let (mut pending, mut emitted, mut base, mut frames) =
+            (Fingerprint::default(), Fingerprint::default(), 0, 0);
+        let mut end = CHUNK_FRAMES;
+        loop {
+            let more = match file.next_mono()? {
+                Some(samples) => {
+                    fingerprinter.push(samples, &mut emitted);
+                    true
+                }
+                None => false,
+            };
+            let audio_s = fingerprinter.seconds_in();
+            if !more {
+                fingerprinter.flush(&mut emitted);
+            }
+            frames += emitted.frames;
+            pending.peaks.append(&mut emitted.peaks);
+            pending.landmarks.append(&mut emitted.landmarks);
+            emitted.clear();
+            if !more {
+                follow(cut(&pending, base, frames), base);
+                return Ok(audio_s);
+            }
+            if frames >= end + SETTLE_FRAMES {
+                follow(cut(&pending, base, end), base);
+                let next = end - OVERLAP_FRAMES;
+                pending.peaks.retain(|p| p.frame >= next);
+                pending.landmarks.retain(|l| l.frame >= next);
+                (base, end) = (next, end + CHUNK_FRAMES);
+            }
+        }
+    })?;
+    let found = found_plays
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a scan job panicked"))?;
+    Ok(Scanned {
+        plays: join(found),
+        audio_s,
+    })
+}
+
+/// The fingerprint between stream frames `base` and `end`, rebased to 0.
+fn cut(fp: &Fingerprint, base: u32, end: u32) -> Fingerprint {
+    let inside = |frame: u32| (base..end).contains(&frame);
+    Fingerprint {
+        peaks: fp
+            .peaks
+            .iter()
+            .filter(|p| inside(p.frame))
+            .map(|p| earmark_engine::Peak {
+                frame: p.frame - base,
+                ..*p
+            })
+            .collect(),
+        landmarks: fp
+            .landmarks
+            .iter()
+            .filter(|l| inside(l.frame))
+            .map(|l| earmark_engine::Landmark {
+                frame: l.frame - base,
+                ..*l
+            })
+            .collect(),
+        frames: end - base,
     }
-    let audio_s = listener.seconds();
-    keep(listener.finish());
+}
+
+/// The plays of one job, in stream frames.
+fn follow(catalog: &Catalog, job: &Fingerprint, base: u32) -> Vec<Play> {
+    let mut follower = Follower::new(catalog, ListenerOptions::default(), 1);
+    let mut events = follower.push(job);
+    events.extend(follower.finish());
+    let base = base as f64;
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            PlayEvent::Ended(p) => Some(Play {
+                start_frame: p.start_frame + base,
+                end_frame: p.end_frame + base,
+                track_at_zero: p.track_at_zero - p.tempo as f64 * base,
+                ..p
+            }),
+            PlayEvent::Started(_) | PlayEvent::Heard(_) => None,
+        })
+        .collect()
+}
+
+/// Plays of all jobs in start order, numbered from 1, with the two halves
+/// of a play that crossed a border joined: same track, same alignment
+/// (within 2 s), at most 15 s apart (a job's end of a play is where its
+/// own evidence stopped, which a wrong early tempo can put seconds early).
+fn join(mut plays: Vec<Play>) -> Vec<Play> {
     plays.sort_by(|a, b| a.start_frame.total_cmp(&b.start_frame));
-    Ok(Scanned { plays, audio_s })
+    let mut joined: Vec<Play> = Vec::with_capacity(plays.len());
+    let second = 1.0 / earmark_engine::fingerprint::frame_seconds();
+    for p in plays {
+        let track_frame = |q: &Play| q.track_at_zero + q.tempo as f64 * p.start_frame;
+        let same = joined.iter_mut().rev().take(4).find(|q| {
+            q.track == p.track
+                && p.start_frame <= q.end_frame + 15.0 * second
+                && (track_frame(q) - track_frame(&p)).abs() < 2.0 * second
+        });
+        match same {
+            Some(q) => {
+                q.end_frame = q.end_frame.max(p.end_frame);
+                q.score = q.score.max(p.score);
+            }
+            None => joined.push(p),
+        }
+    }
+    for (i, p) in joined.iter_mut().enumerate() {
+        p.id = i as u64 + 1;
+    }
+    joined
 }
 
 /// A play of a recording as cue sheets and `--json` show it.

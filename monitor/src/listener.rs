@@ -1,8 +1,9 @@
 //! One continuous stream, from samples to play events.
 //!
 //! The [`Listener`] fingerprints samples incrementally (nothing already
-//! analysed is analysed again), cuts the fingerprint into windows and hands
-//! them to the [`Tracker`]. `earmark scan`, `earmark monitor --input` and the
+//! analysed is analysed again) and hands the fingerprint to a [`Follower`],
+//! which cuts it into windows for the [`Tracker`]. A batch scan may also run
+//! followers on stretches of one fingerprint in parallel. `earmark scan`, `earmark monitor --input` and the
 //! live sound card all go through it, so they report the same plays.
 
 use earmark_engine::{Fingerprint, FingerprintOptions, Fingerprinter};
@@ -36,14 +37,58 @@ impl ListenerOptions {
     }
 }
 
+/// Fingerprints in, play events out: windows of a stream's fingerprint
+/// through the tracker. Frames count from the stream's start.
+#[derive(Debug)]
+pub struct Follower<'c> {
+    catalog: &'c Catalog,
+    matcher: Matcher<'c>,
+    windows: Windows,
+    tracker: Tracker,
+}
+
+impl<'c> Follower<'c> {
+    /// A follower whose plays are numbered from `first_play`.
+    pub fn new(catalog: &'c Catalog, options: ListenerOptions, first_play: u64) -> Self {
+        Self {
+            catalog,
+            matcher: Matcher::new(catalog, MatchOptions::default()),
+            windows: Windows::new(options.windows),
+            tracker: Tracker::numbered_from(options.tracker, first_play),
+        }
+    }
+
+    /// Plays under way.
+    pub fn active(&self) -> impl Iterator<Item = &Play> {
+        self.tracker.active()
+    }
+
+    /// Adds the next stretch of the fingerprint; returns what changed.
+    pub fn push(&mut self, chunk: &Fingerprint) -> Vec<PlayEvent> {
+        self.windows.push(chunk);
+        let mut events = Vec::new();
+        while let Some(w) = self.windows.next_window() {
+            events.extend(self.tracker.window(&mut self.matcher, &self.windows, &w));
+        }
+        events
+    }
+
+    /// Ends the stream: the last window, then every play under way ends.
+    pub fn finish(mut self) -> Vec<PlayEvent> {
+        let mut events = Vec::new();
+        if let Some(w) = self.windows.last_window() {
+            events.extend(self.tracker.window(&mut self.matcher, &self.windows, &w));
+        }
+        events.extend(self.tracker.finish(self.catalog, &self.windows));
+        events
+    }
+}
+
 /// Samples in, play events out, for one stream at one sample rate.
 #[derive(Debug)]
 pub struct Listener<'c> {
-    catalog: &'c Catalog,
-    matcher: Matcher<'c>,
     fingerprinter: Fingerprinter,
-    windows: Windows,
-    tracker: Tracker,
+    follower: Follower<'c>,
     chunk: Fingerprint,
 }
 
@@ -60,11 +105,8 @@ impl<'c> Listener<'c> {
         first_play: u64,
     ) -> earmark_engine::Result<Self> {
         Ok(Self {
-            catalog,
-            matcher: Matcher::new(catalog, MatchOptions::default()),
             fingerprinter: Fingerprinter::try_new(&FingerprintOptions::query(), rate_hz)?,
-            windows: Windows::new(options.windows),
-            tracker: Tracker::numbered_from(options.tracker, first_play),
+            follower: Follower::new(catalog, options, first_play),
             chunk: Fingerprint::default(),
         })
     }
@@ -76,33 +118,22 @@ impl<'c> Listener<'c> {
 
     /// Plays under way.
     pub fn active(&self) -> impl Iterator<Item = &Play> {
-        self.tracker.active()
+        self.follower.active()
     }
 
     /// Feeds mono samples; returns what changed.
     pub fn push(&mut self, samples: &[f32]) -> Vec<PlayEvent> {
         self.fingerprinter.push(samples, &mut self.chunk);
-        self.take_windows()
+        let events = self.follower.push(&self.chunk);
+        self.chunk.clear();
+        events
     }
 
     /// Ends the stream: the last window, then every play under way ends.
     pub fn finish(mut self) -> Vec<PlayEvent> {
         self.fingerprinter.flush(&mut self.chunk);
-        let mut events = self.take_windows();
-        if let Some(w) = self.windows.last_window() {
-            events.extend(self.tracker.window(&mut self.matcher, &self.windows, &w));
-        }
-        events.extend(self.tracker.finish(self.catalog, &self.windows));
-        events
-    }
-
-    fn take_windows(&mut self) -> Vec<PlayEvent> {
-        self.windows.push(&self.chunk);
-        self.chunk.clear();
-        let mut events = Vec::new();
-        while let Some(w) = self.windows.next_window() {
-            events.extend(self.tracker.window(&mut self.matcher, &self.windows, &w));
-        }
+        let mut events = self.follower.push(&self.chunk);
+        events.extend(self.follower.finish());
         events
     }
 }

@@ -123,3 +123,33 @@ fn a_batch_goes_on_past_bad_files_and_resumes() {
     );
     assert!(!stdout(&second).contains("\"status\":\"scanned\""));
 }
+
+#[test]
+fn a_play_across_the_border_of_two_parallel_stretches_is_one_play() {
+    let fx = Fixture::songs(2, 60.0);
+    fx.index();
+    // Stretches are about 595 s long: song 0 plays from 585 s to 645 s.
+    let rate = 8_000;
+    let quiet = |seconds: f32| noise(rate, seconds, 0.001, 3);
+    let recording = [
+        quiet(585.0),
+        earmark_engine::testutil::song(rate, 60.0, 1),
+        quiet(10.0),
+    ]
+    .concat();
+    let path_ = fx.dir.path().join("long-show.wav");
+    write_wav(&path_, rate, 1, &recording).expect("write");
+    let out = run(&["scan", "--json", "--db", path(&fx.db()), path(&path_)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plays: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .filter(|v: &serde_json::Value| v.get("play").is_some())
+        .collect();
+    assert_eq!(plays.len(), 1, "{}", stdout(&out));
+    let p = &plays[0];
+    assert_eq!(p["track_id"], "song0");
+    let got = |k: &str| p[k].as_f64().expect(k);
+    assert!((got("start_s") - 585.0).abs() <= 2.0, "{p}");
+    assert!((got("end_s") - 645.0).abs() <= 2.0, "{p}");
+}
