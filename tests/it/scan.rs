@@ -4,6 +4,17 @@ use earmark_engine::testutil::{mix_at_snr, noise, write_wav};
 
 use crate::util::{Fixture, RATE, path, run, stderr, stdout};
 
+/// The plays `scan --json` prints for one recording.
+fn scan_plays(fx: &Fixture, recording: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = run(&["scan", "--json", "--db", path(&fx.db()), path(recording)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .filter(|v: &serde_json::Value| v.get("play").is_some())
+        .collect()
+}
+
 #[test]
 fn a_mix_of_two_songs_gives_two_plays_with_their_boundaries() {
     let fx = Fixture::songs(3, 40.0);
@@ -26,14 +37,8 @@ fn a_mix_of_two_songs_gives_two_plays_with_their_boundaries() {
     let recording = fx.dir.path().join("show.wav");
     write_wav(&recording, RATE, 1, &mix).expect("write");
 
-    let out = run(&["scan", "--json", "--db", path(&fx.db()), path(&recording)]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let plays: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json"))
-        .filter(|v: &serde_json::Value| v.get("play").is_some())
-        .collect();
-    assert_eq!(plays.len(), 2, "{}", stdout(&out));
+    let plays = scan_plays(&fx, &recording);
+    assert_eq!(plays.len(), 2, "{plays:?}");
     let check = |p: &serde_json::Value, id: &str, start: f64, end: f64, from: f64| {
         assert_eq!(p["track_id"], id);
         let got = |k: &str| p[k].as_f64().expect(k);
@@ -137,16 +142,10 @@ fn a_play_across_the_border_of_two_parallel_stretches_is_one_play() {
         quiet(10.0),
     ]
     .concat();
-    let path_ = fx.dir.path().join("long-show.wav");
-    write_wav(&path_, rate, 1, &recording).expect("write");
-    let out = run(&["scan", "--json", "--db", path(&fx.db()), path(&path_)]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let plays: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json"))
-        .filter(|v: &serde_json::Value| v.get("play").is_some())
-        .collect();
-    assert_eq!(plays.len(), 1, "{}", stdout(&out));
+    let show = fx.dir.path().join("long-show.wav");
+    write_wav(&show, rate, 1, &recording).expect("write");
+    let plays = scan_plays(&fx, &show);
+    assert_eq!(plays.len(), 1, "{plays:?}");
     let p = &plays[0];
     assert_eq!(p["track_id"], "song0");
     let got = |k: &str| p[k].as_f64().expect(k);
