@@ -13,6 +13,7 @@ use serde_json::json;
 
 use earmark_engine::{AudioFile, Fingerprint, FingerprintOptions, Fingerprinter};
 use earmark_index::Catalog;
+use earmark_monitor::unknown::{frame_powers, is_music, unidentified_runs};
 use earmark_monitor::{Follower, ListenerOptions, Play, PlayEvent, PlayRecord};
 
 use crate::Outcome;
@@ -26,7 +27,12 @@ pub struct Scanned {
     pub plays: Vec<Play>,
     /// Decoded duration in seconds.
     pub audio_s: f64,
+    /// Music no play covers for over 20 s: start and end in seconds.
+    pub unidentified: Vec<(f64, f64)>,
 }
+
+/// Music matched by nothing for longer than this is reported, in seconds.
+const UNIDENTIFIED_AFTER_S: f64 = 20.0;
 
 /// Stretch of a recording followed as one job, in frames (about 10
 /// minutes). Jobs start on the grid of window starts (a multiple of the
@@ -51,6 +57,9 @@ pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
     let found_plays = Mutex::new(Vec::new());
     let found = &found_plays;
     let in_flight = &AtomicUsize::new(0);
+    // Frame powers of each second, for finding unidentified music.
+    let rate = file.rate_hz();
+    let (mut second, mut powers) = (Vec::with_capacity(rate as usize), Vec::new());
     let audio_s = rayon::scope(|scope| -> anyhow::Result<f64> {
         let keep = move |plays: Vec<Play>| {
             if let Ok(mut f) = found.lock() {
@@ -78,6 +87,15 @@ pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
             let more = match file.next_mono()? {
                 Some(samples) => {
                     fingerprinter.push(samples, &mut emitted);
+                    for chunk in samples.chunks(rate as usize) {
+                        let take = (rate as usize - second.len()).min(chunk.len());
+                        second.extend_from_slice(&chunk[..take]);
+                        if second.len() == rate as usize {
+                            powers.push(frame_powers(&second, rate));
+                            second.clear();
+                            second.extend_from_slice(&chunk[take..]);
+                        }
+                    }
                     true
                 }
                 None => false,
@@ -106,10 +124,29 @@ pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
     let found = found_plays
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a scan job panicked"))?;
+    let plays = join(found);
+    let unidentified = unidentified(&plays, &powers);
     Ok(Scanned {
-        plays: join(found),
+        plays,
         audio_s,
+        unidentified,
     })
+}
+
+/// Runs of seconds that sound like music and that no play covers (give or
+/// take a second), longer than `UNIDENTIFIED_AFTER_S`.
+fn unidentified(plays: &[Play], powers: &[Vec<f32>]) -> Vec<(f64, f64)> {
+    let flags: Vec<bool> = (0..powers.len())
+        .map(|i| {
+            let around = &powers[i.saturating_sub(2)..(i + 3).min(powers.len())];
+            let t = i as f64 + 0.5;
+            is_music(around.iter().map(|p| &p[..]), &powers[i])
+                && !plays
+                    .iter()
+                    .any(|p| p.start_s() - 1.0 <= t && t <= p.end_s() + 1.0)
+        })
+        .collect();
+    unidentified_runs(&flags, UNIDENTIFIED_AFTER_S)
 }
 
 /// The fingerprint between stream frames `base` and `end`, rebased to 0.
@@ -203,6 +240,13 @@ fn play_json(catalog: &Catalog, file: &Path, p: &Play) -> serde_json::Value {
     value
 }
 
+fn unidentified_json(segments: &[(f64, f64)]) -> Vec<serde_json::Value> {
+    segments
+        .iter()
+        .map(|(start, end)| json!({"start_s": start, "end_s": end}))
+        .collect()
+}
+
 /// How one recording of a batch fared.
 enum Fate {
     Scanned(Scanned),
@@ -227,7 +271,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
             let fate = scan_one(&catalog, manifest.as_ref(), file);
             bar.inc(1);
             if let (Fate::Scanned(s), false) = (&fate, args.json) {
-                bar.suspend(|| print_table(&catalog, file, &s.plays));
+                bar.suspend(|| print_table(&catalog, file, s));
             }
             (file.clone(), fate)
         })
@@ -244,6 +288,12 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
                 if args.json {
                     for p in &s.plays {
                         println!("{}", play_json(&catalog, file, p));
+                    }
+                    for u in unidentified_json(&s.unidentified) {
+                        println!(
+                            "{}",
+                            json!({"file": file.display().to_string(), "unidentified": u})
+                        );
                     }
                 }
                 json!({"file": file.display().to_string(), "status": "scanned",
@@ -311,19 +361,25 @@ fn error_reason(e: &anyhow::Error) -> String {
     }
 }
 
-fn print_table(catalog: &Catalog, file: &Path, plays: &[Play]) {
+fn print_table(catalog: &Catalog, file: &Path, scanned: &Scanned) {
     println!("{}", file.display());
-    for p in plays {
+    let plays = scanned.plays.iter().map(|p| {
         let track = catalog.tracks().get(p.track);
-        println!(
-            "{:>8.1} {:>8.1}  {:<12} {} (from {:.1} s, tempo {:.3})",
-            p.start_s(),
-            p.end_s(),
+        let what = format!(
+            "{:<12} {} (from {:.1} s, tempo {:.3})",
             track.map_or("?", |t| t.meta.external_id.as_str()),
             track.map_or("", |t| t.meta.title.as_str()),
             p.track_start_s(),
             p.tempo
         );
+        (p.start_s(), p.end_s(), what)
+    });
+    let unknown = (scanned.unidentified.iter())
+        .map(|&(start, end)| (start, end, "unidentified music".to_owned()));
+    let mut rows: Vec<(f64, f64, String)> = plays.chain(unknown).collect();
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (start, end, what) in rows {
+        println!("{start:>8.1} {end:>8.1}  {what}");
     }
 }
 
@@ -390,6 +446,7 @@ impl Manifest {
             "content_hash": hash,
             "audio_s": scanned.audio_s,
             "plays": records,
+            "unidentified": unidentified_json(&scanned.unidentified),
         }))?;
         write_atomically(&self.dir.join(format!("{name}.plays.json")), &json)?;
         let line = json!({"file": file.display().to_string(), "content_hash": hash,

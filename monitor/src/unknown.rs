@@ -102,12 +102,7 @@ impl UnknownMusic {
                     samples: Vec::with_capacity(per_second),
                 };
                 let mut done = std::mem::replace(&mut self.current, next);
-                let frame = (self.rate_hz as usize * 32 / 1000).max(1);
-                done.frames = done
-                    .samples
-                    .chunks(frame)
-                    .map(|c| c.iter().map(|s| s * s).sum::<f32>() / c.len() as f32)
-                    .collect();
+                done.frames = frame_powers(&done.samples, self.rate_hz);
                 self.pending.push_back(done);
                 if self.pending.len() > DECIDE_AFTER_S + CONTEXT_S {
                     self.pending.pop_front();
@@ -135,24 +130,14 @@ impl UnknownMusic {
         Ok(ended)
     }
 
-    /// Whether second `i` of `pending` is music, from it and the seconds
-    /// around it.
+    /// Whether second `i` of `pending` is music.
     fn is_music(&self, i: usize) -> bool {
         let from = i.saturating_sub(CONTEXT_S / 2);
         let to = (i + CONTEXT_S / 2 + 1).min(self.pending.len());
-        let frames: Vec<f32> = self
-            .pending
-            .range(from..to)
-            .flat_map(|s| s.frames.iter().copied())
-            .collect();
-        let mean = frames.iter().sum::<f32>() / frames.len().max(1) as f32;
-        let own = &self.pending[i].frames;
-        let level = 10.0
-            * (own.iter().sum::<f32>() / own.len().max(1) as f32)
-                .max(1e-12)
-                .log10();
-        let low = frames.iter().filter(|&&p| p < 0.5 * mean).count() as f32;
-        level > SILENCE_DB && low / (frames.len().max(1) as f32) < SPEECH_LOW_SHARE
+        is_music(
+            self.pending.range(from..to).map(|s| &s.frames[..]),
+            &self.pending[i].frames,
+        )
     }
 
     fn judge(
@@ -205,6 +190,52 @@ impl UnknownMusic {
             clip,
         }))
     }
+}
+
+/// Mean power of each 32 ms frame of `samples` at `rate_hz`.
+pub fn frame_powers(samples: &[f32], rate_hz: u32) -> Vec<f32> {
+    let frame = (rate_hz as usize * 32 / 1000).max(1);
+    samples
+        .chunks(frame)
+        .map(|c| c.iter().map(|s| s * s).sum::<f32>() / c.len() as f32)
+        .collect()
+}
+
+/// Whether a second is music, from its frame powers (`own`) and those of
+/// the seconds around it, itself included (`around`, about five seconds).
+pub fn is_music<'a>(around: impl Iterator<Item = &'a [f32]>, own: &[f32]) -> bool {
+    let frames: Vec<f32> = around.flatten().copied().collect();
+    let mean = frames.iter().sum::<f32>() / frames.len().max(1) as f32;
+    let level = 10.0
+        * (own.iter().sum::<f32>() / own.len().max(1) as f32)
+            .max(1e-12)
+            .log10();
+    let low = frames.iter().filter(|&&p| p < 0.5 * mean).count() as f32;
+    level > SILENCE_DB && low / (frames.len().max(1) as f32) < SPEECH_LOW_SHARE
+}
+
+/// Stretches of a recording, one flag a second (`true`: music no play
+/// covers), that make unidentified segments: runs longer than `min_s`
+/// seconds, crossing gaps of up to two seconds. Start and end in seconds.
+pub fn unidentified_runs(flags: &[bool], min_s: f64) -> Vec<(f64, f64)> {
+    let mut runs = Vec::new();
+    let mut run: Option<(usize, usize)> = None;
+    for (t, &flag) in flags.iter().enumerate() {
+        match (run, flag) {
+            (None, true) => run = Some((t, t + 1)),
+            (Some((start, _)), true) => run = Some((start, t + 1)),
+            (Some((start, end)), false) if t - end >= MAX_GAP_S as usize => {
+                runs.push((start, end));
+                run = None;
+            }
+            _ => {}
+        }
+    }
+    runs.extend(run);
+    runs.into_iter()
+        .map(|(a, b)| (a as f64, b as f64))
+        .filter(|(a, b)| b - a >= min_s)
+        .collect()
 }
 
 /// Writes a clip as 16-bit WAV; returns its path relative to `dir`'s parent.

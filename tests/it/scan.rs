@@ -1,6 +1,6 @@
 //! `earmark scan` turns a recording into plays.
 
-use earmark_engine::testutil::{mix_at_snr, noise, write_wav};
+use earmark_engine::testutil::{mix_at_snr, noise, tone, write_wav};
 
 use crate::util::{Fixture, RATE, path, run, stderr, stdout};
 
@@ -151,4 +151,41 @@ fn a_play_across_the_border_of_two_parallel_stretches_is_one_play() {
     let got = |k: &str| p[k].as_f64().expect(k);
     assert!((got("start_s") - 585.0).abs() <= 2.0, "{p}");
     assert!((got("end_s") - 645.0).abs() <= 2.0, "{p}");
+}
+
+#[test]
+fn music_the_catalog_does_not_hold_is_listed_as_unidentified() {
+    let fx = Fixture::songs(2, 30.0);
+    fx.index();
+    // 25 s of song 0, then 30 s of music not in the catalog (a song over a
+    // held chord), then 5 s of near silence.
+    let unknown: Vec<f32> = {
+        let pad = [220.0, 277.0, 330.0].map(|f| tone(RATE, f, 30.0, 0.05));
+        let song = earmark_engine::testutil::song(RATE, 30.0, 77);
+        (0..song.len())
+            .map(|i| song[i] + pad.iter().map(|p| p[i]).sum::<f32>())
+            .collect()
+    };
+    let sr = RATE as usize;
+    let recording = [
+        &fx.songs[0].1[..25 * sr],
+        &unknown[..],
+        &noise(RATE, 5.0, 0.001, 3),
+    ]
+    .concat();
+    let show = fx.dir.path().join("show.wav");
+    write_wav(&show, RATE, 1, &recording).expect("write");
+    let out = run(&["scan", "--json", "--db", path(&fx.db()), path(&show)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let unidentified: Vec<&serde_json::Value> =
+        lines.iter().filter_map(|v| v.get("unidentified")).collect();
+    assert_eq!(unidentified.len(), 1, "{lines:?}");
+    let got = |k: &str| unidentified[0][k].as_f64().expect(k);
+    assert!((got("start_s") - 25.0).abs() <= 2.0, "{lines:?}");
+    assert!((got("end_s") - 55.0).abs() <= 2.0, "{lines:?}");
+    assert_eq!(scan_plays(&fx, &show).len(), 1, "{lines:?}");
 }
