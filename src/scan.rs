@@ -109,11 +109,17 @@ pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
             pending.landmarks.append(&mut emitted.landmarks);
             emitted.clear();
             if !more {
-                follow(cut(&pending, base, frames), base);
+                follow(
+                    Fingerprint::between(&pending.peaks, &pending.landmarks, base, frames),
+                    base,
+                );
                 return Ok(audio_s);
             }
             if frames >= end + SETTLE_FRAMES {
-                follow(cut(&pending, base, end), base);
+                follow(
+                    Fingerprint::between(&pending.peaks, &pending.landmarks, base, end),
+                    base,
+                );
                 let next = end - OVERLAP_FRAMES;
                 pending.peaks.retain(|p| p.frame >= next);
                 pending.landmarks.retain(|l| l.frame >= next);
@@ -147,32 +153,6 @@ fn unidentified(plays: &[Play], powers: &[Vec<f32>]) -> Vec<(f64, f64)> {
         })
         .collect();
     unidentified_runs(&flags, UNIDENTIFIED_AFTER_S)
-}
-
-/// The fingerprint between stream frames `base` and `end`, rebased to 0.
-fn cut(fp: &Fingerprint, base: u32, end: u32) -> Fingerprint {
-    let inside = |frame: u32| (base..end).contains(&frame);
-    Fingerprint {
-        peaks: fp
-            .peaks
-            .iter()
-            .filter(|p| inside(p.frame))
-            .map(|p| earmark_engine::Peak {
-                frame: p.frame - base,
-                ..*p
-            })
-            .collect(),
-        landmarks: fp
-            .landmarks
-            .iter()
-            .filter(|l| inside(l.frame))
-            .map(|l| earmark_engine::Landmark {
-                frame: l.frame - base,
-                ..*l
-            })
-            .collect(),
-        frames: end - base,
-    }
 }
 
 /// The plays of one job, in stream frames.

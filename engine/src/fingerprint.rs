@@ -102,6 +102,36 @@ impl Fingerprint {
         self.landmarks.clear();
         self.frames = 0;
     }
+
+    /// The peaks and landmarks of stream frames `from..to`, rebased so that
+    /// `from` is frame 0: a stretch of a stream to identify like a clip.
+    pub fn between<'a>(
+        peaks: impl IntoIterator<Item = &'a Peak>,
+        landmarks: impl IntoIterator<Item = &'a Landmark>,
+        from: u32,
+        to: u32,
+    ) -> Self {
+        let inside = |frame: u32| (from..to).contains(&frame);
+        Self {
+            peaks: peaks
+                .into_iter()
+                .filter(|p| inside(p.frame))
+                .map(|p| Peak {
+                    frame: p.frame - from,
+                    ..*p
+                })
+                .collect(),
+            landmarks: landmarks
+                .into_iter()
+                .filter(|l| inside(l.frame))
+                .map(|l| Landmark {
+                    frame: l.frame - from,
+                    ..*l
+                })
+                .collect(),
+            frames: to.saturating_sub(from),
+        }
+    }
 }
 
 /// Streaming fingerprinter for one input rate.

@@ -120,41 +120,12 @@ impl Windows {
     /// The peaks between stream frames `from` and `to`, rebased to `from`,
     /// while they are still kept.
     pub fn peaks_between(&self, from: u32, to: u32) -> Vec<Peak> {
-        self.peaks
-            .iter()
-            .filter(|p| (from..to).contains(&p.frame))
-            .map(|p| Peak {
-                frame: p.frame - from,
-                ..*p
-            })
-            .collect()
+        Fingerprint::between(&self.peaks, [], from, to).peaks
     }
 
     fn cut(&mut self, length: u32) -> Window {
         let start = self.next_start;
-        let end = start + length;
-        let inside = |frame: u32| (start..end).contains(&frame);
-        let fingerprint = Fingerprint {
-            peaks: self
-                .peaks
-                .iter()
-                .filter(|p| inside(p.frame))
-                .map(|p| Peak {
-                    frame: p.frame - start,
-                    ..*p
-                })
-                .collect(),
-            landmarks: self
-                .landmarks
-                .iter()
-                .filter(|l| inside(l.frame))
-                .map(|l| Landmark {
-                    frame: l.frame - start,
-                    ..*l
-                })
-                .collect(),
-            frames: length,
-        };
+        let fingerprint = Fingerprint::between(&self.peaks, &self.landmarks, start, start + length);
         self.next_start += self.options.hop;
         // Landmarks are only needed for windows still to come; peaks for the
         // history as well. Both arrive in frame order, near enough: anything
