@@ -207,19 +207,23 @@ impl History {
     /// # Errors
     /// When the file exists but cannot be read.
     pub fn read(path: &Path) -> Result<Self, Error> {
-        let text = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => return Err(Error::io(path, e)),
-        };
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(Self::parse(&bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    /// The events of a log's bytes.
+    fn parse(bytes: &[u8]) -> Self {
         let mut history = Self::default();
-        for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             match serde_json::from_slice(line) {
                 Ok(event) => history.events.push(event),
                 Err(_) => history.unreadable += 1,
             }
         }
-        Ok(history)
+        history
     }
 
     /// Every play, in its latest state, in start order.
@@ -331,11 +335,11 @@ pub struct EventLog {
 
 impl EventLog {
     /// Opens (or creates) a log for appending, first dropping a last line
-    /// that a crash cut short.
+    /// that a crash cut short; returns it with what it already holds.
     ///
     /// # Errors
     /// When the file cannot be opened, repaired or synced.
-    pub fn open(path: &Path) -> Result<Self, Error> {
+    pub fn open(path: &Path) -> Result<(Self, History), Error> {
         let io = |e| Error::io(path, e);
         let mut file = OpenOptions::new()
             .create(true)
@@ -350,11 +354,13 @@ impl EventLog {
             file.set_len(keep as u64).map_err(io)?;
             file.seek(SeekFrom::End(0)).map_err(io)?;
             file.sync_all().map_err(io)?;
+            bytes.truncate(keep);
         }
-        Ok(Self {
+        let log = Self {
             path: path.to_owned(),
             file,
-        })
+        };
+        Ok((log, History::parse(&bytes)))
     }
 
     /// The log's path.
@@ -403,7 +409,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("events.jsonl");
         let at = timestamp(SystemTime::now());
-        let mut log = EventLog::open(&path).expect("open");
+        let (mut log, _) = EventLog::open(&path).expect("open");
         for event in [
             Event::RunStarted {
                 at: at.clone(),
@@ -438,7 +444,9 @@ mod tests {
             .expect("torn");
         drop(file);
 
-        let mut log = EventLog::open(&path).expect("open again");
+        let (mut log, reopened) = EventLog::open(&path).expect("open again");
+        assert_eq!(reopened.events.len(), 5, "the torn line is not an event");
+        assert_eq!(reopened.unreadable, 0);
         log.append(&Event::RunEnded {
             at,
             position_s: 40.0,

@@ -14,7 +14,7 @@ use earmark_index::Catalog;
 
 use crate::Error;
 use crate::listener::{Listener, ListenerOptions};
-use crate::log::{Event, EventLog, History, PlayRecord, UnidentifiedRecord, round, timestamp};
+use crate::log::{Event, EventLog, PlayRecord, UnidentifiedRecord, round, timestamp};
 use crate::tracker::{Play, PlayEvent};
 use crate::unknown::UnknownMusic;
 
@@ -68,8 +68,7 @@ impl<'c> Session<'c> {
         rate_hz: u32,
         live: bool,
     ) -> Result<(Self, Resumed), Error> {
-        let mut log = EventLog::open(path)?;
-        let history = History::read(path)?;
+        let (mut log, history) = EventLog::open(path)?;
         let now = SystemTime::now();
         let at = timestamp(now);
         let open = history.open_plays();
