@@ -188,14 +188,6 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// A tracker with the given options.
-    pub fn new(options: TrackerOptions) -> Self {
-        Self {
-            options,
-            ..Self::default()
-        }
-    }
-
     /// A tracker whose first play is numbered `first` (for a stream that
     /// continues an earlier one's numbering).
     pub fn numbered_from(options: TrackerOptions, first: u64) -> Self {

@@ -117,6 +117,16 @@ fn report(log: &Path) -> serde_json::Value {
     serde_json::from_str(&stdout(&out)).expect("report json")
 }
 
+/// The track of each play of a JSON report, in order.
+fn track_ids(report: &serde_json::Value) -> Vec<&str> {
+    report["plays"]
+        .as_array()
+        .expect("plays")
+        .iter()
+        .map(|p| p["track_id"].as_str().unwrap_or(""))
+        .collect()
+}
+
 fn seconds_between(from: SystemTime, at: &serde_json::Value) -> f64 {
     let t = humantime::parse_rfc3339(at.as_str().expect("wall clock")).expect("rfc3339");
     t.duration_since(from).map_or(0.0, |d| d.as_secs_f64())
@@ -183,11 +193,11 @@ fn the_live_monitor_names_each_track_played_into_the_sound_card() {
 
     let report = report(&log);
     let plays = report["plays"].as_array().expect("plays");
-    let names: Vec<&str> = plays
-        .iter()
-        .map(|p| p["track_id"].as_str().unwrap_or(""))
-        .collect();
-    assert_eq!(names, ["song0", "song2", "song3"], "{report:#}");
+    assert_eq!(
+        track_ids(&report),
+        ["song0", "song2", "song3"],
+        "{report:#}"
+    );
     for (p, (id, start, end)) in plays.iter().zip(truth) {
         let got_start = seconds_between(played_at, &p["started_at"]);
         let got_end = seconds_between(played_at, &p["ended_at"]);
@@ -251,11 +261,7 @@ fn a_monitor_killed_mid_show_keeps_its_plays_when_started_again() {
     let after = report(&log);
     assert_eq!(after["runs"], 2);
     let plays = after["plays"].as_array().expect("plays");
-    let names: Vec<&str> = plays
-        .iter()
-        .map(|p| p["track_id"].as_str().unwrap_or(""))
-        .collect();
-    assert_eq!(names, ["song0", "song1", "song2"], "{after:#}");
+    assert_eq!(track_ids(&after), ["song0", "song1", "song2"], "{after:#}");
     // The first run's plays are as it left them; the interrupted one ends
     // where it was last heard, and the second run comes after both.
     assert_eq!(plays[0], before["plays"][0]);
@@ -334,11 +340,5 @@ fn a_monitor_that_loses_its_sound_card_logs_the_gap_and_listens_again() {
         "Ctrl-C ends the run cleanly"
     );
     let report = report(&log);
-    let names: Vec<&str> = report["plays"]
-        .as_array()
-        .expect("plays")
-        .iter()
-        .map(|p| p["track_id"].as_str().unwrap_or(""))
-        .collect();
-    assert_eq!(names, ["song0", "song1"], "{report:#}");
+    assert_eq!(track_ids(&report), ["song0", "song1"], "{report:#}");
 }
