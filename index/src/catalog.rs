@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use earmark_engine::{Landmark, Peak};
 
 use crate::error::{Error, Result, io};
+use crate::licence::Licence;
+use crate::rights::{Linked, RightsRow, RightsTable};
 use crate::segment::{self, PeakList, Posting, Segment, StoredPeak};
 use crate::tracks::{Track, TrackId, TrackMeta, TrackTable};
 
@@ -43,6 +45,12 @@ struct Manifest {
     fingerprint: String,
     segments: Vec<FileRef>,
     tracks: FileRef,
+    /// Rights metadata, once imported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rights: Option<FileRef>,
+    /// Licences, once added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    licences: Option<FileRef>,
 }
 
 /// Size and content figures of a catalog.
@@ -71,6 +79,8 @@ pub struct Catalog {
     /// Which segment holds each track's peaks, by track id.
     peak_segment: Vec<u32>,
     tracks: TrackTable,
+    rights: RightsTable,
+    licences: Vec<Licence>,
 }
 
 impl Catalog {
@@ -99,10 +109,14 @@ impl Catalog {
                     bytes: 0,
                     crc32: 0,
                 },
+                rights: None,
+                licences: None,
             },
             segments: Vec::new(),
             peak_segment: Vec::new(),
             tracks: TrackTable::default(),
+            rights: RightsTable::default(),
+            licences: Vec::new(),
         }
     }
 
@@ -119,20 +133,25 @@ impl Catalog {
             }
             segments.push(segment);
         }
-        let tracks_path = dir.join(&manifest.tracks.file);
-        let bytes = fs::read(&tracks_path).map_err(io(&tracks_path))?;
-        if bytes.len() as u64 != manifest.tracks.bytes
-            || crc32fast::hash(&bytes) != manifest.tracks.crc32
-        {
-            return Err(Error::Corrupt {
-                path: tracks_path,
-                what: "checksum mismatch".into(),
-            });
-        }
-        let tracks = TrackTable::from_jsonl(&bytes).map_err(|what| Error::Corrupt {
-            path: tracks_path.clone(),
-            what,
-        })?;
+        let tracks = match read_checked(dir, Some(&manifest.tracks))? {
+            Some((path, bytes)) => {
+                TrackTable::from_jsonl(&bytes).map_err(|what| Error::Corrupt { path, what })?
+            }
+            None => TrackTable::default(),
+        };
+        let rights = match read_checked(dir, manifest.rights.as_ref())? {
+            Some((path, bytes)) => {
+                RightsTable::from_jsonl(&bytes).map_err(|what| Error::Corrupt { path, what })?
+            }
+            None => RightsTable::default(),
+        };
+        let licences = match read_checked(dir, manifest.licences.as_ref())? {
+            Some((path, bytes)) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+                path,
+                what: e.to_string(),
+            })?,
+            None => Vec::new(),
+        };
         let mut peak_segment = vec![u32::MAX; tracks.len()];
         for (i, segment) in segments.iter().enumerate() {
             for t in segment.tracks() {
@@ -156,6 +175,8 @@ impl Catalog {
             segments,
             peak_segment,
             tracks,
+            rights,
+            licences,
         })
     }
 
@@ -167,6 +188,21 @@ impl Catalog {
     /// The tracks.
     pub fn tracks(&self) -> &TrackTable {
         &self.tracks
+    }
+
+    /// The rights metadata of the tracks.
+    pub fn rights(&self) -> &RightsTable {
+        &self.rights
+    }
+
+    /// Every stored licence, in the order added.
+    pub fn licences(&self) -> &[Licence] {
+        &self.licences
+    }
+
+    /// The licences of an event.
+    pub fn licences_for(&self, event: &str) -> Vec<&Licence> {
+        self.licences.iter().filter(|l| l.event == event).collect()
     }
 
     /// The fingerprint scheme the catalog was built with.
@@ -195,6 +231,10 @@ impl Catalog {
             segments: self.segments.len(),
             bytes_on_disk: self.segments.iter().map(Segment::bytes).sum::<u64>()
                 + self.manifest.tracks.bytes
+                + [&self.manifest.rights, &self.manifest.licences]
+                    .iter()
+                    .filter_map(|f| f.as_ref().map(|f| f.bytes))
+                    .sum::<u64>()
                 + manifest_bytes,
             fingerprint: self.manifest.fingerprint.clone(),
         }
@@ -333,21 +373,103 @@ impl CatalogWriter {
             &format!("tracks-{generation:08}.jsonl"),
             &tracks.to_jsonl()?,
         )?;
-        let manifest = Manifest {
-            format: CATALOG_FORMAT,
+        self.publish(Manifest {
             generation,
-            fingerprint: self.current.manifest.fingerprint.clone(),
             segments,
             tracks: table,
-        };
+            ..self.current.manifest.clone()
+        })?;
+        Ok(ids)
+    }
+
+    /// Adds or replaces the rights metadata of the rows that name an indexed
+    /// recording, atomically; lists the rows that name none.
+    ///
+    /// # Errors
+    /// Any I/O error (the previous catalog stays in place).
+    pub fn import_rights(&mut self, rows: Vec<RightsRow>) -> Result<Linked> {
+        let mut rights = self.current.rights.clone();
+        let linked = rights.link(rows, &self.current.tracks);
+        let generation = self.current.manifest.generation + 1;
+        let file = self.write_file(
+            &format!("rights-{generation:08}.jsonl"),
+            &rights.to_jsonl()?,
+        )?;
+        self.publish(Manifest {
+            generation,
+            rights: Some(file),
+            ..self.current.manifest.clone()
+        })?;
+        Ok(linked)
+    }
+
+    /// Stores licences, atomically; with `replace`, one with a stored id
+    /// takes its place.
+    ///
+    /// # Errors
+    /// [`Error::Duplicate`] when an id is stored already (without `replace`)
+    /// or given twice (nothing is written), or any I/O error.
+    pub fn add_licences(&mut self, new: Vec<Licence>, replace: bool) -> Result<()> {
+        let mut licences = self.current.licences.clone();
+        let mut seen = HashSet::new();
+        for licence in new {
+            if !seen.insert(licence.id.clone()) {
+                return Err(Error::Duplicate(format!(
+                    "licence {} is given twice",
+                    licence.id
+                )));
+            }
+            match licences.iter_mut().find(|l| l.id == licence.id) {
+                Some(old) if replace => *old = licence,
+                Some(_) => {
+                    return Err(Error::Duplicate(format!(
+                        "licence {} is already stored (add it with --replace to change it)",
+                        licence.id
+                    )));
+                }
+                None => licences.push(licence),
+            }
+        }
+        self.store_licences(licences)
+    }
+
+    /// Deletes a stored licence.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when no licence has this id, or any I/O error.
+    pub fn remove_licence(&mut self, id: &str) -> Result<()> {
+        let mut licences = self.current.licences.clone();
+        let before = licences.len();
+        licences.retain(|l| l.id != id);
+        if licences.len() == before {
+            return Err(Error::NotFound(format!("no licence {id}")));
+        }
+        self.store_licences(licences)
+    }
+
+    fn store_licences(&mut self, licences: Vec<Licence>) -> Result<()> {
+        let generation = self.current.manifest.generation + 1;
+        let json = serde_json::to_vec_pretty(&licences).map_err(|e| Error::Limit {
+            what: format!("licences: {e}"),
+            max: 0,
+        })?;
+        let file = self.write_file(&format!("licences-{generation:08}.json"), &json)?;
+        self.publish(Manifest {
+            generation,
+            licences: Some(file),
+            ..self.current.manifest.clone()
+        })
+    }
+
+    /// Writes `manifest` (the commit point), reloads and removes orphans.
+    fn publish(&mut self, manifest: Manifest) -> Result<()> {
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Corrupt {
             path: self.dir().join(MANIFEST),
             what: e.to_string(),
         })?;
         self.write_file(MANIFEST, &json)?;
         self.current = Catalog::load(self.dir(), manifest)?;
-        self.remove_orphans()?;
-        Ok(ids)
+        self.remove_orphans()
     }
 
     fn dir(&self) -> &Path {
@@ -381,15 +503,19 @@ impl CatalogWriter {
         let keep: HashSet<&str> = manifest
             .segments
             .iter()
+            .chain([&manifest.rights, &manifest.licences].into_iter().flatten())
+            .chain([&manifest.tracks])
             .map(|f| f.file.as_str())
-            .chain([manifest.tracks.file.as_str(), MANIFEST, LOCK])
+            .chain([MANIFEST, LOCK])
             .collect();
         for entry in fs::read_dir(dir).map_err(io(dir))? {
             let entry = entry.map_err(io(dir))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let ours =
-                name.starts_with("seg-") || name.starts_with("tracks-") || name.ends_with(".tmp");
+            let ours = ["seg-", "tracks-", "rights-", "licences-"]
+                .iter()
+                .any(|p| name.starts_with(p))
+                || name.ends_with(".tmp");
             if ours && !keep.contains(name) {
                 let path = entry.path();
                 fs::remove_file(&path).map_err(io(&path))?;
@@ -397,6 +523,23 @@ impl CatalogWriter {
         }
         Ok(())
     }
+}
+
+/// The bytes of a file the manifest names, checked against its size and
+/// checksum, with its path.
+fn read_checked(dir: &Path, file: Option<&FileRef>) -> Result<Option<(PathBuf, Vec<u8>)>> {
+    let Some(file) = file.filter(|f| !f.file.is_empty()) else {
+        return Ok(None);
+    };
+    let path = dir.join(&file.file);
+    let bytes = fs::read(&path).map_err(io(&path))?;
+    if bytes.len() as u64 != file.bytes || crc32fast::hash(&bytes) != file.crc32 {
+        return Err(Error::Corrupt {
+            path,
+            what: "checksum mismatch".into(),
+        });
+    }
+    Ok(Some((path, bytes)))
 }
 
 fn read_manifest(dir: &Path) -> Result<Option<Manifest>> {
@@ -525,6 +668,62 @@ mod tests {
         assert!(!dir.path().join("seg-00000099.post.tmp").exists());
         assert!(!dir.path().join("seg-00000099.post").exists());
         assert_eq!(Catalog::open(dir.path()).expect("open").tracks().len(), 1);
+    }
+
+    #[test]
+    fn rights_and_licences_are_stored_with_the_catalog() {
+        use crate::licence::{LicenceKind, Period, Works};
+        use crate::rights::{Link, Rights};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = CatalogWriter::open(dir.path(), "test").expect("writer");
+        writer.commit(vec![new_track("a", &[1])]).expect("commit");
+        let row = |id: &str| RightsRow {
+            line: 2,
+            link: Link::Id(id.into()),
+            rights: Rights {
+                managed: true,
+                ..Rights::default()
+            },
+        };
+        let linked = writer
+            .import_rights(vec![row("a"), row("zz")])
+            .expect("import");
+        assert_eq!(linked.added, 1);
+        assert_eq!(linked.unknown.len(), 1);
+        let period = Period {
+            from: jiff::Timestamp::UNIX_EPOCH,
+            to: jiff::Timestamp::MAX,
+            time_zone: "UTC".into(),
+        };
+        let licence = Licence {
+            id: "L1".into(),
+            kind: LicenceKind::Blanket,
+            licensee: "x".into(),
+            event: "show".into(),
+            event_name: None,
+            venue: None,
+            period,
+            exclude: Works::default(),
+            works: Works::default(),
+        };
+        writer
+            .add_licences(vec![licence.clone()], false)
+            .expect("add");
+        assert!(matches!(
+            writer.add_licences(vec![licence.clone()], false),
+            Err(Error::Duplicate(_))
+        ));
+        // Adding tracks keeps rights and licences.
+        writer.commit(vec![new_track("b", &[2])]).expect("commit");
+        drop(writer);
+        let catalog = Catalog::open(dir.path()).expect("open");
+        assert!(catalog.rights().get("a").is_some_and(|r| r.managed));
+        assert_eq!(catalog.licences_for("show"), vec![&licence]);
+        assert!(catalog.licences_for("other").is_empty());
+        let mut writer = CatalogWriter::open(dir.path(), "test").expect("writer");
+        writer.remove_licence("L1").expect("remove");
+        assert!(writer.catalog().licences().is_empty());
+        assert_eq!(writer.catalog().rights().len(), 1);
     }
 
     #[test]

@@ -55,6 +55,18 @@ pub enum Error {
     /// A track is already in the catalog.
     #[error("{0}")]
     Duplicate(String),
+    /// A metadata or licence file has a bad value.
+    #[error("{path}: line {line}, field {field}: {what}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Line of the file, from 1.
+        line: usize,
+        /// The column or key.
+        field: String,
+        /// What is wrong.
+        what: String,
+    },
     /// A request names something that is not in the catalog.
     #[error("{0}")]
     NotFound(String),
