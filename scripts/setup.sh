@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # setup.sh - install what building and testing earmark needs on Debian, if
 # it is missing: libopus (the Opus decoder), ALSA headers (sound card
-# capture through cpal), pkg-config, sox (demo clips), and PulseAudio (a null
-# sink stands in for the venue's sound card in the live monitor's tests).
+# capture through cpal), pkg-config, sox (demo clips), PulseAudio (a null
+# sink stands in for the venue's sound card in the live monitor's tests), and
+# Chromium (the HTML cue sheet's test takes a screenshot with it).
 # Idempotent; uses sudo when not run as root.
 set -euo pipefail
 need=()
-for pkg in libopus-dev libasound2-dev pkg-config sox libsox-fmt-all pulseaudio; do
+for pkg in libopus-dev libasound2-dev pkg-config sox libsox-fmt-all pulseaudio chromium fonts-dejavu-core; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -21,6 +21,16 @@ enum Command {
         #[command(subcommand)]
         command: IndexCommand,
     },
+    /// Import the catalog's rights metadata (works, ISRC, ISWC, repertoire).
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+    /// Store and inspect the licences sold for events.
+    Licence {
+        #[command(subcommand)]
+        command: LicenceCommand,
+    },
     /// Identify audio files against the catalog (exit 1 if any has no match).
     Identify(IdentifyArgs),
     /// Measure hit rates, false positives and speed on a ground-truth query set.
@@ -33,7 +43,7 @@ enum Command {
     Monitor(MonitorArgs),
     /// List audio input devices (the default marked with *).
     Devices(DevicesArgs),
-    /// Print the cue sheet of a monitor's event log.
+    /// Print the cue sheet of a show (a monitor's log or a scan) with coverage.
     Report(ReportArgs),
 }
 
@@ -43,6 +53,85 @@ enum IndexCommand {
     Add(AddArgs),
     /// Print the catalog's size: tracks, hours, postings, bytes on disk.
     Info(InfoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Add or update rights metadata from a CSV or JSON file.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum LicenceCommand {
+    /// Store licences from TOML or JSON files (all are checked first).
+    Add(LicenceAddArgs),
+    /// List the stored licences.
+    List(LicenceListArgs),
+    /// Print one licence.
+    Show(LicenceShowArgs),
+    /// Delete a stored licence.
+    Remove(LicenceRemoveArgs),
+}
+
+/// Arguments of `catalog import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// Catalog directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// CSV or JSON (`.json`): one row per recording, named by `id` or `path`,
+    /// with `managed` (yes/no) and optionally `title`, `artists`, `isrc`,
+    /// `iswc`, `writers`, `publisher`, `society`. A row replaces the earlier
+    /// metadata of its recording.
+    pub file: PathBuf,
+}
+
+/// Arguments of `licence add`.
+#[derive(Debug, clap::Args)]
+pub struct LicenceAddArgs {
+    /// Catalog directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Replace stored licences with the same id.
+    #[arg(long)]
+    pub replace: bool,
+    /// Licence files (TOML, or JSON when named `.json`).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Arguments of `licence list`.
+#[derive(Debug, clap::Args)]
+pub struct LicenceListArgs {
+    /// Catalog directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `licence show`.
+#[derive(Debug, clap::Args)]
+pub struct LicenceShowArgs {
+    /// Catalog directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The licence's id.
+    pub id: String,
+}
+
+/// Arguments of `licence remove`.
+#[derive(Debug, clap::Args)]
+pub struct LicenceRemoveArgs {
+    /// Catalog directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// The licence's id.
+    pub id: String,
 }
 
 /// Arguments of `index add`.
@@ -124,13 +213,20 @@ pub struct ScanArgs {
     /// JSON lines for machines: one per play, then one per recording.
     #[arg(long)]
     pub json: bool,
-    /// Write a cue sheet per recording (CSV and JSON) and a manifest here; a
-    /// second run skips recordings the manifest lists.
+    /// Write per recording its plays (`.plays.json`) and cue sheet
+    /// (`.cue.csv`, `.cue.html`), and a manifest here; a second run skips
+    /// recordings the manifest lists.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Judge coverage by this event's licences.
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Judge coverage by this licence alone.
+    #[arg(long, conflicts_with = "event")]
+    pub licence: Option<String>,
     /// Recordings or folders of them.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
@@ -192,6 +288,10 @@ pub struct MonitorArgs {
     /// Channels of `--stdin`.
     #[arg(long, default_value_t = 2)]
     pub channels: usize,
+    /// The event being monitored: its licences (`earmark licence add`)
+    /// decide each play's coverage as it is logged.
+    #[arg(long)]
+    pub event: Option<String>,
     /// Stop after this many seconds of audio.
     #[arg(long = "duration")]
     pub duration_s: Option<f64>,
@@ -225,9 +325,27 @@ pub struct DevicesArgs {}
 /// Arguments of `report`.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// The monitor's event log.
+    /// A monitor's event log.
+    #[arg(long, required_unless_present = "scan", conflicts_with = "scan")]
+    pub log: Option<PathBuf>,
+    /// A recording's result from `earmark scan --out` (`*.plays.json`).
     #[arg(long)]
-    pub log: PathBuf,
+    pub scan: Option<PathBuf>,
+    /// Catalog directory: rights metadata (ISWC, artists) and licences.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Judge coverage by this event's licences (default: the event the
+    /// monitor was started with).
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Judge coverage by this licence alone.
+    #[arg(long, conflicts_with = "event")]
+    pub licence: Option<String>,
+    /// When the recording began (RFC 3339 with an offset), for plays that
+    /// have no wall clock of their own (scans, `monitor --input`); without
+    /// it their licence period is not checked.
+    #[arg(long)]
+    pub recorded_at: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "csv")]
     pub format: ReportFormat,
@@ -239,10 +357,12 @@ pub struct ReportArgs {
 /// Cue sheet formats.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ReportFormat {
-    /// One row per play.
+    /// One row per play or unidentified segment.
     Csv,
-    /// Plays and unidentified music.
+    /// Summary and rows.
     Json,
+    /// A single-file page: summary, timeline, rows, clips.
+    Html,
 }
 
 /// Runs the parsed command.
@@ -251,6 +371,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         Command::Index { command } => match command {
             IndexCommand::Add(a) => crate::ingest::add(&a),
             IndexCommand::Info(a) => crate::ingest::info(&a),
+        },
+        Command::Catalog { command } => match command {
+            CatalogCommand::Import(a) => crate::rights::import(&a),
+        },
+        Command::Licence { command } => match command {
+            LicenceCommand::Add(a) => crate::rights::add(&a),
+            LicenceCommand::List(a) => crate::rights::list(&a),
+            LicenceCommand::Show(a) => crate::rights::show(&a),
+            LicenceCommand::Remove(a) => crate::rights::remove(&a),
         },
         Command::Identify(a) => crate::identify::run(&a),
         Command::Eval(a) => crate::eval::run(&a),

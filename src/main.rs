@@ -10,6 +10,7 @@ mod identify;
 mod ingest;
 mod monitor;
 mod report;
+mod rights;
 mod scan;
 
 use std::process::ExitCode;

@@ -13,6 +13,13 @@ use earmark_monitor::{
 use crate::Outcome;
 use crate::cli::{DevicesArgs, MonitorArgs};
 
+/// A play's coverage as the screen shows it.
+fn coverage(play: &PlayRecord) -> String {
+    play.coverage
+        .as_ref()
+        .map_or("not judged: no --event".into(), ToString::to_string)
+}
+
 /// `earmark devices`.
 pub fn devices(_: &DevicesArgs) -> anyhow::Result<Outcome> {
     let devices = earmark_monitor::devices()?;
@@ -45,7 +52,16 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<Outcome> {
         &source.describe(),
         source.rate_hz(),
         source.live(),
+        args.event.as_deref(),
     )?;
+    if let Some(event) = &args.event
+        && catalog.licences_for(event).is_empty()
+    {
+        eprintln!(
+            "earmark: no licence for event {event} in {}: every play will be not covered",
+            args.db.display()
+        );
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let on_signal = Arc::clone(&stop);
     ctrlc::set_handler(move || on_signal.store(true, Ordering::SeqCst))?;
@@ -138,7 +154,7 @@ impl View {
                     describe(play),
                     play.track_start_s,
                     play.tempo,
-                    play.coverage
+                    coverage(play)
                 ),
                 Event::PlayEnded {
                     play, interrupted, ..
@@ -189,7 +205,7 @@ impl View {
                 "now {} ({}, coverage {})",
                 describe(p),
                 clock(session.position_s() - p.start_s),
-                p.coverage
+                coverage(p)
             ),
             None => "nothing identified".into(),
         };

@@ -14,11 +14,12 @@ use serde_json::json;
 use earmark_engine::{AudioFile, Fingerprint, FingerprintOptions, Fingerprinter};
 use earmark_index::Catalog;
 use earmark_monitor::unknown::{frame_powers, is_music, unidentified_runs};
-use earmark_monitor::{Follower, ListenerOptions, Play, PlayEvent, PlayRecord};
+use earmark_monitor::{Follower, ListenerOptions, Play, PlayEvent, PlayRecord, UnidentifiedRecord};
 
 use crate::Outcome;
 use crate::cli::{EvalSessionArgs, ScanArgs};
 use crate::ingest::{collect_audio_files, content_hash};
+use crate::report::{CueSheet, Licensing, Show};
 
 /// What scanning one recording found.
 #[derive(Debug, Clone)]
@@ -204,27 +205,44 @@ fn join(mut plays: Vec<Play>) -> Vec<Play> {
     joined
 }
 
-/// A play of a recording as cue sheets and `--json` show it.
-fn record(catalog: &Catalog, p: &Play) -> PlayRecord {
-    PlayRecord::new(catalog, p, 0.0, None)
-}
-
-fn play_json(catalog: &Catalog, file: &Path, p: &Play) -> serde_json::Value {
-    let mut value = json!({"file": file.display().to_string()});
-    if let (Some(v), Ok(serde_json::Value::Object(fields))) = (
-        value.as_object_mut(),
-        serde_json::to_value(record(catalog, p)),
-    ) {
-        v.extend(fields);
+impl Scanned {
+    /// What the recording `file` holds as a show: plays (judged by
+    /// `licensing` when given) and unidentified segments.
+    pub fn show(&self, catalog: &Catalog, file: &Path, licensing: Option<&Licensing>) -> Show {
+        let plays = (self.plays.iter())
+            .map(|p| {
+                let mut record = PlayRecord::new(catalog, p, 0.0, None);
+                record.coverage = licensing.map(|l| l.judge(&record));
+                record
+            })
+            .collect();
+        let unidentified = (self.unidentified.iter().enumerate())
+            .map(|(i, &(start_s, end_s))| UnidentifiedRecord {
+                segment: i as u64 + 1,
+                start_s,
+                end_s,
+                started_at: None,
+                clip: String::new(),
+            })
+            .collect();
+        Show {
+            source: file.display().to_string(),
+            runs: None,
+            plays,
+            unidentified,
+        }
     }
-    value
 }
 
-fn unidentified_json(segments: &[(f64, f64)]) -> Vec<serde_json::Value> {
-    segments
-        .iter()
-        .map(|(start, end)| json!({"start_s": start, "end_s": end}))
-        .collect()
+/// A JSON object with the recording's file name first, then `value`'s fields.
+fn with_file(file: &Path, value: impl serde::Serialize) -> serde_json::Value {
+    let mut object = json!({"file": file.display().to_string()});
+    if let (Some(o), Ok(serde_json::Value::Object(fields))) =
+        (object.as_object_mut(), serde_json::to_value(value))
+    {
+        o.extend(fields);
+    }
+    object
 }
 
 /// How one recording of a batch fared.
@@ -238,6 +256,12 @@ enum Fate {
 pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
     crate::cli::set_jobs(args.jobs)?;
     let catalog = Catalog::open(&args.db)?;
+    let licensing = Licensing::select(
+        &catalog,
+        args.event.as_deref(),
+        args.licence.as_deref(),
+        None,
+    )?;
     let files = collect_audio_files(&args.paths)?;
     let manifest = match &args.out {
         Some(dir) => Some(Manifest::open(dir)?),
@@ -248,7 +272,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
     let fates: Vec<(PathBuf, Fate)> = files
         .par_iter()
         .map(|file| {
-            let fate = scan_one(&catalog, manifest.as_ref(), file);
+            let fate = scan_one(&catalog, manifest.as_ref(), licensing.as_ref(), file);
             bar.inc(1);
             if let (Fate::Scanned(s), false) = (&fate, args.json) {
                 bar.suspend(|| print_table(&catalog, file, s));
@@ -266,14 +290,12 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
                 plays += s.plays.len();
                 audio_s += s.audio_s;
                 if args.json {
-                    for p in &s.plays {
-                        println!("{}", play_json(&catalog, file, p));
+                    let show = s.show(&catalog, file, licensing.as_ref());
+                    for p in &show.plays {
+                        println!("{}", with_file(file, p));
                     }
-                    for u in unidentified_json(&s.unidentified) {
-                        println!(
-                            "{}",
-                            json!({"file": file.display().to_string(), "unidentified": u})
-                        );
+                    for u in &show.unidentified {
+                        println!("{}", with_file(file, json!({"unidentified": u})));
                     }
                 }
                 json!({"file": file.display().to_string(), "status": "scanned",
@@ -314,7 +336,12 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-fn scan_one(catalog: &Catalog, manifest: Option<&Manifest>, file: &Path) -> Fate {
+fn scan_one(
+    catalog: &Catalog,
+    manifest: Option<&Manifest>,
+    licensing: Option<&Licensing>,
+    file: &Path,
+) -> Fate {
     let hash = match content_hash(file) {
         Ok(hash) => hash,
         Err(e) => return Fate::Failed(format!("{e:#}")),
@@ -326,7 +353,10 @@ fn scan_one(catalog: &Catalog, manifest: Option<&Manifest>, file: &Path) -> Fate
         Ok(scanned) => scanned,
         Err(e) => return Fate::Failed(error_reason(&e)),
     };
-    if let Some(Err(e)) = manifest.map(|m| m.record(catalog, file, &hash, &scanned)) {
+    let show = || scanned.show(catalog, file, licensing);
+    if let Some(Err(e)) =
+        manifest.map(|m| m.record(catalog, licensing, &hash, &show(), scanned.audio_s))
+    {
         return Fate::Failed(format!("{e:#}"));
     }
     Fate::Scanned(scanned)
@@ -408,29 +438,30 @@ impl Manifest {
     fn record(
         &self,
         catalog: &Catalog,
-        file: &Path,
+        licensing: Option<&Licensing>,
         hash: &str,
-        scanned: &Scanned,
+        show: &Show,
+        audio_s: f64,
     ) -> anyhow::Result<()> {
+        let file = Path::new(&show.source);
         let stem = file
             .file_stem()
             .map_or("recording".into(), |s| s.to_string_lossy().into_owned());
         let name = format!("{stem}-{}", &hash[..8]);
-        let records: Vec<PlayRecord> = scanned.plays.iter().map(|p| record(catalog, p)).collect();
+        let result = with_file(
+            file,
+            json!({"content_hash": hash, "audio_s": audio_s, "source": show.source,
+                   "plays": show.plays, "unidentified": show.unidentified}),
+        );
         write_atomically(
-            &self.dir.join(format!("{name}.plays.csv")),
-            &crate::report::csv(&records)?,
+            &self.dir.join(format!("{name}.plays.json")),
+            &serde_json::to_vec_pretty(&result)?,
         )?;
-        let json = serde_json::to_vec_pretty(&json!({
-            "file": file.display().to_string(),
-            "content_hash": hash,
-            "audio_s": scanned.audio_s,
-            "plays": records,
-            "unidentified": unidentified_json(&scanned.unidentified),
-        }))?;
-        write_atomically(&self.dir.join(format!("{name}.plays.json")), &json)?;
+        let sheet = CueSheet::new(show, Some(catalog), licensing);
+        write_atomically(&self.dir.join(format!("{name}.cue.csv")), &sheet.csv()?)?;
+        write_atomically(&self.dir.join(format!("{name}.cue.html")), &sheet.html())?;
         let line = json!({"file": file.display().to_string(), "content_hash": hash,
-                          "plays": scanned.plays.len(), "cue_sheet": format!("{name}.plays.csv")});
+                          "plays": show.plays.len(), "cue_sheet": format!("{name}.cue.csv")});
         let mut log = self
             .log
             .lock()
@@ -516,7 +547,7 @@ fn session_plays(args: &EvalSessionArgs) -> anyhow::Result<(Vec<Judged>, Option<
         .plays
         .iter()
         .map(|p| {
-            let r = record(&catalog, p);
+            let r = PlayRecord::new(&catalog, p, 0.0, None);
             Judged {
                 track_id: r.track_id,
                 start_s: r.start_s,

@@ -2,9 +2,9 @@
 //!
 //! No licence for the event: not covered. No rights metadata for the track:
 //! needs review. Otherwise each licence judges the part of the play inside
-//! its period; a licence that covers it wins, else the most telling reason
-//! is given (a licence in force that refuses the work says more than one
-//! whose period has passed).
+//! its period; a licence that covers it wins, else the refusal closest to
+//! covering is given: a licence that only missed the period, then one in
+//! force that refuses the work (excluded, not managed, not listed).
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -121,6 +121,26 @@ impl Decision {
     }
 }
 
+impl std::fmt::Display for Decision {
+    /// `covered by BL`, `not_covered (work_excluded, BL)`, with
+    /// `, 120 s inside the period` when it straddles the period's edge.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.coverage.as_str())?;
+        let details: Vec<String> = [
+            self.reason.map(|r| r.as_str().to_owned()),
+            self.licence.clone(),
+            self.inside_s.map(|s| format!("{s:.0} s inside the period")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !details.is_empty() {
+            write!(f, " ({})", details.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 /// When a play was heard.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Heard {
@@ -140,11 +160,12 @@ pub fn decide(rights: Option<&Rights>, heard: Option<Heard>, licences: &[&Licenc
         return Decision::new(Coverage::NeedsReview, Some(Reason::NoRightsMetadata));
     };
     let mut covered: Option<Decision> = None;
-    let mut refused: Option<Decision> = None;
+    let mut refused: Option<(u8, Decision)> = None;
     for licence in licences {
         let mut decision = Decision::new(Coverage::NotCovered, None);
         decision.licence = Some(licence.id.clone());
         decision.period_checked = heard.is_some();
+        let mut in_period = true;
         if let Some(h) = heard {
             let length = h.end.duration_since(h.start).as_secs_f64();
             let inside = if length > 0.0 {
@@ -154,42 +175,44 @@ pub fn decide(rights: Option<&Rights>, heard: Option<Heard>, licences: &[&Licenc
             } else {
                 -1.0
             };
-            if inside < 0.0 || (inside == 0.0 && length > 0.0) {
-                decision.reason = Some(Reason::OutsidePeriod);
-                refused = better_refusal(refused, decision);
-                continue;
-            }
-            if inside + 0.01 < length {
+            in_period = inside > 0.0 || (inside == 0.0 && length == 0.0);
+            if in_period && inside + 0.01 < length {
                 decision.inside_s = Some((inside * 100.0).round() / 100.0);
             }
         }
-        decision.reason = match licence.kind {
+        let refusal = match licence.kind {
             LicenceKind::Blanket if licence.exclude.names(rights) => Some(Reason::WorkExcluded),
             LicenceKind::Blanket if !rights.managed => Some(Reason::NotInRepertoire),
             LicenceKind::Tracks if !licence.works.names(rights) => Some(Reason::NotInLicence),
             _ => None,
         };
-        if decision.reason.is_some() {
-            refused = better_refusal(refused, decision);
-            continue;
-        }
-        decision.coverage = Coverage::Covered;
-        let whole = |d: &Decision| d.inside_s.unwrap_or(f64::INFINITY);
-        if covered.as_ref().is_none_or(|c| whole(&decision) > whole(c)) {
-            covered = Some(decision);
+        // The refusal closest to covering explains best: only the period
+        // missed, then a licence in force that refuses the work.
+        let weight = match (in_period, refusal) {
+            (true, None) => {
+                decision.coverage = Coverage::Covered;
+                let whole = |d: &Decision| d.inside_s.unwrap_or(f64::INFINITY);
+                if covered.as_ref().is_none_or(|c| whole(&decision) > whole(c)) {
+                    covered = Some(decision);
+                }
+                continue;
+            }
+            (false, None) => 4,
+            (true, Some(reason)) => reason.weight(),
+            (false, Some(_)) => 0,
+        };
+        decision.reason = Some(if in_period {
+            refusal.unwrap_or(Reason::OutsidePeriod)
+        } else {
+            Reason::OutsidePeriod
+        });
+        if refused.as_ref().is_none_or(|(w, _)| weight > *w) {
+            refused = Some((weight, decision));
         }
     }
     covered
-        .or(refused)
+        .or(refused.map(|(_, d)| d))
         .unwrap_or_else(|| Decision::new(Coverage::NotCovered, Some(Reason::NoLicence)))
-}
-
-fn better_refusal(best: Option<Decision>, new: Decision) -> Option<Decision> {
-    let weight = |d: &Decision| d.reason.map_or(0, Reason::weight);
-    match best {
-        Some(best) if weight(&best) >= weight(&new) => Some(best),
-        _ => Some(new),
-    }
 }
 
 #[cfg(test)]
@@ -369,24 +392,42 @@ mod tests {
     }
 
     #[test]
-    fn a_licence_in_force_explains_more_than_one_out_of_period() {
-        let mut early = per_track("EARLY", &["A"]);
-        early.period.to = at(19, 30);
-        let bl = blanket(
-            "BL",
-            Works {
-                tracks: vec!["A".into()],
-                ..Works::default()
-            },
-        );
-        let d = decide(
-            Some(&rights("A", true)),
-            heard((20, 0), (20, 3)),
-            &[&early, &bl],
-        );
+    fn the_refusal_closest_to_covering_is_given() {
+        let excluding = |id: &str| {
+            blanket(
+                id,
+                Works {
+                    tracks: vec!["A".into()],
+                    ..Works::default()
+                },
+            )
+        };
+        let when = heard((20, 0), (20, 3));
+        // A managed work after the blanket's period: the period is why, not
+        // the per-track licence in force that does not list it.
+        let mut bl = blanket("BL", Works::default());
+        bl.period.to = at(19, 30);
+        let pt = per_track("PT", &["other"]);
+        let d = decide(Some(&rights("A", true)), when, &[&pt, &bl]);
         assert_eq!(
             answer(&d),
-            (Coverage::NotCovered, Some(Reason::WorkExcluded), Some("BL"))
+            (
+                Coverage::NotCovered,
+                Some(Reason::OutsidePeriod),
+                Some("BL")
+            )
+        );
+        // An unmanaged work after it: the licence in force explains.
+        let d = decide(Some(&rights("A", false)), when, &[&bl, &pt]);
+        assert_eq!(
+            answer(&d),
+            (Coverage::NotCovered, Some(Reason::NotInLicence), Some("PT"))
+        );
+        // Excluded says more than not listed.
+        let d = decide(Some(&rights("A", true)), when, &[&pt, &excluding("EX")]);
+        assert_eq!(
+            answer(&d),
+            (Coverage::NotCovered, Some(Reason::WorkExcluded), Some("EX"))
         );
     }
 

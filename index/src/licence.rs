@@ -429,16 +429,18 @@ fn line_at(text: &str, offset: usize) -> usize {
 /// The line where `key` is set (the first one), or 1.
 fn line_of_key(text: &str, key: &str, is_json: bool) -> usize {
     let quoted = format!("\"{key}\"");
+    let sets = |rest: &str| rest.trim_start().starts_with(['=', ':']);
     text.lines()
         .position(|line| {
-            let line = line.trim_start();
-            let rest = if is_json {
-                line.strip_prefix(&quoted)
+            if is_json {
+                line.match_indices(&quoted)
+                    .any(|(i, _)| sets(&line[i + quoted.len()..]))
             } else {
-                line.strip_prefix(key)
-                    .or_else(|| line.strip_prefix(&quoted))
-            };
-            rest.is_some_and(|r| r.trim_start().starts_with(['=', ':']))
+                let line = line.trim_start();
+                [key, quoted.as_str()]
+                    .iter()
+                    .any(|k| line.strip_prefix(k).is_some_and(sets))
+            }
         })
         .map_or(1, |i| i + 1)
 }

@@ -13,7 +13,9 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use earmark_index::Catalog;
+use earmark_index::coverage::decide;
+use earmark_index::{Catalog, Decision, Heard, Licence};
+use jiff::{SignedDuration, Timestamp};
 
 use crate::Error;
 use crate::tracker::Play;
@@ -47,8 +49,18 @@ pub struct PlayRecord {
     pub pitch: f64,
     /// Best verification score of the play.
     pub score: f64,
-    /// Whether the licence covers the play: "unknown" until a licence is given.
-    pub coverage: String,
+    /// Whether the event's licences cover the play; absent when no event
+    /// was given (logs of earlier versions say "unknown").
+    #[serde(default, deserialize_with = "decision_or_unknown")]
+    pub coverage: Option<Decision>,
+}
+
+/// A decision, or none for anything else (the "unknown" of older logs).
+fn decision_or_unknown<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Decision>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 /// Music that was heard but matched nothing in the catalog.
@@ -62,7 +74,9 @@ pub struct UnidentifiedRecord {
     pub end_s: f64,
     /// Wall-clock start (live sources only).
     pub started_at: Option<String>,
-    /// The audio kept for review, relative to the log's folder.
+    /// The audio kept for review, relative to the log's folder (empty when
+    /// none was kept).
+    #[serde(default)]
     pub clip: String,
 }
 
@@ -80,6 +94,9 @@ pub enum Event {
         source: String,
         /// Session seconds at the run's start.
         offset_s: f64,
+        /// The event whose licences judge the plays.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event_id: Option<String>,
     },
     /// A play was recognised.
     PlayStarted {
@@ -152,9 +169,6 @@ pub enum Event {
     },
 }
 
-/// Coverage of every play until a licence model decides it.
-pub const COVERAGE_UNKNOWN: &str = "unknown";
-
 impl PlayRecord {
     /// A tracker's play as the log records it: `offset_s` is the session
     /// position of the play's stream start, `clock` that start's wall-clock
@@ -177,8 +191,38 @@ impl PlayRecord {
             tempo: (play.tempo as f64 * 1000.0).round() / 1000.0,
             pitch: (play.pitch as f64 * 1000.0).round() / 1000.0,
             score: (play.score as f64 * 10.0).round() / 10.0,
-            coverage: COVERAGE_UNKNOWN.to_owned(),
+            coverage: None,
         }
+    }
+
+    /// When the play was heard: its own wall clock, or its position from
+    /// `recorded_at`, when the recording's start is known.
+    pub fn heard(&self, recorded_at: Option<Timestamp>) -> Option<Heard> {
+        let clock = |s: &Option<String>| s.as_deref().and_then(|s| s.parse::<Timestamp>().ok());
+        if let (Some(start), Some(end)) = (clock(&self.started_at), clock(&self.ended_at)) {
+            return Some(Heard { start, end });
+        }
+        let at = |s: f64| {
+            recorded_at?
+                .checked_add(SignedDuration::from_secs_f64(s))
+                .ok()
+        };
+        Some(Heard {
+            start: at(self.start_s)?,
+            end: at(self.end_s)?,
+        })
+    }
+
+    /// Decides the play's coverage by `licences`, from the catalog's rights
+    /// metadata.
+    pub fn judge(
+        &self,
+        catalog: &Catalog,
+        licences: &[&Licence],
+        recorded_at: Option<Timestamp>,
+    ) -> Decision {
+        let rights = catalog.rights().get(&self.track_id);
+        decide(rights, self.heard(recorded_at), licences)
     }
 }
 
@@ -282,6 +326,14 @@ impl History {
             })
             .max()
             .unwrap_or(0)
+    }
+
+    /// The event of the latest run that named one.
+    pub fn event(&self) -> Option<&str> {
+        self.events.iter().rev().find_map(|e| match e {
+            Event::RunStarted { event_id, .. } => event_id.as_deref(),
+            _ => None,
+        })
     }
 
     /// Wall clock of the first run's start.
@@ -400,7 +452,7 @@ mod tests {
             tempo: 1.0,
             pitch: 1.0,
             score: 9.0,
-            coverage: "unknown".into(),
+            coverage: None,
         }
     }
 
@@ -416,6 +468,7 @@ mod tests {
                 run: 1,
                 source: "test".into(),
                 offset_s: 0.0,
+                event_id: Some("show".into()),
             },
             Event::PlayStarted {
                 at: at.clone(),
@@ -462,5 +515,21 @@ mod tests {
         assert_eq!(history.next_play(), 3);
         assert_eq!(history.runs(), 1);
         assert_eq!(history.last_position_s(), 40.0);
+        assert_eq!(history.event(), Some("show"));
+    }
+
+    #[test]
+    fn plays_of_older_logs_read_with_unknown_coverage() {
+        let mut json = serde_json::to_value(record(1, 5.0, 15.0)).expect("json");
+        json["coverage"] = "unknown".into();
+        let play: PlayRecord = serde_json::from_value(json.clone()).expect("old play");
+        assert_eq!(play.coverage, None);
+        json["coverage"] =
+            serde_json::json!({"coverage": "covered", "licence": "L", "period_checked": true});
+        let play: PlayRecord = serde_json::from_value(json).expect("judged play");
+        assert_eq!(
+            play.coverage.map(|d| d.coverage),
+            Some(earmark_index::Coverage::Covered)
+        );
     }
 }

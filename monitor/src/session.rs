@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use earmark_index::Catalog;
+use earmark_index::{Catalog, Licence};
 
 use crate::Error;
 use crate::listener::{Listener, ListenerOptions};
@@ -53,11 +53,14 @@ pub struct Session<'c> {
     /// Overruns already logged.
     overruns: u64,
     lost: Option<Instant>,
+    /// The licences of the event, when one was named.
+    licences: Option<Vec<&'c Licence>>,
 }
 
 impl<'c> Session<'c> {
     /// Opens (or resumes) the log at `path` for a run listening to a source
-    /// described as `source`, delivering audio at `rate_hz`.
+    /// described as `source`, delivering audio at `rate_hz`; the licences of
+    /// `event`, if given, judge every play.
     ///
     /// # Errors
     /// When the log cannot be read or written, or the rate is unusable.
@@ -67,6 +70,7 @@ impl<'c> Session<'c> {
         source: &str,
         rate_hz: u32,
         live: bool,
+        event: Option<&str>,
     ) -> Result<(Self, Resumed), Error> {
         let (mut log, history) = EventLog::open(path)?;
         let now = SystemTime::now();
@@ -93,6 +97,7 @@ impl<'c> Session<'c> {
             run,
             source: source.to_owned(),
             offset_s,
+            event_id: event.map(str::to_owned),
         })?;
         let next_play = history.next_play();
         let mut session = Self {
@@ -110,6 +115,7 @@ impl<'c> Session<'c> {
             next_segment: history.next_segment(),
             overruns: 0,
             lost: None,
+            licences: event.map(|e| catalog.licences_for(e)),
         };
         session.start_stream(rate_hz)?;
         let resumed = Resumed {
@@ -279,7 +285,12 @@ impl<'c> Session<'c> {
     }
 
     fn record(&self, play: &Play) -> PlayRecord {
-        PlayRecord::new(self.catalog, play, self.stream_offset_s, self.stream_clock)
+        let mut record =
+            PlayRecord::new(self.catalog, play, self.stream_offset_s, self.stream_clock);
+        if let Some(licences) = &self.licences {
+            record.coverage = Some(record.judge(self.catalog, licences, None));
+        }
+        record
     }
 
     fn log_plays(&mut self, events: Vec<PlayEvent>) -> Result<Vec<Event>, Error> {

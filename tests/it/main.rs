@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod cli;
+mod coverage;
 mod crash;
 mod monitor;
 mod scan;

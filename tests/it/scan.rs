@@ -112,7 +112,7 @@ fn a_batch_goes_on_past_bad_files_and_resumes() {
     let cue = std::fs::read_dir(&out_dir)
         .expect("out dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.to_string_lossy().ends_with(".plays.csv"))
+        .find(|p| p.to_string_lossy().ends_with(".cue.csv"))
         .expect("a cue sheet");
     let text = std::fs::read_to_string(cue).expect("read");
     assert!(
