@@ -219,7 +219,7 @@ fn legend(html: &mut String) {
 
 fn table(html: &mut String, cues: &[Cue]) {
     html.push_str(
-        "<h2>Cues</h2>\n<table><tr><th>#</th><th>start</th><th>end</th><th>length</th>\
+        "<h2>Cues</h2>\n<div style=\"overflow-x:auto\"><table><tr><th>#</th><th>start</th><th>end</th><th>length</th>\
          <th>title</th><th>artists</th><th>ISRC</th><th>ISWC</th><th>coverage</th>\
          <th>reason</th><th>licence</th><th>speed</th></tr>\n",
     );
@@ -255,7 +255,7 @@ fn table(html: &mut String, cues: &[Cue]) {
             c.speed.map_or(String::new(), |s| format!("{s:.3}"))
         );
     }
-    html.push_str("</table>\n");
+    html.push_str("</table></div>\n");
 }
 
 fn clips(html: &mut String, sheet: &CueSheet) {
