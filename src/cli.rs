@@ -214,8 +214,8 @@ pub struct ScanArgs {
     #[arg(long)]
     pub json: bool,
     /// Write per recording its plays (`.plays.json`) and cue sheet
-    /// (`.cue.csv`, `.cue.html`), and a manifest here; a second run skips
-    /// recordings the manifest lists.
+    /// (`.cue.csv`, `.cue.html`), the run's summary (`batch.json`) and a
+    /// manifest here; a second run skips recordings the manifest lists.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Worker threads (default: all cores).

@@ -283,14 +283,15 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
     bar.finish_and_clear();
     let (mut done, mut skipped, mut plays, mut audio_s) = (0, 0, 0, 0.0);
     let mut failed = Vec::new();
+    let mut statuses = Vec::with_capacity(fates.len());
     for (file, fate) in &fates {
         let status = match fate {
             Fate::Scanned(s) => {
                 done += 1;
                 plays += s.plays.len();
                 audio_s += s.audio_s;
+                let show = s.show(&catalog, file, licensing.as_ref());
                 if args.json {
-                    let show = s.show(&catalog, file, licensing.as_ref());
                     for p in &show.plays {
                         println!("{}", with_file(file, p));
                     }
@@ -298,8 +299,9 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
                         println!("{}", with_file(file, json!({"unidentified": u})));
                     }
                 }
+                let summary = CueSheet::new(&show, Some(&catalog), licensing.as_ref()).summary;
                 json!({"file": file.display().to_string(), "status": "scanned",
-                       "plays": s.plays.len(), "audio_s": s.audio_s})
+                       "plays": s.plays.len(), "audio_s": s.audio_s, "summary": summary})
             }
             Fate::Skipped => {
                 skipped += 1;
@@ -314,8 +316,18 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
         if args.json {
             println!("{status}");
         }
+        statuses.push(status);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    if let Some(dir) = &args.out {
+        let batch = json!({
+            "event": licensing.as_ref().map(Licensing::event),
+            "recordings": statuses,
+            "scanned": done, "skipped": skipped, "failed": failed.len(),
+            "plays": plays, "audio_s": audio_s, "elapsed_s": elapsed,
+        });
+        write_atomically(&dir.join(BATCH), &serde_json::to_vec_pretty(&batch)?)?;
+    }
     eprintln!(
         "scanned {done} recordings ({:.2} h) in {elapsed:.1} s ({:.0}x real time): {plays} plays; \
          {skipped} already scanned; {} failed",
@@ -405,6 +417,9 @@ struct Manifest {
 }
 
 const MANIFEST: &str = "manifest.jsonl";
+/// The summary of the latest run: every recording's status, with its
+/// cue sheet's figures or why it failed.
+const BATCH: &str = "batch.json";
 
 impl Manifest {
     fn open(dir: &Path) -> anyhow::Result<Self> {

@@ -102,6 +102,12 @@ impl<'c> Licensing<'c> {
         }))
     }
 
+    /// The event whose licences judge.
+    pub fn event(&self) -> &str {
+        &self.event
+    }
+
+    /// Decides a play's coverage.
     pub fn judge(&self, play: &PlayRecord) -> Decision {
         play.judge(self.catalog, &self.licences, self.recorded_at)
     }

@@ -109,6 +109,25 @@ fn a_batch_goes_on_past_bad_files_and_resumes() {
             .iter()
             .any(|s| s["status"] == "scanned" && s["plays"] == 1)
     );
+    // The batch's summary lists every recording with its figures or reason.
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("batch.json")).expect("batch.json"))
+            .expect("batch json");
+    assert_eq!(
+        (summary["scanned"].as_u64(), summary["failed"].as_u64()),
+        (Some(1), Some(4))
+    );
+    let recordings = summary["recordings"].as_array().expect("recordings");
+    assert!(recordings.iter().any(|r| {
+        r["status"] == "failed"
+            && r["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("camera.webm"))
+            && r["reason"]
+                .as_str()
+                .is_some_and(|why| why.contains("no audio track"))
+    }));
+    assert!(recordings.iter().any(|r| r["summary"]["plays"] == 1));
     let cue = std::fs::read_dir(&out_dir)
         .expect("out dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
