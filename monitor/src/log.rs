@@ -202,14 +202,10 @@ impl PlayRecord {
         if let (Some(start), Some(end)) = (clock(&self.started_at), clock(&self.ended_at)) {
             return Some(Heard { start, end });
         }
-        let at = |s: f64| {
-            recorded_at?
-                .checked_add(SignedDuration::from_secs_f64(s))
-                .ok()
-        };
+        let recorded_at = recorded_at?;
         Some(Heard {
-            start: at(self.start_s)?,
-            end: at(self.end_s)?,
+            start: seconds_after(recorded_at, self.start_s)?,
+            end: seconds_after(recorded_at, self.end_s)?,
         })
     }
 
@@ -224,6 +220,11 @@ impl PlayRecord {
         let rights = catalog.rights().get(&self.track_id);
         decide(rights, self.heard(recorded_at), licences)
     }
+}
+
+/// The instant `s` seconds after `t`, unless out of range.
+pub fn seconds_after(t: Timestamp, s: f64) -> Option<Timestamp> {
+    t.checked_add(SignedDuration::from_secs_f64(s)).ok()
 }
 
 /// Hundredths of a second are as precise as positions get.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use earmark_index::{Catalog, Coverage, Decision, Licence};
+use earmark_monitor::log::seconds_after;
 use earmark_monitor::{History, PlayRecord, UnidentifiedRecord};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -210,18 +211,12 @@ impl CueSheet {
     /// coverage decided by `licensing` when given (else as logged).
     pub fn new(show: &Show, catalog: Option<&Catalog>, licensing: Option<&Licensing>) -> Self {
         let tz = licensing.map_or(TimeZone::UTC, Licensing::time_zone);
-        let local = |t: Option<&String>| {
-            t.and_then(|t| t.parse::<Timestamp>().ok())
-                .map_or(String::new(), |t| {
-                    tz.to_datetime(t).strftime("%Y-%m-%d %H:%M:%S").to_string()
-                })
+        let local = |t: Option<Timestamp>| {
+            t.map_or(String::new(), |t| {
+                tz.to_datetime(t).strftime("%Y-%m-%d %H:%M:%S").to_string()
+            })
         };
-        let at = |s: f64| {
-            licensing
-                .and_then(|l| l.recorded_at)
-                .and_then(|r| r.checked_add(jiff::SignedDuration::from_secs_f64(s)).ok())
-                .map(|t| t.to_string())
-        };
+        let recorded_at = licensing.and_then(|l| l.recorded_at);
         let mut cues: Vec<Cue> = show
             .plays
             .iter()
@@ -231,13 +226,12 @@ impl CueSheet {
                     Some(l) => Some(l.judge(p)),
                     None => p.coverage.clone(),
                 };
-                let started = p.started_at.clone().or_else(|| at(p.start_s));
-                let ended = p.ended_at.clone().or_else(|| at(p.end_s));
+                let heard = p.heard(recorded_at);
                 Cue {
                     kind: "play",
                     number: p.play,
-                    start: local(started.as_ref()),
-                    end: local(ended.as_ref()),
+                    start: local(heard.map(|h| h.start)),
+                    end: local(heard.map(|h| h.end)),
                     duration_s: round(p.end_s - p.start_s),
                     start_s: p.start_s,
                     end_s: p.end_s,
@@ -271,20 +265,16 @@ impl CueSheet {
             .collect();
         let review = Decision::unidentified();
         cues.extend(show.unidentified.iter().map(|u| {
-            let started = u.started_at.clone().or_else(|| at(u.start_s));
-            let ended = (u.started_at.as_ref())
-                .and_then(|s| s.parse::<Timestamp>().ok())
-                .and_then(|t| {
-                    t.checked_add(jiff::SignedDuration::from_secs_f64(u.end_s - u.start_s))
-                        .ok()
-                })
-                .map(|t| t.to_string())
-                .or_else(|| at(u.end_s));
+            let started = match &u.started_at {
+                Some(clock) => clock.parse::<Timestamp>().ok(),
+                None => recorded_at.and_then(|r| seconds_after(r, u.start_s)),
+            };
+            let ended = started.and_then(|t| seconds_after(t, u.end_s - u.start_s));
             Cue {
                 kind: "unidentified",
                 number: u.segment,
-                start: local(started.as_ref()),
-                end: local(ended.as_ref()),
+                start: local(started),
+                end: local(ended),
                 duration_s: round(u.end_s - u.start_s),
                 start_s: u.start_s,
                 end_s: u.end_s,
