@@ -37,27 +37,44 @@ pub fn fit_tempo(hits: &[(u32, u32)], range: TempoRange) -> Option<(Alignment, u
     // A neighbouring grid tempo drifts by step / 2 per frame at most.
     let width = 2.0 + range.step * max_query / 2.0;
     // Starts fall in [-max tempo * max query, max track]; count them in bins
-    // of `width` and take the best two neighbouring bins (no sorting).
+    // of `width` and take the best two neighbouring bins (no sorting). Only
+    // the bins the hits fell in are read and cleared: there are far more
+    // bins than hits.
     let low = -range.max * max_query;
     let bins = ((max_track - low) / width) as usize + 2;
     let mut histogram = vec![0u32; bins];
-    let mut best: Option<(f64, f64, u32)> = None;
+    let mut touched = Vec::with_capacity(hits.len());
+    // (tempo, first bin of the pair, hits in the pair)
+    let mut best: Option<(f64, usize, u32)> = None;
     let steps = ((range.max - range.min) / range.step).round() as usize;
     for k in 0..=steps {
         let tempo = range.min + k as f64 * range.step;
-        histogram.fill(0);
+        touched.clear();
         for &(r, q) in hits {
             let start = r as f64 - tempo * q as f64;
-            histogram[((start - low) / width) as usize] += 1;
+            let bin = ((start - low) / width) as usize;
+            histogram[bin] += 1;
+            touched.push(bin);
         }
-        for (b, pair) in histogram.windows(2).enumerate() {
-            let count = pair[0] + pair[1];
-            if best.is_none_or(|x| count > x.2) {
-                best = Some((tempo, low + (b as f64 + 1.0) * width, count));
+        // The fullest pair, the first of equals.
+        let mut fullest = (0u32, usize::MAX);
+        for &bin in &touched {
+            for first in [bin.saturating_sub(1), bin] {
+                let count = histogram[first] + histogram[first + 1];
+                if count > fullest.0 || (count == fullest.0 && first < fullest.1) {
+                    fullest = (count, first);
+                }
             }
         }
+        if best.is_none_or(|x| fullest.0 > x.2) {
+            best = Some((tempo, fullest.1, fullest.0));
+        }
+        for &bin in &touched {
+            histogram[bin] = 0;
+        }
     }
-    let (tempo, start, _) = best?;
+    let (tempo, first, _) = best?;
+    let start = low + (first as f64 + 1.0) * width;
     // Least squares through the hits near the line.
     let near: Vec<(f64, f64)> = hits
         .iter()
