@@ -45,6 +45,113 @@ enum Command {
     Devices(DevicesArgs),
     /// Print the cue sheet of a show (a monitor's log or a scan) with coverage.
     Report(ReportArgs),
+    /// Answer the HTTP API: identify, tracks, coverage, plays, reports.
+    Serve(ServeArgs),
+    /// Manage the API keys of `earmark serve`.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Send a monitor log's plays to `earmark serve` (what `monitor
+    /// --upload` does as it runs).
+    Upload(UploadArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a key and print it (only its hash is stored).
+    Add(KeysAddArgs),
+    /// List the keys (never their secrets).
+    List(KeysListArgs),
+    /// Delete a key; a running server refuses it within a second.
+    Revoke(KeysRevokeArgs),
+}
+
+/// Arguments of `serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Catalog directory (API keys and uploaded plays are kept in it too).
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8750")]
+    pub listen: String,
+    /// Longest clip `/v1/identify` takes, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub max_clip_s: f64,
+    /// Largest request body, in MiB (recordings added by `POST /v1/tracks`
+    /// included).
+    #[arg(long, default_value_t = 64)]
+    pub max_body_mb: usize,
+    /// Requests handled at once; more wait.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Seconds before a request is answered 408.
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout_s: f64,
+}
+
+/// Arguments of `keys add`.
+#[derive(Debug, clap::Args)]
+pub struct KeysAddArgs {
+    /// Catalog directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// What the key may do.
+    #[arg(long, value_enum)]
+    pub role: crate::keys::Role,
+    /// Who holds it (a person, a laptop, a system).
+    #[arg(long)]
+    pub name: String,
+    /// For monitor keys: an event it may upload to (repeat; default: all).
+    #[arg(long = "event")]
+    pub events: Vec<String>,
+}
+
+/// Arguments of `keys list`.
+#[derive(Debug, clap::Args)]
+pub struct KeysListArgs {
+    /// Catalog directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// One JSON object per key.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `keys revoke`.
+#[derive(Debug, clap::Args)]
+pub struct KeysRevokeArgs {
+    /// Catalog directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// The key's id (`keys list`).
+    pub id: String,
+}
+
+/// Where a monitor sends its plays.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UploadTarget {
+    /// Base URL of `earmark serve`, e.g. http://10.0.0.5:8750.
+    #[arg(long = "upload", value_name = "URL")]
+    pub url: Option<String>,
+    /// API key (a monitor key for the event).
+    #[arg(long, env = "EARMARK_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+/// Arguments of `upload`.
+#[derive(Debug, clap::Args)]
+pub struct UploadArgs {
+    /// The monitor's event log.
+    #[arg(long)]
+    pub log: PathBuf,
+    /// The event the plays belong to (default: the one the log names).
+    #[arg(long)]
+    pub event: Option<String>,
+    /// The service.
+    #[command(flatten)]
+    pub target: UploadTarget,
 }
 
 #[derive(Debug, Subcommand)]
@@ -298,6 +405,10 @@ pub struct MonitorArgs {
     /// A line per event and no status line, even in a terminal.
     #[arg(long)]
     pub plain: bool,
+    /// Send plays to `earmark serve` as they are logged (needs `--event`);
+    /// what cannot be sent waits in the log and goes when the network is back.
+    #[command(flatten)]
+    pub upload: UploadTarget,
 }
 
 /// Raw PCM encodings for `monitor --stdin`.
@@ -388,6 +499,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         Command::Monitor(a) => crate::monitor::run(&a),
         Command::Devices(a) => crate::monitor::devices(&a),
         Command::Report(a) => crate::report::run(&a),
+        Command::Serve(a) => crate::serve::run(&a),
+        Command::Keys { command } => match command {
+            KeysCommand::Add(a) => crate::keys::add(&a),
+            KeysCommand::List(a) => crate::keys::list(&a),
+            KeysCommand::Revoke(a) => crate::keys::revoke(&a),
+        },
+        Command::Upload(a) => crate::upload::run(&a),
     }
 }
 

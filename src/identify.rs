@@ -20,9 +20,20 @@ pub struct Clip {
     pub rate_hz: u32,
 }
 
+impl Clip {
+    /// Its length in seconds.
+    pub fn duration_s(&self) -> f64 {
+        self.samples.len() as f64 / self.rate_hz as f64
+    }
+}
+
 /// Decodes at most `max_seconds` of a file.
 pub fn decode_clip(path: &Path, max_seconds: f64) -> earmark_engine::Result<Clip> {
-    let mut file = AudioFile::open(path)?;
+    read_clip(&mut AudioFile::open(path)?, max_seconds)
+}
+
+/// Decodes at most `max_seconds` of an open stream.
+pub fn read_clip(file: &mut AudioFile, max_seconds: f64) -> earmark_engine::Result<Clip> {
     let rate_hz = file.rate_hz();
     let max = (max_seconds.max(0.0) * rate_hz as f64) as usize;
     let mut samples = Vec::new();

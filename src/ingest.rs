@@ -269,19 +269,31 @@ fn prepare(
         return Ok(None);
     }
     let mut audio = AudioFile::open(path)?;
-    let file = fingerprint_audio(&mut audio, options)?;
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+    let meta = meta_for(path, metadata.get(&canonical));
+    prepare_audio(&mut audio, options, meta, &canonical, hash).map(Some)
+}
+
+/// Fingerprints an open recording for the catalog, to be stored as `path`.
+pub fn prepare_audio(
+    audio: &mut AudioFile,
+    options: &FingerprintOptions,
+    meta: TrackMeta,
+    path: &Path,
+    content_hash: String,
+) -> anyhow::Result<NewTrack> {
+    let file = fingerprint_audio(audio, options)?;
     if file.fingerprint.landmarks.is_empty() {
         bail!("no landmarks: the file is silent or too short");
     }
-    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_owned());
-    Ok(Some(NewTrack {
-        meta: meta_for(path, metadata.get(&canonical)),
+    Ok(NewTrack {
+        meta,
         duration_s: file.duration_s,
-        path: canonical.to_string_lossy().into_owned(),
-        content_hash: hash,
+        path: path.to_string_lossy().into_owned(),
+        content_hash,
         landmarks: file.fingerprint.landmarks,
         peaks: file.fingerprint.peaks,
-    }))
+    })
 }
 
 /// `earmark index info`.

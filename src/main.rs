@@ -8,10 +8,13 @@ mod cpu;
 mod eval;
 mod identify;
 mod ingest;
+mod keys;
 mod monitor;
 mod report;
 mod rights;
 mod scan;
+mod serve;
+mod upload;
 
 use std::process::ExitCode;
 

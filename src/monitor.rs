@@ -12,6 +12,7 @@ use earmark_monitor::{
 
 use crate::Outcome;
 use crate::cli::{DevicesArgs, MonitorArgs};
+use crate::upload::Uploader;
 
 /// A play's coverage as the screen shows it.
 fn coverage(play: &PlayRecord) -> String {
@@ -62,6 +63,14 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<Outcome> {
             args.db.display()
         );
     }
+    let uploading = Arc::new(AtomicBool::new(false));
+    let uploader = match (&args.upload.url, &args.event) {
+        (None, _) => None,
+        (Some(_), None) => anyhow::bail!("--upload needs --event: plays are uploaded to an event"),
+        (Some(_), Some(event)) => {
+            Some(Uploader::new(&args.upload, event, &args.log)?.spawn(Arc::clone(&uploading)))
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let on_signal = Arc::clone(&stop);
     ctrlc::set_handler(move || on_signal.store(true, Ordering::SeqCst))?;
@@ -95,6 +104,10 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<Outcome> {
     };
     let log = session.log_path().to_owned();
     view.show(&session.finish()?);
+    uploading.store(true, Ordering::SeqCst);
+    if let Some(thread) = uploader {
+        let _ = thread.join();
+    }
     view.end(&log);
     match failure {
         Some(e) => Err(e.into()),

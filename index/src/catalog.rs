@@ -180,6 +180,12 @@ impl Catalog {
         })
     }
 
+    /// The file whose replacement publishes a new state of the catalog in
+    /// `dir`: watching it tells a reader when to reopen.
+    pub fn manifest_path(dir: &Path) -> PathBuf {
+        dir.join(MANIFEST)
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -1,0 +1,266 @@
+//! `earmark serve`: the society's HTTP API (axum on tokio).
+//!
+//! Readers share the catalog of the last published manifest; adding a track
+//! commits a new manifest and swaps the shared catalog, so a request sees
+//! either the old catalog or the new one, never half of it. A watcher reopens
+//! the catalog when another process publishes one, and rereads the API keys
+//! when `earmark keys` changes them.
+
+mod error;
+mod metrics;
+mod plays;
+mod routes;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tokio::sync::{Mutex, Semaphore};
+use tower::limit::ConcurrencyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use earmark_index::Catalog;
+
+use crate::Outcome;
+use crate::cli::ServeArgs;
+use crate::keys::KeyStore;
+use metrics::Metrics;
+use plays::PlayStore;
+
+/// The OpenAPI document of the routes below.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Limits on what one request may ask.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest clip `identify` takes, in seconds.
+    pub max_clip_s: f64,
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    db: PathBuf,
+    catalog: RwLock<Arc<Catalog>>,
+    keys: RwLock<Arc<KeyStore>>,
+    plays: PlayStore,
+    metrics: Metrics,
+    /// One permit per core for CPU-bound work.
+    cpu: Semaphore,
+    /// Held while a track is being added.
+    adding: Mutex<()>,
+    limits: Limits,
+}
+
+impl AppState {
+    /// Opens the catalog, keys and play store of `db`.
+    pub fn open(db: &Path, limits: Limits) -> anyhow::Result<Self> {
+        let db = &db
+            .canonicalize()
+            .with_context(|| format!("{}", db.display()))?;
+        let catalog = Catalog::open(db)?;
+        let keys = KeyStore::read(db)?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let metrics = Metrics::new();
+        metrics.index(&catalog);
+        Ok(Self {
+            db: db.to_owned(),
+            catalog: RwLock::new(Arc::new(catalog)),
+            keys: RwLock::new(Arc::new(keys)),
+            plays: PlayStore::new(db.join("events")),
+            metrics,
+            cpu: Semaphore::new(cores),
+            adding: Mutex::new(()),
+            limits,
+        })
+    }
+
+    /// The catalog as last published.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        match self.catalog.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The API keys as last read.
+    pub fn keys(&self) -> Arc<KeyStore> {
+        match self.keys.read() {
+            Ok(k) => Arc::clone(&k),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Reopens the catalog from its manifest.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let catalog = Arc::new(Catalog::open(&self.db)?);
+        self.metrics.index(&catalog);
+        match self.catalog.write() {
+            Ok(mut c) => *c = catalog,
+            Err(poisoned) => *poisoned.into_inner() = catalog,
+        }
+        Ok(())
+    }
+
+    fn reload_keys(&self) -> anyhow::Result<()> {
+        let keys = Arc::new(KeyStore::read(&self.db)?);
+        match self.keys.write() {
+            Ok(mut k) => *k = keys,
+            Err(poisoned) => *poisoned.into_inner() = keys,
+        }
+        Ok(())
+    }
+}
+
+/// The router with every route and limit.
+pub fn router(
+    state: Arc<AppState>,
+    body_limit: usize,
+    concurrency: usize,
+    timeout: Duration,
+) -> Router {
+    Router::new()
+        .route("/v1/identify", post(routes::identify))
+        .route("/v1/tracks", get(routes::tracks).post(routes::add_track))
+        .route("/v1/tracks/{id}", get(routes::track))
+        .route("/v1/coverage", post(routes::coverage))
+        .route("/v1/events/{id}/plays", post(routes::upload_plays))
+        .route("/v1/events/{id}/report", get(routes::report))
+        .route("/healthz", get(routes::healthz))
+        .route("/metrics", get(routes::metrics))
+        .route("/openapi.json", get(routes::openapi))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), observe))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(ConcurrencyLimitLayer::new(concurrency))
+        .with_state(state)
+}
+
+/// Counts every request and its latency by route.
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("other", MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state.metrics.request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// When a file last changed, to notice replacements.
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Reopens the catalog and rereads the keys when other processes change
+/// them.
+async fn watch(state: Arc<AppState>) {
+    let manifest = Catalog::manifest_path(&state.db);
+    let keys = KeyStore::path(&state.db);
+    let (mut seen_manifest, mut seen_keys) = (stamp(&manifest), stamp(&keys));
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let (now_manifest, now_keys) = (stamp(&manifest), stamp(&keys));
+        if now_manifest != seen_manifest {
+            match state.reload() {
+                Ok(()) => seen_manifest = now_manifest,
+                Err(e) => eprintln!("earmark serve: catalog not reloaded: {e:#}"),
+            }
+        }
+        if now_keys != seen_keys {
+            match state.reload_keys() {
+                Ok(()) => seen_keys = now_keys,
+                Err(e) => eprintln!("earmark serve: keys not reloaded: {e:#}"),
+            }
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// `earmark serve`.
+pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
+    let state = Arc::new(AppState::open(
+        &args.db,
+        Limits {
+            max_clip_s: args.max_clip_s,
+        },
+    )?);
+    if state.keys().keys().is_empty() {
+        eprintln!(
+            "earmark serve: no API keys yet: every /v1 request is refused until \
+             `earmark keys add --db {} --role admin` makes one",
+            args.db.display()
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let address = listener.local_addr()?;
+        eprintln!(
+            "earmark serve: {} tracks from {}, listening on http://{address}",
+            state.catalog().tracks().len(),
+            args.db.display()
+        );
+        tokio::spawn(watch(Arc::clone(&state)));
+        let app = router(
+            Arc::clone(&state),
+            args.max_body_mb * 1024 * 1024,
+            args.concurrency,
+            Duration::from_secs_f64(args.timeout_s),
+        );
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown())
+            .await
+            .context("serving")?;
+        eprintln!("earmark serve: stopped");
+        Ok(Outcome::Done)
+    })
+}

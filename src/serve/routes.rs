@@ -1,0 +1,593 @@
+//! The API's handlers: each checks the caller's key, does its work (CPU work
+//! on the blocking pool, at most one job per core) and answers JSON.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use earmark_engine::fingerprint::SCHEME;
+use earmark_engine::{AudioFile, FingerprintOptions};
+use earmark_index::coverage::decide;
+use earmark_index::rights::normalise_isrc;
+use earmark_index::{Catalog, CatalogWriter, Heard, MatchOptions, Matcher, Track, TrackMeta};
+use earmark_monitor::Event;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::plays::valid_event_id;
+use crate::cli::ReportFormat;
+use crate::identify::{identify_clip, match_json, read_clip, round};
+use crate::ingest::prepare_audio;
+use crate::keys::{ApiKey, Role};
+use crate::report::{CueSheet, Licensing, parse_time};
+
+type Shared = State<Arc<AppState>>;
+type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+/// The caller's key, if it has one of `roles`.
+fn authorize(state: &AppState, headers: &HeaderMap, roles: &[Role]) -> ApiResult<ApiKey> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+    let Some(presented) = presented else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "an API key is needed: `Authorization: Bearer em_...`",
+        ));
+    };
+    let keys = state.keys();
+    let Some(key) = keys.verify(presented.trim()) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown or revoked API key",
+        ));
+    };
+    if key.role != Role::Admin && !roles.contains(&key.role) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("a {} key may not do this", key.role.as_str()),
+        ));
+    }
+    Ok(key.clone())
+}
+
+/// Checks that `event` is a valid id the key may act for.
+fn authorize_event(key: &ApiKey, event: &str) -> ApiResult<()> {
+    if !valid_event_id(event) {
+        return Err(ApiError::bad_request(format!(
+            "{event:?} is not an event id (letters, digits, '.', '_', '-')"
+        )));
+    }
+    if !key.allows_event(event) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("key {} is not for event {event}", key.id),
+        ));
+    }
+    Ok(())
+}
+
+fn params(query: Params) -> ApiResult<HashMap<String, String>> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+/// Audio sent as the body or as a multipart form's file part, with the
+/// form's other fields.
+struct Upload {
+    name: String,
+    audio: Bytes,
+    fields: HashMap<String, String>,
+}
+
+async fn read_upload(request: Request) -> ApiResult<Upload> {
+    let multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if !multipart {
+        let audio = Bytes::from_request(request, &()).await?;
+        return Ok(Upload {
+            name: "upload".into(),
+            audio,
+            fields: HashMap::new(),
+        });
+    }
+    let mut form = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
+    let mut upload = Upload {
+        name: "upload".into(),
+        audio: Bytes::new(),
+        fields: HashMap::new(),
+    };
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        ApiError::new(e.status(), "bad_request", e.body_text())
+    };
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "audio" || name == "file" || field.file_name().is_some() {
+            if let Some(file) = field.file_name() {
+                upload.name = file.to_owned();
+            }
+            upload.audio = field.bytes().await.map_err(bad)?;
+        } else {
+            let text = field.text().await.map_err(bad)?;
+            upload.fields.insert(name, text);
+        }
+    }
+    if upload.audio.is_empty() {
+        return Err(ApiError::bad_request(
+            "the form has no audio part (name it `audio`)",
+        ));
+    }
+    Ok(upload)
+}
+
+/// Runs CPU work on the blocking pool, one job per core at a time.
+async fn compute<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> ApiResult<T> {
+    let _permit = state.cpu.acquire().await.map_err(ApiError::internal)?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// `POST /v1/identify`.
+pub async fn identify(State(state): Shared, headers: HeaderMap, request: Request) -> Response {
+    match identify_inner(&state, &headers, request).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn identify_inner(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    request: Request,
+) -> ApiResult<Value> {
+    authorize(state, headers, &[Role::Lookup])?;
+    let upload = read_upload(request).await?;
+    let started = Instant::now();
+    let catalog = state.catalog();
+    let max_s = state.limits.max_clip_s;
+    let name = upload.name.clone();
+    let found = compute(state, move || {
+        let mut file = AudioFile::from_bytes(&name, upload.audio.to_vec())?;
+        let clip = read_clip(&mut file, max_s + 0.5)?;
+        if clip.duration_s() > max_s {
+            return Ok(Err(clip.duration_s()));
+        }
+        let mut matcher = Matcher::new(&catalog, MatchOptions::default());
+        let id = identify_clip(&mut matcher, &clip)?;
+        Ok::<_, earmark_engine::Error>(Ok((match_json(&catalog, &id), id.best.is_some())))
+    })
+    .await?;
+    let (found, matched) = match found {
+        Ok(Ok(found)) => found,
+        Ok(Err(_)) => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_long",
+                format!("clips are limited to {max_s} s"),
+            ));
+        }
+        Err(e) => return Err(ApiError::bad_audio(e.to_string())),
+    };
+    state.metrics.identified(matched);
+    Ok(json!({
+        "file": upload.name,
+        "match": found,
+        "elapsed_ms": round(started.elapsed().as_secs_f64() * 1e3, 2),
+    }))
+}
+
+/// A track with its rights metadata, as the API shows it.
+fn track_json(catalog: &Catalog, track: &Track) -> Value {
+    json!({
+        "id": track.meta.external_id,
+        "title": track.meta.title,
+        "artist": track.meta.artist,
+        "isrc": track.meta.isrc,
+        "duration_s": round(track.duration_s, 2),
+        "content_hash": track.content_hash,
+        "rights": catalog.rights().get(&track.meta.external_id),
+    })
+}
+
+/// `GET /v1/tracks/{id}`.
+pub async fn track(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    authorize(&state, &headers, &[Role::Lookup])?;
+    let catalog = state.catalog();
+    let track = catalog
+        .tracks()
+        .by_external_id(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no track {id}")))?;
+    Ok(Json(track_json(&catalog, track)))
+}
+
+/// `GET /v1/tracks?isrc=&q=&limit=&offset=`.
+pub async fn tracks(
+    State(state): Shared,
+    headers: HeaderMap,
+    query: Params,
+) -> ApiResult<Json<Value>> {
+    authorize(&state, &headers, &[Role::Lookup])?;
+    let query = params(query)?;
+    let number = |name: &str, default: usize| -> ApiResult<usize> {
+        query.get(name).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| ApiError::bad_request(format!("{name} must be a number")))
+        })
+    };
+    let (limit, offset) = (number("limit", 50)?.min(1000), number("offset", 0)?);
+    let isrc = match query.get("isrc") {
+        Some(v) => Some(
+            normalise_isrc(v)
+                .ok_or_else(|| ApiError::bad_request(format!("{v:?} is not an ISRC")))?,
+        ),
+        None => None,
+    };
+    let words: Vec<String> = query
+        .get("q")
+        .map(|q| q.split_whitespace().map(str::to_lowercase).collect())
+        .unwrap_or_default();
+    let catalog = state.catalog();
+    let found: Vec<&Track> = catalog
+        .tracks()
+        .iter()
+        .filter(|t| {
+            let rights = catalog.rights().get(&t.meta.external_id);
+            let isrcs = [
+                t.meta.isrc.as_deref(),
+                rights.and_then(|r| r.isrc.as_deref()),
+            ];
+            let isrc_ok = isrc.as_deref().is_none_or(|want| {
+                isrcs
+                    .into_iter()
+                    .flatten()
+                    .any(|have| normalise_isrc(have).as_deref() == Some(want))
+            });
+            let text = format!(
+                "{} {} {} {} {}",
+                t.meta.external_id,
+                t.meta.title,
+                t.meta.artist,
+                rights.map_or("", |r| r.title.as_str()),
+                rights.map_or(String::new(), |r| r.artists.join(" "))
+            )
+            .to_lowercase();
+            isrc_ok && words.iter().all(|w| text.contains(w.as_str()))
+        })
+        .collect();
+    let page: Vec<Value> = (found.iter().skip(offset).take(limit))
+        .map(|t| track_json(&catalog, t))
+        .collect();
+    Ok(Json(json!({"total": found.len(), "tracks": page})))
+}
+
+/// `POST /v1/tracks`: a reference recording, with metadata as form fields
+/// or query parameters (`id`, `title`, `artist`, `isrc`).
+pub async fn add_track(
+    State(state): Shared,
+    headers: HeaderMap,
+    query: Params,
+    request: Request,
+) -> Response {
+    match add_track_inner(&state, &headers, query, request).await {
+        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn add_track_inner(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    query: Params,
+    request: Request,
+) -> ApiResult<Value> {
+    authorize(state, headers, &[])?;
+    let mut fields = params(query)?;
+    let upload = read_upload(request).await?;
+    fields.extend(upload.fields);
+    let field = |name: &str| {
+        fields
+            .get(name)
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let isrc = field("isrc");
+    let meta = TrackMeta {
+        external_id: field("id"),
+        title: field("title"),
+        artist: field("artist"),
+        isrc: match isrc.as_str() {
+            "" => None,
+            v => Some(
+                normalise_isrc(v)
+                    .ok_or_else(|| ApiError::bad_request(format!("{v:?} is not an ISRC")))?,
+            ),
+        },
+    };
+    if meta.external_id.is_empty() {
+        return Err(ApiError::bad_request("a track needs an `id`"));
+    }
+    let _adding = state.adding.lock().await;
+    let catalog = state.catalog();
+    if catalog.tracks().by_external_id(&meta.external_id).is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "exists",
+            format!("track {} is already in the catalog", meta.external_id),
+        ));
+    }
+    let hash = blake3::hash(&upload.audio).to_hex().to_string();
+    if let Some(t) = catalog.tracks().by_content_hash(&hash) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "exists",
+            format!("this recording is already track {}", t.meta.external_id),
+        ));
+    }
+    let db = state.db.clone();
+    let name = upload.name.clone();
+    let added = compute(state, move || {
+        add_recording(&db, &name, &upload.audio, meta, hash)
+    })
+    .await?;
+    let id = added?;
+    state.reload().map_err(ApiError::internal)?;
+    let catalog = state.catalog();
+    let track = catalog
+        .tracks()
+        .by_external_id(&id)
+        .ok_or_else(|| ApiError::internal(format!("track {id} vanished after its commit")))?;
+    Ok(track_json(&catalog, track))
+}
+
+/// Keeps the recording under `DB/uploads/`, fingerprints and commits it.
+fn add_recording(
+    db: &std::path::Path,
+    name: &str,
+    audio: &Bytes,
+    meta: TrackMeta,
+    hash: String,
+) -> ApiResult<String> {
+    let mut file = AudioFile::from_bytes(name, audio.to_vec())
+        .map_err(|e| ApiError::bad_audio(e.to_string()))?;
+    let extension = std::path::Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .filter(|e| e.chars().all(|c| c.is_ascii_alphanumeric()))
+        .unwrap_or("audio");
+    let dir = db.join("uploads");
+    let path = dir.join(format!("{hash}.{extension}"));
+    let track = prepare_audio(
+        &mut file,
+        &FingerprintOptions::reference(),
+        meta,
+        &path,
+        hash,
+    )
+    .map_err(|e| ApiError::bad_audio(format!("{e:#}")))?;
+    std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
+    crate::scan::write_atomically(&path, audio).map_err(ApiError::internal)?;
+    let id = track.meta.external_id.clone();
+    let mut writer = CatalogWriter::open(db, SCHEME).map_err(|e| match e {
+        earmark_index::Error::Locked { .. } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "catalog_locked",
+            format!("{e}: another writer is adding to the catalog; try again"),
+        ),
+        e => ApiError::internal(e),
+    })?;
+    writer.commit(vec![track]).map_err(ApiError::internal)?;
+    Ok(id)
+}
+
+/// Body of `POST /v1/coverage`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoverageQuery {
+    track_id: Option<String>,
+    isrc: Option<String>,
+    event: Option<String>,
+    licence: Option<String>,
+    /// When the play began (RFC 3339 with an offset).
+    start: Option<String>,
+    /// When it ended (default: its start).
+    end: Option<String>,
+}
+
+/// `POST /v1/coverage`.
+pub async fn coverage(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    authorize(&state, &headers, &[Role::Lookup])?;
+    let q: CoverageQuery =
+        serde_json::from_slice(&body?).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let catalog = state.catalog();
+    let track = match (&q.track_id, &q.isrc) {
+        (Some(id), _) => catalog.tracks().by_external_id(id),
+        (None, Some(isrc)) => {
+            let want = normalise_isrc(isrc)
+                .ok_or_else(|| ApiError::bad_request(format!("{isrc:?} is not an ISRC")))?;
+            catalog.tracks().iter().find(|t| {
+                let rights = catalog.rights().get(&t.meta.external_id);
+                [
+                    t.meta.isrc.as_deref(),
+                    rights.and_then(|r| r.isrc.as_deref()),
+                ]
+                .into_iter()
+                .flatten()
+                .any(|have| normalise_isrc(have).as_deref() == Some(want.as_str()))
+            })
+        }
+        (None, None) => return Err(ApiError::bad_request("give `track_id` or `isrc`")),
+    }
+    .ok_or_else(|| ApiError::not_found("no such track in the catalog"))?;
+    let licences = match (&q.licence, &q.event) {
+        (Some(id), _) => vec![
+            (catalog.licences().iter())
+                .find(|l| &l.id == id)
+                .ok_or_else(|| ApiError::not_found(format!("no licence {id}")))?,
+        ],
+        (None, Some(event)) => catalog.licences_for(event),
+        (None, None) => return Err(ApiError::bad_request("give `event` or `licence`")),
+    };
+    let time = |t: &Option<String>| {
+        t.as_deref()
+            .map(parse_time)
+            .transpose()
+            .map_err(|e| ApiError::bad_request(format!("{e:#}")))
+    };
+    let (start, end) = (time(&q.start)?, time(&q.end)?);
+    let heard = start.map(|start| Heard {
+        start,
+        end: end.unwrap_or(start),
+    });
+    let rights = catalog.rights().get(&track.meta.external_id);
+    let decision = decide(rights, heard, &licences);
+    Ok(Json(json!({
+        "track_id": track.meta.external_id,
+        "decision": decision,
+    })))
+}
+
+/// `POST /v1/events/{id}/plays?source=LOG`: a monitor's log lines (JSON
+/// Lines); plays already stored are not stored again.
+pub async fn upload_plays(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(event): Path<String>,
+    query: Params,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let key = authorize(&state, &headers, &[Role::Monitor])?;
+    authorize_event(&key, &event)?;
+    let query = params(query)?;
+    let source = query
+        .get("source")
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+        .ok_or_else(|| ApiError::bad_request("`source` names the log the plays come from"))?
+        .clone();
+    let body = body?;
+    let mut events = Vec::new();
+    for (n, line) in body.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let event: Event = serde_json::from_slice(line)
+            .map_err(|e| ApiError::bad_request(format!("line {}: {e}", n + 1)))?;
+        events.push(event);
+    }
+    let outcome = {
+        let state = Arc::clone(&state);
+        let event = event.clone();
+        compute(&state.clone(), move || {
+            state.plays.upload(&event, &source, &events)
+        })
+        .await?
+        .map_err(ApiError::internal)?
+    };
+    Ok(Json(
+        json!({"event": event, "stored": outcome.stored, "unchanged": outcome.unchanged}),
+    ))
+}
+
+/// `GET /v1/events/{id}/report?format=csv|json|html`.
+pub async fn report(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(event): Path<String>,
+    query: Params,
+) -> ApiResult<Response> {
+    let key = authorize(&state, &headers, &[Role::Lookup, Role::Monitor])?;
+    authorize_event(&key, &event)?;
+    let query = params(query)?;
+    let (format, content_type) = match query.get("format").map_or("json", String::as_str) {
+        "json" => (ReportFormat::Json, "application/json"),
+        "csv" => (ReportFormat::Csv, "text/csv; charset=utf-8"),
+        "html" => (ReportFormat::Html, "text/html; charset=utf-8"),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "format {other:?}: csv, json or html"
+            )));
+        }
+    };
+    let show = state
+        .plays
+        .show(&event)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("nothing uploaded for event {event}")))?;
+    let catalog = state.catalog();
+    let licensing =
+        Licensing::select(&catalog, Some(&event), None, None).map_err(ApiError::internal)?;
+    let sheet = CueSheet::new(&show, Some(&catalog), licensing.as_ref());
+    let bytes = sheet.render(format).map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+}
+
+/// `GET /healthz`.
+pub async fn healthz(State(state): Shared) -> Json<Value> {
+    let catalog = state.catalog();
+    Json(json!({"status": "ok", "tracks": catalog.tracks().len()}))
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): Shared) -> ApiResult<Response> {
+    state.metrics.index(&state.catalog());
+    let text = state.metrics.text().map_err(ApiError::internal)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], super::OPENAPI).into_response()
+}
+
+/// Any other path.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see /openapi.json")
+}
+
+/// A known path with another method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method; see /openapi.json",
+    )
+}
