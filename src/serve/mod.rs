@@ -20,7 +20,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::{Mutex, Semaphore};
 use tower::limit::ConcurrencyLimitLayer;
@@ -42,6 +42,8 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub struct Limits {
     /// Longest clip `identify` takes, in seconds.
     pub max_clip_s: f64,
+    /// Largest request body, in bytes.
+    pub max_body: usize,
 }
 
 /// What every handler shares.
@@ -120,12 +122,8 @@ impl AppState {
 }
 
 /// The router with every route and limit.
-pub fn router(
-    state: Arc<AppState>,
-    body_limit: usize,
-    concurrency: usize,
-    timeout: Duration,
-) -> Router {
+pub fn router(state: Arc<AppState>, concurrency: usize, timeout: Duration) -> Router {
+    let body_limit = state.limits.max_body;
     Router::new()
         .route("/v1/identify", post(routes::identify))
         .route("/v1/tracks", get(routes::tracks).post(routes::add_track))
@@ -139,6 +137,10 @@ pub fn router(
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            refuse_oversized,
+        ))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), observe))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -146,6 +148,32 @@ pub fn router(
         ))
         .layer(ConcurrencyLimitLayer::new(concurrency))
         .with_state(state)
+}
+
+/// Refuses a body whose announced length is over the limit before reading
+/// any of it.
+async fn refuse_oversized(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > state.limits.max_body as u64) {
+        return error::ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "bodies are limited to {} MiB",
+                state.limits.max_body / (1024 * 1024)
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Counts every request and its latency by route.
@@ -226,6 +254,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
         &args.db,
         Limits {
             max_clip_s: args.max_clip_s,
+            max_body: args.max_body_mb * 1024 * 1024,
         },
     )?);
     if state.keys().keys().is_empty() {
@@ -252,7 +281,6 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
         tokio::spawn(watch(Arc::clone(&state)));
         let app = router(
             Arc::clone(&state),
-            args.max_body_mb * 1024 * 1024,
             args.concurrency,
             Duration::from_secs_f64(args.timeout_s),
         );

@@ -165,8 +165,10 @@ async fn identify_inner(
     headers: &HeaderMap,
     request: Request,
 ) -> ApiResult<Value> {
-    authorize(state, headers, &[Role::Lookup])?;
+    // The body is read first: a client that sends all of it before reading
+    // the answer would see a broken pipe instead of a refusal.
     let upload = read_upload(request).await?;
+    authorize(state, headers, &[Role::Lookup])?;
     let started = Instant::now();
     let catalog = state.catalog();
     let max_s = state.limits.max_clip_s;
@@ -309,9 +311,9 @@ async fn add_track_inner(
     query: Params,
     request: Request,
 ) -> ApiResult<Value> {
+    let upload = read_upload(request).await?;
     authorize(state, headers, &[])?;
     let mut fields = params(query)?;
-    let upload = read_upload(request).await?;
     fields.extend(upload.fields);
     let field = |name: &str| {
         fields

@@ -9,4 +9,5 @@ mod coverage;
 mod crash;
 mod monitor;
 mod scan;
+mod serve;
 mod util;
