@@ -109,19 +109,59 @@ pub fn fit_tempo(hits: &[(u32, u32)], range: TempoRange) -> Option<(Alignment, u
 /// number that a band holds by chance when the hits spread over `span`
 /// frames of offset, in standard deviations.
 pub fn band_excess(hits: &[(u32, u32)], width: f64, span: f64) -> f64 {
-    let offsets = || hits.iter().map(|&(r, q)| r as f64 - q as f64);
-    let low = offsets().fold(f64::MAX, f64::min);
-    let high = offsets().fold(f64::MIN, f64::max);
-    if hits.is_empty() {
+    let Some(bands) = Bands::count(hits, width) else {
         return 0.0;
-    }
-    let mut bands = vec![0u32; ((high - low) / width) as usize + 2];
-    for offset in offsets() {
-        bands[((offset - low) / width) as usize] += 1;
-    }
-    let best = bands.windows(2).map(|w| w[0] + w[1]).max().unwrap_or(0) as f64;
+    };
+    let best = bands.pairs().max().unwrap_or(0) as f64;
     let expected = hits.len() as f64 * (2.0 * width / span.max(2.0 * width)).min(1.0);
     (best - expected) / (expected + 1.0).sqrt()
+}
+
+/// The offsets (track frame minus query frame) where the `n` densest pairs
+/// of neighbouring bands of `width` frames meet, each more than `apart`
+/// frames from the others: where the lines with most hits must pass (music
+/// repeats, so the densest band is not always the right one).
+pub fn dense_offsets(hits: &[(u32, u32)], width: f64, n: usize, apart: f64) -> Vec<f64> {
+    let Some(bands) = Bands::count(hits, width) else {
+        return Vec::new();
+    };
+    let mut pairs: Vec<(u32, usize)> = bands.pairs().zip(0..).filter(|p| p.0 > 0).collect();
+    pairs.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut offsets: Vec<f64> = Vec::with_capacity(n);
+    for (_, first) in pairs {
+        if offsets.len() == n {
+            break;
+        }
+        let offset = bands.low + (first as f64 + 1.0) * width;
+        if offsets.iter().all(|o| (o - offset).abs() > apart) {
+            offsets.push(offset);
+        }
+    }
+    offsets
+}
+
+/// Hits counted by offset in bands of one width.
+struct Bands {
+    low: f64,
+    counts: Vec<u32>,
+}
+
+impl Bands {
+    fn count(hits: &[(u32, u32)], width: f64) -> Option<Self> {
+        let offsets = || hits.iter().map(|&(r, q)| r as f64 - q as f64);
+        let low = offsets().reduce(f64::min)?;
+        let high = offsets().fold(low, f64::max);
+        let mut counts = vec![0u32; ((high - low) / width) as usize + 2];
+        for offset in offsets() {
+            counts[((offset - low) / width) as usize] += 1;
+        }
+        Some(Self { low, counts })
+    }
+
+    /// Hits in each pair of neighbouring bands.
+    fn pairs(&self) -> impl Iterator<Item = u32> + '_ {
+        self.counts.windows(2).map(|w| w[0] + w[1])
+    }
 }
 
 /// A query's peaks with an index by frame.
@@ -171,12 +211,19 @@ pub fn estimate_pitch(
     let half = (max_semitones / PITCH_STEP).ceil() as i64;
     let mut histogram = vec![0u32; (2 * half + 1) as usize];
     let mut ratios = Vec::new();
+    // A hair wider than the range, so rounding never drops a pair inside it.
+    let widest = 2f64.powf(max_semitones / 12.0) * 1.0001;
     let end = a.start_frame + a.tempo * frames as f64;
     for p in peaks.range(a.start_frame.max(0.0) as u32, end.max(0.0).ceil() as u32) {
         let q = ((p.frame as f64 - a.start_frame) / a.tempo).round() as i64;
         for frame in (q - 1).max(0)..=(q + 1) {
             for qp in query.in_frame(frame as usize) {
-                let semitones = 12.0 * (qp.bin as f64 / p.bin.max(1.0) as f64).log2();
+                let ratio = qp.bin as f64 / p.bin.max(1.0) as f64;
+                // Most pairs are far apart: skip them before the logarithm.
+                if ratio > widest || ratio * widest < 1.0 {
+                    continue;
+                }
+                let semitones = 12.0 * ratio.log2();
                 if semitones.abs() <= max_semitones {
                     let k = (semitones / PITCH_STEP).round() as i64 + half;
                     histogram[k as usize] += 1;
@@ -237,6 +284,13 @@ mod tests {
         let plain = band_excess(&scattered, 30.0, 5300.0);
         let lined = band_excess(&aligned, 30.0, 5300.0);
         assert!(lined > plain + 5.0, "{lined} vs {plain}");
+        let at = dense_offsets(&aligned, 30.0, 3, 100.0);
+        assert_eq!(at.len(), 3);
+        assert!(
+            (2000.0..=2030.0).contains(&at[0]),
+            "the line's offsets start at 2000: {at:?}"
+        );
+        assert!(at[1..].iter().all(|o| (o - at[0]).abs() > 100.0), "{at:?}");
     }
 
     #[test]

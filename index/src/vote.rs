@@ -20,7 +20,9 @@ use earmark_engine::hash::TRIPLET;
 use earmark_engine::{Fingerprint, Landmark};
 
 use crate::catalog::Catalog;
-use crate::stretch::{QueryPeaks, TempoRange, band_excess, estimate_pitch, fit_tempo};
+use crate::stretch::{
+    QueryPeaks, TempoRange, band_excess, dense_offsets, estimate_pitch, fit_tempo,
+};
 use crate::tracks::TrackId;
 use crate::verify::{Alignment, PeakMask};
 
@@ -156,6 +158,9 @@ pub struct Matcher<'c> {
 /// track in the top 20 bits, offset plus [`OFFSET_BIAS`] in the next 24, the
 /// query frame in the low 20 (queries are limited to about 9 hours).
 const OFFSET_BIAS: i64 = 1 << 23;
+/// Dense bands of offsets per track around which the stretch path looks
+/// for a tempo line.
+const DENSE_BANDS: usize = 3;
 const QUERY_BITS: u32 = 20;
 const OFFSET_BITS: u32 = 24;
 
@@ -469,10 +474,22 @@ impl<'c> Matcher<'c> {
             max: 1.0 + change,
             step: 0.01,
         };
+        // A line through a dense band keeps its hits' offsets within the
+        // tempo's drift over the query of it: the tempo search needs only
+        // the hits near the densest few bands, a few percent of a long
+        // track's hits.
+        let reach = change * query_frames + 2.0 * width;
+        let mut near = Vec::new();
         let mut out = Vec::new();
         for (_, track) in tracks {
             let run = &self.hits[firsts[track as usize]..firsts[track as usize + 1]];
-            let Some((line, votes, pivot)) = fit_tempo(run, range) else {
+            let dense = dense_offsets(run, width, DENSE_BANDS, reach);
+            near.clear();
+            near.extend(run.iter().copied().filter(|&(r, q)| {
+                let offset = r as f64 - q as f64;
+                dense.iter().any(|d| (offset - d).abs() <= reach)
+            }));
+            let Some((line, votes, pivot)) = fit_tempo(&near, range) else {
                 continue;
             };
             if votes < o.min_votes {
