@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chroma;
 pub mod decode;
 mod error;
 pub mod fingerprint;

@@ -1,0 +1,354 @@
+//! A key- and tempo-insensitive embedding of a musical passage, for finding
+//! covers and adaptations of a work and music that keeps coming back.
+//!
+//! From the same power spectra as the landmarks: each frame's energy is
+//! folded into 12 pitch classes (chroma) and its rise over the last frame
+//! into an onset strength. Beats are tracked on the onsets (tempo from their
+//! autocorrelation, beat times by dynamic programming), chroma is averaged
+//! between beats, and every patch of [`PATCH_BEATS`] beats is turned into the
+//! magnitude of its 2D Fourier transform, which does not change when the
+//! music is transposed (a circular shift of the chroma) or shifted in time.
+//! The embedding is the median of the patches' magnitudes, scaled to unit
+//! length (after Bertin-Mahieux and Ellis, 2012).
+
+use std::sync::Arc;
+
+use realfft::num_complex::Complex;
+use rustfft::{Fft, FftPlanner};
+
+use crate::fingerprint::{ANALYSIS_RATE_HZ, FRAME_LEN, frame_seconds};
+
+/// Pitch classes.
+pub const CHROMA: usize = 12;
+/// Beats per patch.
+pub const PATCH_BEATS: usize = 32;
+/// Values in an embedding: every chroma frequency by the non-negative time
+/// frequencies of a patch (the rest mirror them).
+pub const EMBEDDING_DIMS: usize = CHROMA * (PATCH_BEATS / 2 + 1);
+/// Fewest beats that make an embedding (a patch is padded with silence).
+pub const MIN_BEATS: usize = PATCH_BEATS / 2;
+/// Lowest and highest frequencies folded into chroma, in Hz.
+const CHROMA_HZ: (f32, f32) = (150.0, 3000.0);
+/// Bands whose log energy rises make the onset strength.
+const ONSET_BANDS: usize = 24;
+/// Beat periods searched, in seconds (240 down to 40 beats per minute).
+const PERIOD_S: (f64, f64) = (0.25, 1.5);
+/// How strongly the beat tracker holds to the tempo.
+const TIGHTNESS: f32 = 100.0;
+/// Patches start every this many beats.
+const PATCH_HOP: usize = 2;
+
+/// Chroma and onset strength of each frame of a stream.
+#[derive(Debug, Clone, Default)]
+pub struct ChromaFrames {
+    /// Pitch class of each spectrum bin folded into chroma.
+    classes: Vec<(usize, usize)>,
+    /// First bin of each onset band, then the end.
+    bands: Vec<usize>,
+    previous: Vec<f32>,
+    /// Energy of each pitch class, per frame.
+    pub chroma: Vec<[f32; CHROMA]>,
+    /// Rise of the log band energies over the last frame, per frame.
+    pub onset: Vec<f32>,
+}
+
+impl ChromaFrames {
+    /// A collector for spectra of `bins` bins (frames of [`FRAME_LEN`]
+    /// samples at the analysis rate).
+    pub fn new(bins: usize) -> Self {
+        let hz = |k: usize| k as f32 * ANALYSIS_RATE_HZ as f32 / FRAME_LEN as f32;
+        let classes = (1..bins)
+            .filter(|&k| (CHROMA_HZ.0..=CHROMA_HZ.1).contains(&hz(k)))
+            .map(|k| {
+                // Semitones above C, folded into one octave.
+                let semitones = 12.0 * (hz(k) / 261.626).log2();
+                (k, semitones.round().rem_euclid(12.0) as usize)
+            })
+            .collect();
+        // Bands equally spaced in log frequency from 60 Hz to 3.8 kHz.
+        let bands = (0..=ONSET_BANDS)
+            .map(|b| {
+                let f = 60.0 * (3800.0f32 / 60.0).powf(b as f32 / ONSET_BANDS as f32);
+                ((f / hz(1)).round() as usize).clamp(1, bins)
+            })
+            .collect();
+        Self {
+            classes,
+            bands,
+            ..Self::default()
+        }
+    }
+
+    /// Takes in one power spectrum.
+    pub fn push(&mut self, power: &[f32]) {
+        let mut chroma = [0.0f32; CHROMA];
+        for &(k, class) in &self.classes {
+            chroma[class] += power.get(k).copied().unwrap_or(0.0);
+        }
+        for c in &mut chroma {
+            *c = c.sqrt();
+        }
+        self.chroma.push(chroma);
+        let mut rise = 0.0;
+        let mut now = Vec::with_capacity(ONSET_BANDS);
+        for band in self.bands.windows(2) {
+            let energy: f32 = power.get(band[0]..band[1]).map_or(0.0, |p| p.iter().sum());
+            now.push((1e-9 + energy).ln());
+        }
+        if self.previous.len() == now.len() {
+            rise = (now.iter().zip(&self.previous))
+                .map(|(n, p)| (n - p).max(0.0))
+                .sum();
+        }
+        self.previous = now;
+        self.onset.push(rise);
+    }
+
+    /// Frames taken in.
+    pub fn len(&self) -> usize {
+        self.chroma.len()
+    }
+
+    /// Whether none were.
+    pub fn is_empty(&self) -> bool {
+        self.chroma.is_empty()
+    }
+
+    /// The embedding of frames `from..to`, or `None` when they hold fewer
+    /// than [`MIN_BEATS`] beats.
+    pub fn embedding(&self, from: usize, to: usize) -> Option<Vec<f32>> {
+        let to = to.min(self.len());
+        let from = from.min(to);
+        embed(&self.chroma[from..to], &self.onset[from..to])
+    }
+}
+
+/// Beat frames of an onset strength curve.
+pub fn beats(onset: &[f32]) -> Vec<usize> {
+    let frame_s = frame_seconds();
+    let (shortest, longest) = (
+        (PERIOD_S.0 / frame_s).round() as usize,
+        (PERIOD_S.1 / frame_s).round() as usize,
+    );
+    if onset.len() < 2 * longest {
+        return Vec::new();
+    }
+    let mean = onset.iter().sum::<f32>() / onset.len() as f32;
+    let spread = (onset.iter().map(|o| (o - mean).powi(2)).sum::<f32>() / onset.len() as f32)
+        .sqrt()
+        .max(1e-9);
+    let strength: Vec<f32> = onset.iter().map(|o| (o - mean) / spread).collect();
+    // The period whose autocorrelation, weighted towards 120 beats per
+    // minute (a log-Gaussian an octave wide), is highest.
+    let period = (shortest..=longest)
+        .map(|lag| {
+            let r: f32 = strength.iter().zip(&strength[lag..]).map(|(a, b)| a * b).sum();
+            let octaves = (lag as f64 * frame_s / 0.5).log2();
+            (r * (-0.5 * octaves * octaves).exp() as f32, lag)
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map_or(shortest, |(_, lag)| lag);
+    // Best score of a beat at each frame and the beat before it.
+    // The penalty of a beat `d` frames after the one before.
+    let penalty: Vec<f32> = (0..=2 * period)
+        .map(|d| {
+            let ratio = (d.max(1) as f32 / period as f32).ln();
+            TIGHTNESS * ratio * ratio
+        })
+        .collect();
+    let mut score = strength.clone();
+    let mut before = vec![usize::MAX; onset.len()];
+    for t in 0..onset.len() {
+        let from = t.saturating_sub(2 * period);
+        let to = t.saturating_sub(period / 2);
+        let best = (from..to)
+            .map(|u| (score[u] - penalty[t - u], u))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((s, u)) = best.filter(|b| b.0 > 0.0) {
+            score[t] += s;
+            before[t] = u;
+        }
+    }
+    let tail = onset.len().saturating_sub(period);
+    let Some(mut t) = (tail..onset.len()).max_by(|&a, &b| score[a].total_cmp(&score[b])) else {
+        return Vec::new();
+    };
+    let mut beats = vec![t];
+    while before[t] != usize::MAX {
+        t = before[t];
+        beats.push(t);
+    }
+    beats.reverse();
+    beats
+}
+
+/// The embedding of a passage's chroma and onsets.
+pub fn embed(chroma: &[[f32; CHROMA]], onset: &[f32]) -> Option<Vec<f32>> {
+    let beats = beats(onset);
+    let mut synced: Vec<[f32; CHROMA]> = beats
+        .windows(2)
+        .map(|w| {
+            let frames = &chroma[w[0]..w[1]];
+            let mut mean = [0.0f32; CHROMA];
+            for f in frames {
+                for (m, c) in mean.iter_mut().zip(f) {
+                    *m += c;
+                }
+            }
+            let top = mean.iter().copied().fold(0.0f32, f32::max);
+            if top > 0.0 {
+                // Normalised, then expanded so strong classes stand out.
+                for m in &mut mean {
+                    *m = (*m / top).powi(2);
+                }
+            }
+            mean
+        })
+        .collect();
+    if synced.len() < MIN_BEATS {
+        return None;
+    }
+    if synced.len() < PATCH_BEATS {
+        synced.resize(PATCH_BEATS, [0.0; CHROMA]);
+    }
+    let transform = PatchTransform::new();
+    let patches: Vec<Vec<f32>> = (0..=synced.len() - PATCH_BEATS)
+        .step_by(PATCH_HOP)
+        .map(|start| transform.magnitude(&synced[start..start + PATCH_BEATS]))
+        .collect();
+    let mut embedding: Vec<f32> = (0..EMBEDDING_DIMS)
+        .map(|d| {
+            let mut values: Vec<f32> = patches.iter().map(|p| p[d]).collect();
+            let middle = values.len() / 2;
+            *values
+                .select_nth_unstable_by(middle, |a, b| a.total_cmp(b))
+                .1
+        })
+        .collect();
+    let norm = embedding.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm <= 0.0 {
+        return None;
+    }
+    for v in &mut embedding {
+        *v /= norm;
+    }
+    Some(embedding)
+}
+
+/// The 2D Fourier transform magnitude of a patch.
+struct PatchTransform {
+    time: Arc<dyn Fft<f32>>,
+    /// DFT of the chroma axis: `twiddles[k][c]`.
+    twiddles: Vec<[Complex<f32>; CHROMA]>,
+}
+
+impl PatchTransform {
+    fn new() -> Self {
+        let twiddles = (0..CHROMA)
+            .map(|k| {
+                std::array::from_fn(|c| {
+                    let angle = -2.0 * std::f32::consts::PI * (k * c) as f32 / CHROMA as f32;
+                    Complex::new(angle.cos(), angle.sin())
+                })
+            })
+            .collect();
+        Self {
+            time: FftPlanner::new().plan_fft_forward(PATCH_BEATS),
+            twiddles,
+        }
+    }
+
+    /// Magnitudes for every chroma frequency and time frequencies
+    /// `0..=PATCH_BEATS / 2`, chroma frequency major.
+    fn magnitude(&self, patch: &[[f32; CHROMA]]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(EMBEDDING_DIMS);
+        let mut row = vec![Complex::new(0.0f32, 0.0); PATCH_BEATS];
+        for twiddle in &self.twiddles {
+            for (r, beat) in row.iter_mut().zip(patch) {
+                *r = beat
+                    .iter()
+                    .zip(twiddle)
+                    .map(|(&v, &w)| w * v)
+                    .sum::<Complex<f32>>();
+            }
+            self.time.process(&mut row);
+            out.extend(row[..=PATCH_BEATS / 2].iter().map(|c| c.norm()));
+        }
+        out
+    }
+}
+
+/// Euclidean distance of two embeddings (both of unit length: 0 is the
+/// same, 2 the farthest).
+pub fn distance(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f32>().sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stft::Stft;
+
+    const RATE: f32 = ANALYSIS_RATE_HZ as f32;
+
+    /// A tune of `notes` (semitones above C4), one per beat at `bpm`, each
+    /// struck on the beat with two harmonics, shifted by `transpose`.
+    fn tune(notes: &[i32], bpm: f32, transpose: i32, beats: usize) -> Vec<f32> {
+        let beat_s = 60.0 / bpm;
+        let n = (beats as f32 * beat_s * RATE) as usize;
+        (0..n)
+            .map(|i| {
+                let t = i as f32 / RATE;
+                let k = (t / beat_s) as usize;
+                let since = t - k as f32 * beat_s;
+                let f = 261.626 * 2f32.powf((notes[k % notes.len()] + transpose) as f32 / 12.0);
+                let env = (-since * 6.0).exp();
+                let w = 2.0 * std::f32::consts::PI * f * t;
+                env * (w.sin() + 0.5 * (2.0 * w).sin())
+            })
+            .collect()
+    }
+
+    fn frames(samples: &[f32]) -> ChromaFrames {
+        let mut stft = Stft::new(FRAME_LEN, crate::fingerprint::HOP_SAMPLES);
+        let mut chroma = ChromaFrames::new(stft.bins());
+        stft.push(samples, |power| chroma.push(power));
+        chroma
+    }
+
+    const MELODY: [i32; 16] = [0, 4, 7, 12, 7, 4, 2, 5, 9, 5, 2, 11, 7, 2, 0, 0];
+    const OTHER: [i32; 16] = [0, 1, 3, 1, 8, 6, 8, 10, 3, 3, 1, 6, 10, 8, 6, 1];
+
+    #[test]
+    fn beats_follow_the_tempo() {
+        let f = frames(&tune(&MELODY, 100.0, 0, 64));
+        let b = beats(&f.onset);
+        let gaps: Vec<f64> = b.windows(2).map(|w| (w[1] - w[0]) as f64 * frame_seconds()).collect();
+        let mut sorted = gaps.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        assert!((median - 0.6).abs() < 0.05, "median beat {median} s, want 0.6");
+    }
+
+    #[test]
+    fn a_transposed_faster_rendition_is_nearer_than_another_tune() {
+        let embedding = |s: &[f32]| {
+            let f = frames(s);
+            f.embedding(0, f.len()).expect("an embedding")
+        };
+        let original = embedding(&tune(&MELODY, 100.0, 0, 96));
+        let cover = embedding(&tune(&MELODY, 112.0, 3, 96));
+        let other = embedding(&tune(&OTHER, 100.0, 0, 96));
+        assert_eq!(original.len(), EMBEDDING_DIMS);
+        let (near, far) = (distance(&original, &cover), distance(&original, &other));
+        assert!(near < 0.5 * far, "cover {near} vs other {far}");
+    }
+
+    #[test]
+    fn silence_and_short_passages_have_none() {
+        let f = frames(&vec![0.0; 20 * RATE as usize]);
+        assert!(f.embedding(0, f.len()).is_none());
+        let f = frames(&tune(&MELODY, 100.0, 0, 8));
+        assert!(f.embedding(0, f.len()).is_none());
+    }
+}
