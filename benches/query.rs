@@ -37,6 +37,7 @@ fn track(name: String, fp: Fingerprint, seconds: f64) -> NewTrack {
         content_hash: name,
         landmarks: fp.landmarks,
         peaks: fp.peaks,
+        embedding: None,
     }
 }
 

@@ -39,6 +39,8 @@ enum Command {
     Scan(ScanArgs),
     /// Scan a session recording and compare its plays with its timeline.
     EvalSession(EvalSessionArgs),
+    /// Measure how well covers find their originals by similarity.
+    EvalCovers(EvalCoversArgs),
     /// Listen to the sound card (or a file or a pipe) and log every play.
     Monitor(MonitorArgs),
     /// List audio input devices (the default marked with *).
@@ -311,6 +313,25 @@ pub struct EvalArgs {
     pub details: Option<PathBuf>,
 }
 
+/// Arguments of `eval-covers`.
+#[derive(Debug, clap::Args)]
+pub struct EvalCoversArgs {
+    /// Catalog directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// CSV of `file,original`: a cover (path relative to the CSV) and the
+    /// catalog id of the recording it covers.
+    #[arg(long)]
+    pub truth: PathBuf,
+    /// Embed only this many seconds of each cover, from a quarter of the way
+    /// in (default: the whole file).
+    #[arg(long)]
+    pub excerpt_s: Option<f64>,
+    /// One JSON object per cover.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Arguments of `scan`.
 #[derive(Debug, clap::Args)]
 pub struct ScanArgs {
@@ -496,6 +517,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         Command::Eval(a) => crate::eval::run(&a),
         Command::Scan(a) => crate::scan::run(&a),
         Command::EvalSession(a) => crate::scan::eval_session(&a),
+        Command::EvalCovers(a) => crate::similar::eval_covers(&a),
         Command::Monitor(a) => crate::monitor::run(&a),
         Command::Devices(a) => crate::monitor::devices(&a),
         Command::Report(a) => crate::report::run(&a),

@@ -293,6 +293,7 @@ pub fn prepare_audio(
         content_hash,
         landmarks: file.fingerprint.landmarks,
         peaks: file.fingerprint.peaks,
+        embedding: file.embedding,
     })
 }
 

@@ -14,6 +14,7 @@ mod report;
 mod rights;
 mod scan;
 mod serve;
+mod similar;
 mod upload;
 
 use std::process::ExitCode;

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use realfft::num_complex::Complex;
 use rustfft::{Fft, FftPlanner};
 
-use crate::fingerprint::{ANALYSIS_RATE_HZ, FRAME_LEN, frame_seconds};
+use crate::fingerprint::{ANALYSIS_RATE_HZ, FRAME_LEN, HOP_SAMPLES, frame_seconds};
+use crate::resample::Resampler;
+use crate::stft::Stft;
 
 /// Pitch classes.
 pub const CHROMA: usize = 12;
@@ -278,6 +280,23 @@ impl PatchTransform {
     }
 }
 
+/// The embedding of mono `samples` at `rate_hz`: resampled and analysed
+/// like a fingerprint, without peaks or landmarks.
+///
+/// # Errors
+/// [`crate::Error::Limit`] for a sample rate that cannot be resampled.
+pub fn embed_samples(samples: &[f32], rate_hz: u32) -> crate::Result<Option<Vec<f32>>> {
+    let mut resampler = Resampler::try_new(rate_hz, ANALYSIS_RATE_HZ)?;
+    let mut resampled = Vec::new();
+    resampler.push(samples, &mut resampled);
+    resampler.flush(&mut resampled);
+    let mut stft = Stft::new(FRAME_LEN, HOP_SAMPLES);
+    let mut frames = ChromaFrames::new(stft.bins());
+    stft.push(&resampled, |power| frames.push(power));
+    stft.flush(|power| frames.push(power));
+    Ok(frames.embedding(0, frames.len()))
+}
+
 /// Euclidean distance of two embeddings (both of unit length: 0 is the
 /// same, 2 the farthest).
 pub fn distance(a: &[f32], b: &[f32]) -> f32 {
@@ -287,7 +306,6 @@ pub fn distance(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stft::Stft;
 
     const RATE: f32 = ANALYSIS_RATE_HZ as f32;
 
@@ -310,7 +328,7 @@ mod tests {
     }
 
     fn frames(samples: &[f32]) -> ChromaFrames {
-        let mut stft = Stft::new(FRAME_LEN, crate::fingerprint::HOP_SAMPLES);
+        let mut stft = Stft::new(FRAME_LEN, HOP_SAMPLES);
         let mut chroma = ChromaFrames::new(stft.bins());
         stft.push(samples, |power| chroma.push(power));
         chroma
@@ -342,6 +360,19 @@ mod tests {
         assert_eq!(original.len(), EMBEDDING_DIMS);
         let (near, far) = (distance(&original, &cover), distance(&original, &other));
         assert!(near < 0.5 * far, "cover {near} vs other {far}");
+    }
+
+    #[test]
+    fn samples_at_any_rate_embed_like_the_analysis_rate() {
+        let at_8k = tune(&MELODY, 100.0, 0, 96);
+        let direct = {
+            let f = frames(&at_8k);
+            f.embedding(0, f.len()).expect("an embedding")
+        };
+        let via = embed_samples(&at_8k, ANALYSIS_RATE_HZ)
+            .expect("rate")
+            .expect("an embedding");
+        assert!(distance(&direct, &via) < 0.05, "{}", distance(&direct, &via));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use crate::decode::AudioFile;
 use crate::error::Result;
+use crate::chroma::ChromaFrames;
 use crate::hash::{Landmark, PairHasher, PairOptions, TripletHasher, TripletOptions};
 use crate::peaks::{Peak, PeakOptions, PeakPicker};
 use crate::resample::Resampler;
@@ -39,19 +40,23 @@ pub struct FingerprintOptions {
     pub pairs: PairOptions,
     /// Triplets (the path that survives tempo, pitch and speed changes).
     pub triplets: TripletOptions,
+    /// Also collect chroma and onsets for the similarity embedding
+    /// ([`crate::chroma`]).
+    pub chroma: bool,
 }
 
 impl FingerprintOptions {
     /// Landmarks for the catalog: peaks up to rank 60 (about the 60
     /// strongest of each second) are stored to verify matches; those up to
     /// rank 24 are paired, 3 targets each, and made into triplets with 3
-    /// following peaks.
+    /// following peaks. Chroma is collected for the similarity embedding.
     pub fn reference() -> Self {
         Self {
             peaks: PeakOptions {
                 max_rank: Some(60),
                 ..PeakOptions::default()
             },
+            chroma: true,
             ..Self::default()
         }
     }
@@ -80,6 +85,7 @@ impl FingerprintOptions {
                 max_rank: 30,
                 ..TripletOptions::default()
             },
+            chroma: false,
         }
     }
 }
@@ -139,6 +145,7 @@ impl Fingerprint {
 pub struct Fingerprinter {
     resampler: Resampler,
     stft: Stft,
+    chroma: Option<ChromaFrames>,
     picker: PeakPicker,
     hashers: Hashers,
     resampled: Vec<f32>,
@@ -156,6 +163,7 @@ impl Fingerprinter {
         let picker = PeakPicker::new(options.peaks.clone(), stft.bins());
         Ok(Self {
             resampler: Resampler::try_new(rate_in_hz, ANALYSIS_RATE_HZ)?,
+            chroma: options.chroma.then(|| ChromaFrames::new(stft.bins())),
             stft,
             picker,
             hashers: Hashers {
@@ -188,11 +196,17 @@ impl Fingerprinter {
         self.analyse(out);
         let Self {
             stft,
+            chroma,
             picker,
             hashers,
             ..
         } = self;
-        stft.flush(|power| hashers.frame(picker, power, out));
+        stft.flush(|power| {
+            if let Some(c) = chroma {
+                c.push(power);
+            }
+            hashers.frame(picker, power, out)
+        });
         picker.flush(&mut |p| hashers.peak(p, out));
         hashers.flush(&mut out.landmarks);
         self.samples_in = 0;
@@ -201,12 +215,27 @@ impl Fingerprinter {
     fn analyse(&mut self, out: &mut Fingerprint) {
         let Self {
             stft,
+            chroma,
             picker,
             hashers,
             resampled,
             ..
         } = self;
-        stft.push(resampled, |power| hashers.frame(picker, power, out));
+        stft.push(resampled, |power| {
+            if let Some(c) = chroma {
+                c.push(power);
+            }
+            hashers.frame(picker, power, out)
+        });
+    }
+
+    /// The chroma and onsets collected so far (when the options ask for
+    /// them), leaving an empty collector.
+    pub fn take_chroma(&mut self) -> Option<ChromaFrames> {
+        let bins = self.stft.bins();
+        self.chroma
+            .as_mut()
+            .map(|c| std::mem::replace(c, ChromaFrames::new(bins)))
     }
 }
 
@@ -244,6 +273,9 @@ pub struct FileFingerprint {
     pub fingerprint: Fingerprint,
     /// Decoded duration in seconds.
     pub duration_s: f64,
+    /// The similarity embedding of the whole file, when the options collect
+    /// chroma and the music has enough beats.
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// Decodes and fingerprints a whole file, streaming.
@@ -270,9 +302,13 @@ pub fn fingerprint_audio(
     }
     let duration_s = fp.seconds_in();
     fp.flush(&mut fingerprint);
+    let embedding = fp
+        .take_chroma()
+        .and_then(|c| c.embedding(0, c.len()));
     Ok(FileFingerprint {
         fingerprint,
         duration_s,
+        embedding,
     })
 }
 

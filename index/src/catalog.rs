@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,7 @@ use crate::error::{Error, Result, io};
 use crate::licence::Licence;
 use crate::rights::{Linked, RightsRow, RightsTable};
 use crate::segment::{self, PeakList, Posting, Segment, StoredPeak};
+use crate::similar::{Embeddings, Similar};
 use crate::tracks::{Track, TrackId, TrackMeta, TrackTable};
 
 /// Version of the catalog layout (manifest and file set).
@@ -51,6 +53,12 @@ struct Manifest {
     /// Licences, once added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     licences: Option<FileRef>,
+    /// Similarity embeddings of the tracks that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    embeddings: Option<FileRef>,
+    /// The HNSW graph over them: its graph and data files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    similar: Vec<FileRef>,
 }
 
 /// Size and content figures of a catalog.
@@ -81,6 +89,8 @@ pub struct Catalog {
     tracks: TrackTable,
     rights: RightsTable,
     licences: Vec<Licence>,
+    embeddings: Embeddings,
+    similar: Option<Arc<Similar>>,
 }
 
 impl Catalog {
@@ -111,12 +121,16 @@ impl Catalog {
                 },
                 rights: None,
                 licences: None,
+                embeddings: None,
+                similar: Vec::new(),
             },
             segments: Vec::new(),
             peak_segment: Vec::new(),
             tracks: TrackTable::default(),
             rights: RightsTable::default(),
             licences: Vec::new(),
+            embeddings: Embeddings::default(),
+            similar: None,
         }
     }
 
@@ -152,6 +166,23 @@ impl Catalog {
             })?,
             None => Vec::new(),
         };
+        let embeddings = match read_checked(dir, manifest.embeddings.as_ref())? {
+            Some((path, bytes)) => {
+                Embeddings::decode(&bytes).map_err(|what| Error::Corrupt { path, what })?
+            }
+            None => Embeddings::default(),
+        };
+        let similar = match manifest.similar.first() {
+            Some(graph) => {
+                // hnsw_rs trusts its files: check them before it reads them.
+                for file in &manifest.similar {
+                    read_checked(dir, Some(file))?;
+                }
+                let basename = graph.file.trim_end_matches(".hnsw.graph");
+                Some(Arc::new(Similar::load(dir, basename)?))
+            }
+            None => None,
+        };
         let mut peak_segment = vec![u32::MAX; tracks.len()];
         for (i, segment) in segments.iter().enumerate() {
             for t in segment.tracks() {
@@ -177,6 +208,8 @@ impl Catalog {
             tracks,
             rights,
             licences,
+            embeddings,
+            similar,
         })
     }
 
@@ -184,6 +217,20 @@ impl Catalog {
     /// `dir`: watching it tells a reader when to reopen.
     pub fn manifest_path(dir: &Path) -> PathBuf {
         dir.join(MANIFEST)
+    }
+
+    /// The tracks whose embedding is nearest `embedding`, nearest first, with
+    /// their distances (0 the same, 2 the farthest); none when no track has
+    /// an embedding.
+    pub fn similar_to(&self, embedding: &[f32], k: usize) -> Vec<(TrackId, f32)> {
+        self.similar
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.nearest(embedding, k))
+    }
+
+    /// A track's similarity embedding.
+    pub fn embedding(&self, track: TrackId) -> Option<&[f32]> {
+        self.embeddings.get(track)
     }
 
     /// The directory.
@@ -262,6 +309,8 @@ pub struct NewTrack {
     pub landmarks: Vec<Landmark>,
     /// The peaks kept for verifying matches, in frame order.
     pub peaks: Vec<Peak>,
+    /// Its similarity embedding, if the music has enough beats for one.
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// The single writer of a catalog directory.
@@ -334,8 +383,12 @@ impl CatalogWriter {
         let mut postings = Vec::new();
         let mut peaks = BTreeMap::new();
         let mut ids = Vec::with_capacity(batch.len());
+        let mut embeddings = self.current.embeddings.clone();
         for new in batch {
             let id = tracks.next_id();
+            if let Some(e) = new.embedding {
+                embeddings.push(id, e);
+            }
             peaks.insert(
                 id,
                 new.peaks
@@ -379,10 +432,20 @@ impl CatalogWriter {
             &format!("tracks-{generation:08}.jsonl"),
             &tracks.to_jsonl()?,
         )?;
+        let (embedding_file, similar) = if embeddings == self.current.embeddings {
+            (
+                self.current.manifest.embeddings.clone(),
+                self.current.manifest.similar.clone(),
+            )
+        } else {
+            self.write_similar(generation, &embeddings)?
+        };
         self.publish(Manifest {
             generation,
             segments,
             tracks: table,
+            embeddings: embedding_file,
+            similar,
             ..self.current.manifest.clone()
         })?;
         Ok(ids)
@@ -482,6 +545,34 @@ impl CatalogWriter {
         &self.current.dir
     }
 
+    /// Writes the embeddings and their HNSW graph for `generation`.
+    fn write_similar(
+        &self,
+        generation: u64,
+        embeddings: &Embeddings,
+    ) -> Result<(Option<FileRef>, Vec<FileRef>)> {
+        let file = self.write_file(&format!("embed-{generation:08}.bin"), &embeddings.encode())?;
+        let Some(similar) = Similar::build(embeddings) else {
+            return Ok((Some(file), Vec::new()));
+        };
+        let basename = format!("similar-{generation:08}");
+        similar.dump(self.dir(), &basename)?;
+        let mut refs = Vec::new();
+        for name in Similar::files(&basename) {
+            let path = self.dir().join(&name);
+            let bytes = fs::read(&path).map_err(io(&path))?;
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(io(&path))?;
+            refs.push(FileRef {
+                file: name,
+                bytes: bytes.len() as u64,
+                crc32: crc32fast::hash(&bytes),
+            });
+        }
+        Ok((Some(file), refs))
+    }
+
     /// Writes `bytes` to `name` through a synced temporary file and a rename.
     fn write_file(&self, name: &str, bytes: &[u8]) -> Result<FileRef> {
         let dir = self.dir();
@@ -509,7 +600,12 @@ impl CatalogWriter {
         let keep: HashSet<&str> = manifest
             .segments
             .iter()
-            .chain([&manifest.rights, &manifest.licences].into_iter().flatten())
+            .chain(
+                [&manifest.rights, &manifest.licences, &manifest.embeddings]
+                    .into_iter()
+                    .flatten(),
+            )
+            .chain(&manifest.similar)
             .chain([&manifest.tracks])
             .map(|f| f.file.as_str())
             .chain([MANIFEST, LOCK])
@@ -518,7 +614,9 @@ impl CatalogWriter {
             let entry = entry.map_err(io(dir))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let ours = ["seg-", "tracks-", "rights-", "licences-"]
+            let ours = [
+                "seg-", "tracks-", "rights-", "licences-", "embed-", "similar-",
+            ]
                 .iter()
                 .any(|p| name.starts_with(p))
                 || name.ends_with(".tmp");
@@ -598,6 +696,11 @@ mod tests {
                 strength: 0.0,
                 rank: 0,
             }],
+            embedding: Some(vec![
+                name.len() as f32,
+                name.bytes().map(f32::from).sum(),
+                1.0,
+            ]),
         }
     }
 
@@ -626,6 +729,8 @@ mod tests {
         assert_eq!(hits(&catalog, 103), vec![(TrackId(3), 1)]);
         for t in catalog.tracks().iter() {
             assert_eq!(catalog.peaks(t.id).map(|p| p.iter().count()), Some(1));
+            let own = catalog.embedding(t.id).expect("an embedding").to_vec();
+            assert_eq!(catalog.similar_to(&own, 1)[0].0, t.id);
         }
     }
 

@@ -16,6 +16,7 @@ pub mod licence;
 mod mmap;
 pub mod rights;
 pub mod segment;
+pub mod similar;
 pub mod stretch;
 pub mod tracks;
 pub mod verify;
