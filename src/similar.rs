@@ -33,34 +33,59 @@ fn embed_file(path: &Path, excerpt_s: Option<f64>) -> anyhow::Result<Option<Vec<
     Ok(embed_samples(samples, clip.rate_hz)?)
 }
 
+/// A cover and its embedding.
+struct Embedded {
+    file: PathBuf,
+    original: String,
+    embedding: anyhow::Result<Option<Vec<f32>>>,
+    seconds: f64,
+}
+
 /// `earmark eval-covers`.
 pub fn eval_covers(args: &EvalCoversArgs) -> anyhow::Result<Outcome> {
     let catalog = Catalog::open(&args.db)?;
-    let mut reader = csv::Reader::from_path(&args.truth)
-        .with_context(|| format!("{}", args.truth.display()))?;
+    let mut reader =
+        csv::Reader::from_path(&args.truth).with_context(|| format!("{}", args.truth.display()))?;
     let dir = args.truth.parent().unwrap_or(Path::new("."));
     let rows: Vec<(PathBuf, String)> = reader
         .records()
         .map(|r| {
             let r = r.with_context(|| format!("{}", args.truth.display()))?;
-            Ok((dir.join(r.get(0).unwrap_or("")), r.get(1).unwrap_or("").to_owned()))
+            Ok((
+                dir.join(r.get(0).unwrap_or("")),
+                r.get(1).unwrap_or("").to_owned(),
+            ))
         })
         .collect::<anyhow::Result<_>>()?;
     let n = catalog.tracks().len();
     let started = Instant::now();
-    let results: Vec<(PathBuf, String, anyhow::Result<Option<Vec<f32>>>, f64)> = rows
+    let results: Vec<Embedded> = rows
         .into_par_iter()
         .map(|(file, original)| {
             let t = Instant::now();
-            let e = embed_file(&file, args.excerpt_s);
-            (file, original, e, t.elapsed().as_secs_f64())
+            let embedding = embed_file(&file, args.excerpt_s);
+            Embedded {
+                file,
+                original,
+                embedding,
+                seconds: t.elapsed().as_secs_f64(),
+            }
         })
         .collect();
     let (mut reciprocal, mut top1, mut top5, mut counted) = (0.0, 0, 0, 0);
-    for (file, original, embedding, seconds) in &results {
+    for Embedded {
+        file,
+        original,
+        embedding,
+        seconds,
+    } in &results
+    {
         let name = file.display().to_string();
         let Some(want) = catalog.tracks().by_external_id(original) else {
-            anyhow::bail!("{}: no track {original} in the catalog", args.truth.display());
+            anyhow::bail!(
+                "{}: no track {original} in the catalog",
+                args.truth.display()
+            );
         };
         let embedding = match embedding {
             Ok(Some(e)) => e,
@@ -76,7 +101,10 @@ pub fn eval_covers(args: &EvalCoversArgs) -> anyhow::Result<Outcome> {
         };
         counted += 1;
         let nearest = catalog.similar_to(embedding, n);
-        let rank = nearest.iter().position(|(t, _)| *t == want.id).map(|r| r + 1);
+        let rank = nearest
+            .iter()
+            .position(|(t, _)| *t == want.id)
+            .map(|r| r + 1);
         if let Some(r) = rank {
             reciprocal += 1.0 / r as f64;
             top1 += usize::from(r == 1);
@@ -108,8 +136,13 @@ pub fn eval_covers(args: &EvalCoversArgs) -> anyhow::Result<Outcome> {
         reciprocal / counted.max(1) as f64,
         share(top1),
         share(top5),
-        args.excerpt_s.map_or("whole".to_owned(), |s| format!("{s}")),
-        if args.excerpt_s.is_some() { "excerpts" } else { "files" },
+        args.excerpt_s
+            .map_or("whole".to_owned(), |s| format!("{s}")),
+        if args.excerpt_s.is_some() {
+            "excerpts"
+        } else {
+            "files"
+        },
         started.elapsed().as_secs_f64()
     );
     Ok(Outcome::Done)

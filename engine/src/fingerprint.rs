@@ -6,9 +6,9 @@
 
 use std::path::Path;
 
+use crate::chroma::ChromaFrames;
 use crate::decode::AudioFile;
 use crate::error::Result;
-use crate::chroma::ChromaFrames;
 use crate::hash::{Landmark, PairHasher, PairOptions, TripletHasher, TripletOptions};
 use crate::peaks::{Peak, PeakOptions, PeakPicker};
 use crate::resample::Resampler;
@@ -302,9 +302,7 @@ pub fn fingerprint_audio(
     }
     let duration_s = fp.seconds_in();
     fp.flush(&mut fingerprint);
-    let embedding = fp
-        .take_chroma()
-        .and_then(|c| c.embedding(0, c.len()));
+    let embedding = fp.take_chroma().and_then(|c| c.embedding(0, c.len()));
     Ok(FileFingerprint {
         fingerprint,
         duration_s,

@@ -615,10 +615,15 @@ impl CatalogWriter {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             let ours = [
-                "seg-", "tracks-", "rights-", "licences-", "embed-", "similar-",
+                "seg-",
+                "tracks-",
+                "rights-",
+                "licences-",
+                "embed-",
+                "similar-",
             ]
-                .iter()
-                .any(|p| name.starts_with(p))
+            .iter()
+            .any(|p| name.starts_with(p))
                 || name.ends_with(".tmp");
             if ours && !keep.contains(name) {
                 let path = entry.path();

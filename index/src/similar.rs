@@ -86,7 +86,10 @@ impl Embeddings {
                 .map(|_| word(&mut at).map(f32::from_le_bytes))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             if values.iter().any(|v| !v.is_finite()) {
-                return Err(format!("track {} has a value that is not a number", track.0));
+                return Err(format!(
+                    "track {} has a value that is not a number",
+                    track.0
+                ));
             }
             rows.push((track, values));
         }
