@@ -28,8 +28,9 @@ pub struct Scanned {
     pub plays: Vec<Play>,
     /// Decoded duration in seconds.
     pub audio_s: f64,
-    /// Music no play covers for over 20 s: start and end in seconds.
-    pub unidentified: Vec<(f64, f64)>,
+    /// Music no play covers for over 20 s, with the catalog works nearest
+    /// it.
+    pub unidentified: Vec<UnidentifiedRecord>,
 }
 
 /// Music matched by nothing for longer than this is reported, in seconds.
@@ -54,7 +55,12 @@ const SETTLE_FRAMES: u32 = 128;
 /// the borders are joined.
 pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
     let mut file = AudioFile::open(path)?;
-    let mut fingerprinter = Fingerprinter::try_new(&FingerprintOptions::query(), file.rate_hz())?;
+    // Chroma too, for the works nearest any music no play explains.
+    let options = FingerprintOptions {
+        chroma: true,
+        ..FingerprintOptions::query()
+    };
+    let mut fingerprinter = Fingerprinter::try_new(&options, file.rate_hz())?;
     let found_plays = Mutex::new(Vec::new());
     let found = &found_plays;
     let in_flight = &AtomicUsize::new(0);
@@ -132,7 +138,24 @@ pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a scan job panicked"))?;
     let plays = join(found);
-    let unidentified = unidentified(&plays, &powers);
+    let chroma = fingerprinter.take_chroma().unwrap_or_default();
+    let frame_s = earmark_engine::fingerprint::frame_seconds();
+    let unidentified = (unidentified(&plays, &powers).into_iter().enumerate())
+        .map(|(i, (start_s, end_s))| {
+            let frame = |s: f64| (s / frame_s).round() as usize;
+            let mut record = UnidentifiedRecord {
+                segment: i as u64 + 1,
+                start_s,
+                end_s,
+                started_at: None,
+                clip: String::new(),
+                similar: Vec::new(),
+                embedding: chroma.embedding(frame(start_s), frame(end_s)),
+            };
+            record.find_similar(catalog);
+            record
+        })
+        .collect();
     Ok(Scanned {
         plays,
         audio_s,
@@ -216,15 +239,7 @@ impl Scanned {
                 record
             })
             .collect();
-        let unidentified = (self.unidentified.iter().enumerate())
-            .map(|(i, &(start_s, end_s))| UnidentifiedRecord {
-                segment: i as u64 + 1,
-                start_s,
-                end_s,
-                started_at: None,
-                clip: String::new(),
-            })
-            .collect();
+        let unidentified = self.unidentified.clone();
         Show {
             source: file.display().to_string(),
             runs: None,
@@ -396,8 +411,12 @@ fn print_table(catalog: &Catalog, file: &Path, scanned: &Scanned) {
         );
         (p.start_s(), p.end_s(), what)
     });
-    let unknown = (scanned.unidentified.iter())
-        .map(|&(start, end)| (start, end, "unidentified music".to_owned()));
+    let unknown = (scanned.unidentified.iter()).map(|u| {
+        let near = (u.similar.first()).map_or(String::new(), |w| {
+            format!("; nearest work {} ({:.3})", w.track_id, w.distance)
+        });
+        (u.start_s, u.end_s, format!("unidentified music{near}"))
+    });
     let mut rows: Vec<(f64, f64, String)> = plays.chain(unknown).collect();
     rows.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (start, end, what) in rows {

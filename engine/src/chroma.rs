@@ -340,26 +340,9 @@ pub fn distance(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::tune;
 
     const RATE: f32 = ANALYSIS_RATE_HZ as f32;
-
-    /// A tune of `notes` (semitones above C4), one per beat at `bpm`, each
-    /// struck on the beat with two harmonics, shifted by `transpose`.
-    fn tune(notes: &[i32], bpm: f32, transpose: i32, beats: usize) -> Vec<f32> {
-        let beat_s = 60.0 / bpm;
-        let n = (beats as f32 * beat_s * RATE) as usize;
-        (0..n)
-            .map(|i| {
-                let t = i as f32 / RATE;
-                let k = (t / beat_s) as usize;
-                let since = t - k as f32 * beat_s;
-                let f = 261.626 * 2f32.powf((notes[k % notes.len()] + transpose) as f32 / 12.0);
-                let env = (-since * 6.0).exp();
-                let w = 2.0 * std::f32::consts::PI * f * t;
-                env * (w.sin() + 0.5 * (2.0 * w).sin())
-            })
-            .collect()
-    }
 
     fn frames(samples: &[f32]) -> ChromaFrames {
         let mut stft = Stft::new(FRAME_LEN, HOP_SAMPLES);
@@ -373,7 +356,7 @@ mod tests {
 
     #[test]
     fn beats_follow_the_tempo() {
-        let f = frames(&tune(&MELODY, 100.0, 0, 64));
+        let f = frames(&tune(ANALYSIS_RATE_HZ, &MELODY, 100.0, 0, 64));
         let b = beats(&f.onset);
         let gaps: Vec<f64> = b
             .windows(2)
@@ -394,9 +377,9 @@ mod tests {
             let f = frames(s);
             f.embedding(0, f.len()).expect("an embedding")
         };
-        let original = embedding(&tune(&MELODY, 100.0, 0, 96));
-        let cover = embedding(&tune(&MELODY, 112.0, 3, 96));
-        let other = embedding(&tune(&OTHER, 100.0, 0, 96));
+        let original = embedding(&tune(ANALYSIS_RATE_HZ, &MELODY, 100.0, 0, 96));
+        let cover = embedding(&tune(ANALYSIS_RATE_HZ, &MELODY, 112.0, 3, 96));
+        let other = embedding(&tune(ANALYSIS_RATE_HZ, &OTHER, 100.0, 0, 96));
         assert_eq!(original.len(), EMBEDDING_DIMS);
         let (near, far) = (distance(&original, &cover), distance(&original, &other));
         assert!(near < 0.75 * far, "cover {near} vs other {far}");
@@ -404,7 +387,7 @@ mod tests {
 
     #[test]
     fn samples_at_any_rate_embed_like_the_analysis_rate() {
-        let at_8k = tune(&MELODY, 100.0, 0, 96);
+        let at_8k = tune(ANALYSIS_RATE_HZ, &MELODY, 100.0, 0, 96);
         let direct = {
             let f = frames(&at_8k);
             f.embedding(0, f.len()).expect("an embedding")
@@ -423,7 +406,7 @@ mod tests {
     fn silence_and_short_passages_have_none() {
         let f = frames(&vec![0.0; 20 * RATE as usize]);
         assert!(f.embedding(0, f.len()).is_none());
-        let f = frames(&tune(&MELODY, 100.0, 0, 8));
+        let f = frames(&tune(ANALYSIS_RATE_HZ, &MELODY, 100.0, 0, 8));
         assert!(f.embedding(0, f.len()).is_none());
     }
 }

@@ -16,7 +16,7 @@ pub mod hash;
 pub mod peaks;
 pub mod resample;
 pub mod stft;
-#[cfg(feature = "testutil")]
+#[cfg(any(test, feature = "testutil"))]
 pub mod testutil;
 
 pub use decode::AudioFile;

@@ -55,6 +55,25 @@ pub fn noise(rate_hz: u32, seconds: f32, amplitude: f32, seed: u64) -> Vec<f32> 
     (0..n).map(|_| amplitude * rng.range(-1.0, 1.0)).collect()
 }
 
+/// A tune on the equal-tempered scale: `notes` (semitones above middle C,
+/// shifted by `transpose`), one per beat at `bpm`, each struck on the beat
+/// with its octave, for `beats` beats.
+pub fn tune(rate_hz: u32, notes: &[i32], bpm: f32, transpose: i32, beats: usize) -> Vec<f32> {
+    let rate = rate_hz as f32;
+    let beat_s = 60.0 / bpm;
+    let n = (beats as f32 * beat_s * rate) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / rate;
+            let k = (t / beat_s) as usize;
+            let since = t - k as f32 * beat_s;
+            let f = 261.626 * 2f32.powf((notes[k % notes.len()] + transpose) as f32 / 12.0);
+            let w = 2.0 * std::f32::consts::PI * f * t;
+            (-since * 6.0).exp() * (w.sin() + 0.5 * (2.0 * w).sin())
+        })
+        .collect()
+}
+
 /// A synthetic "song": random notes with harmonics and decaying envelopes,
 /// chords of two or three voices and noise-burst percussion. Pitches are
 /// drawn from a continuous range (no shared tuning grid), so different seeds

@@ -78,6 +78,46 @@ pub struct UnidentifiedRecord {
     /// none was kept).
     #[serde(default)]
     pub clip: String,
+    /// Catalog works this music may be a cover or adaptation of, nearest
+    /// first: for review, never a coverage decision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub similar: Vec<SimilarWork>,
+    /// Its similarity embedding, for finding the same music elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// A catalog work near a passage that matched no recording.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimilarWork {
+    /// The catalog's id of the recording.
+    pub track_id: String,
+    /// Its title.
+    pub title: String,
+    /// Distance of the embeddings: 0 the same, 2 the farthest.
+    pub distance: f32,
+}
+
+/// Candidates kept for review per unidentified passage.
+const SIMILAR_WORKS: usize = 3;
+
+impl UnidentifiedRecord {
+    /// Fills in the catalog works nearest its embedding.
+    pub fn find_similar(&mut self, catalog: &Catalog) {
+        let Some(embedding) = &self.embedding else {
+            return;
+        };
+        self.similar = (catalog.similar_to(embedding, SIMILAR_WORKS).into_iter())
+            .filter_map(|(track, distance)| {
+                let t = catalog.tracks().get(track)?;
+                Some(SimilarWork {
+                    track_id: t.meta.external_id.clone(),
+                    title: t.meta.title.clone(),
+                    distance: (distance * 1000.0).round() / 1000.0,
+                })
+            })
+            .collect();
+    }
 }
 
 /// One line of the log.

@@ -270,6 +270,7 @@ impl<'c> Session<'c> {
         let mut logged = Vec::with_capacity(found.len());
         for mut segment in found {
             self.next_segment = self.next_segment.max(segment.segment + 1);
+            segment.find_similar(self.catalog);
             segment.started_at = self.stream_clock.map(|c| {
                 let since = (segment.start_s - self.stream_offset_s).max(0.0);
                 timestamp(c + std::time::Duration::from_secs_f64(since))

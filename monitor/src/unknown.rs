@@ -12,6 +12,8 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
+use earmark_engine::chroma::embed_samples;
+
 use crate::Error;
 use crate::log::{UnidentifiedRecord, round};
 
@@ -182,12 +184,15 @@ impl UnknownMusic {
         let segment = self.next_segment;
         self.next_segment += 1;
         let clip = write_clip(&self.clips, segment, self.rate_hz, &run.clip)?;
+        let embedding = embed_samples(&run.clip, self.rate_hz).ok().flatten();
         Ok(Some(UnidentifiedRecord {
             segment,
             start_s: round(run.start_s),
             end_s: round(run.end_s),
             started_at: None,
             clip,
+            similar: Vec::new(),
+            embedding,
         }))
     }
 }

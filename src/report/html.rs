@@ -231,6 +231,15 @@ fn table(html: &mut String, cues: &[Cue]) {
                 clock.to_owned()
             }
         };
+        let title = if c.similar.is_empty() {
+            esc(&c.title)
+        } else {
+            format!(
+                "{}<br><small>possible adaptation of: {}</small>",
+                esc(&c.title),
+                esc(&c.similar)
+            )
+        };
         let reason = match c.inside_s {
             Some(inside) => format!("{} ({inside:.0} s inside the period)", c.reason),
             None => c.reason.to_owned(),
@@ -244,7 +253,7 @@ fn table(html: &mut String, cues: &[Cue]) {
             esc(&when(&c.start, c.start_s)),
             esc(&when(&c.end, c.end_s)),
             position(c.duration_s),
-            esc(&c.title),
+            title,
             esc(&c.artists),
             esc(&c.isrc),
             esc(&c.iswc),
@@ -355,6 +364,7 @@ mod tests {
             speed: None,
             track_start_s: None,
             clip: String::new(),
+            similar: String::new(),
         }
     }
 }

@@ -164,6 +164,9 @@ pub struct Cue {
     pub track_start_s: Option<f64>,
     /// Audio kept for review (unidentified music).
     pub clip: String,
+    /// Catalog works the unidentified music may be a cover or adaptation
+    /// of, nearest first, with embedding distances: for review only.
+    pub similar: String,
 }
 
 /// Figures of a whole show.
@@ -260,6 +263,7 @@ impl CueSheet {
                     speed: Some(p.tempo),
                     track_start_s: Some(p.track_start_s),
                     clip: String::new(),
+                    similar: String::new(),
                 }
             })
             .collect();
@@ -291,6 +295,10 @@ impl CueSheet {
                 speed: None,
                 track_start_s: None,
                 clip: u.clip.clone(),
+                similar: (u.similar.iter())
+                    .map(|w| format!("{} {} ({:.3})", w.track_id, w.title, w.distance))
+                    .collect::<Vec<_>>()
+                    .join("; "),
             }
         }));
         cues.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
@@ -341,7 +349,7 @@ impl CueSheet {
 }
 
 /// The CSV columns, in [`Cue`]'s field order.
-const CSV_HEADER: [&str; 20] = [
+const CSV_HEADER: [&str; 21] = [
     "kind",
     "number",
     "start",
@@ -362,6 +370,7 @@ const CSV_HEADER: [&str; 20] = [
     "speed",
     "track_start_s",
     "clip",
+    "similar",
 ];
 
 fn round(s: f64) -> f64 {

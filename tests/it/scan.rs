@@ -208,3 +208,51 @@ fn music_the_catalog_does_not_hold_is_listed_as_unidentified() {
     assert!((got("end_s") - 55.0).abs() <= 2.0, "{lines:?}");
     assert_eq!(scan_plays(&fx, &show).len(), 1, "{lines:?}");
 }
+
+#[test]
+fn unidentified_music_lists_the_catalog_works_nearest_it() {
+    let fx = Fixture::songs(4, 40.0);
+    fx.index();
+    // Song 2 over a held chord, played 26% faster and so 4 semitones
+    // higher: beyond what the fingerprints follow, so nothing is
+    // identified; the similarity lane lists the works nearest it for review
+    // (how often the right one comes first is `earmark eval-covers`' job).
+    let pad = [220.0, 277.0, 330.0].map(|f| tone(RATE, f, 40.0, 0.05));
+    let cover: Vec<f32> = (0..fx.songs[2].1.len())
+        .map(|i| fx.songs[2].1[i] + pad.iter().map(|p| p[i]).sum::<f32>())
+        .collect();
+    let show = fx.dir.path().join("cover.wav");
+    let faster = (RATE as f32 * 2f32.powf(4.0 / 12.0)) as u32;
+    write_wav(&show, faster, 1, &cover).expect("write");
+    let out = run(&["scan", "--json", "--db", path(&fx.db()), path(&show)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert!(
+        lines.iter().all(|v| v.get("play").is_none()),
+        "the cover is not the recording: {lines:?}"
+    );
+    let unidentified: Vec<&serde_json::Value> =
+        lines.iter().filter_map(|v| v.get("unidentified")).collect();
+    assert_eq!(unidentified.len(), 1, "{lines:?}");
+    let similar = unidentified[0]["similar"]
+        .as_array()
+        .expect("similar works");
+    assert_eq!(similar.len(), 3, "{similar:?}");
+    let distances: Vec<f64> = similar
+        .iter()
+        .map(|w| w["distance"].as_f64().expect("distance"))
+        .collect();
+    assert!(distances.windows(2).all(|d| d[0] <= d[1]), "{similar:?}");
+    for w in similar {
+        let id = w["track_id"].as_str().expect("id");
+        assert!(["song0", "song1", "song2", "song3"].contains(&id), "{w}");
+    }
+    assert!(
+        unidentified[0]["embedding"]
+            .as_array()
+            .is_some_and(|e| e.len() > 100)
+    );
+}
