@@ -164,7 +164,7 @@ fn the_dev_venue_sessions_plays_get_the_expected_coverage() {
         lines.next(),
         Some(
             "kind,number,start,end,duration_s,start_s,end_s,track_id,title,artists,isrc,iswc,\
-             coverage,reason,licence,inside_s,confidence,speed,track_start_s,clip"
+             coverage,reason,licence,inside_s,confidence,speed,track_start_s,clip,similar"
         )
     );
     assert_eq!(lines.count(), 14);
