@@ -11,9 +11,10 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 
+use earmark_engine::chroma::pulse;
 use earmark_engine::{AudioFile, Fingerprint, FingerprintOptions, Fingerprinter};
 use earmark_index::Catalog;
-use earmark_monitor::unknown::{frame_powers, is_music, unidentified_runs};
+use earmark_monitor::unknown::{frame_powers, is_audible, is_music, unidentified_runs};
 use earmark_monitor::{Follower, ListenerOptions, Play, PlayEvent, PlayRecord, UnidentifiedRecord};
 
 use crate::Outcome;
@@ -32,6 +33,11 @@ pub struct Scanned {
     /// it.
     pub unidentified: Vec<UnidentifiedRecord>,
 }
+
+/// Seconds of onsets around a second that tell whether it keeps a beat.
+const PULSE_S: f64 = 6.0;
+/// Onset periodicity ([`pulse`]) above which sound keeps a beat.
+const MIN_PULSE: f32 = 0.3;
 
 /// Music matched by nothing for longer than this is reported, in seconds.
 const UNIDENTIFIED_AFTER_S: f64 = 20.0;
@@ -140,22 +146,24 @@ pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
     let plays = join(found);
     let chroma = fingerprinter.take_chroma().unwrap_or_default();
     let frame_s = earmark_engine::fingerprint::frame_seconds();
-    let unidentified = (unidentified(&plays, &powers).into_iter().enumerate())
-        .map(|(i, (start_s, end_s))| {
-            let frame = |s: f64| (s / frame_s).round() as usize;
-            let mut record = UnidentifiedRecord {
-                segment: i as u64 + 1,
-                start_s,
-                end_s,
-                started_at: None,
-                clip: String::new(),
-                similar: Vec::new(),
-                embedding: chroma.embedding(frame(start_s), frame(end_s)),
-            };
-            record.find_similar(catalog);
-            record
-        })
-        .collect();
+    let unidentified = (unidentified(&plays, &powers, &chroma.onset)
+        .into_iter()
+        .enumerate())
+    .map(|(i, (start_s, end_s))| {
+        let frame = |s: f64| (s / frame_s).round() as usize;
+        let mut record = UnidentifiedRecord {
+            segment: i as u64 + 1,
+            start_s,
+            end_s,
+            started_at: None,
+            clip: String::new(),
+            similar: Vec::new(),
+            embedding: chroma.embedding(frame(start_s), frame(end_s)),
+        };
+        record.find_similar(catalog);
+        record
+    })
+    .collect();
     Ok(Scanned {
         plays,
         audio_s,
@@ -164,13 +172,19 @@ pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
 }
 
 /// Runs of seconds that sound like music and that no play covers (give or
-/// take a second), longer than `UNIDENTIFIED_AFTER_S`.
-fn unidentified(plays: &[Play], powers: &[Vec<f32>]) -> Vec<(f64, f64)> {
+/// take a second), longer than `UNIDENTIFIED_AFTER_S`. A second is music
+/// when its loudness does not breathe like speech, or when the onsets
+/// around it keep a beat (`onset`: the stream's onset strength per frame).
+fn unidentified(plays: &[Play], powers: &[Vec<f32>], onset: &[f32]) -> Vec<(f64, f64)> {
+    let per_second = 1.0 / earmark_engine::fingerprint::frame_seconds();
     let flags: Vec<bool> = (0..powers.len())
         .map(|i| {
             let around = &powers[i.saturating_sub(2)..(i + 3).min(powers.len())];
             let t = i as f64 + 0.5;
-            is_music(around.iter().map(|p| &p[..]), &powers[i])
+            let frames = |s: f64| ((s.max(0.0) * per_second) as usize).min(onset.len());
+            let beat = pulse(&onset[frames(t - PULSE_S / 2.0)..frames(t + PULSE_S / 2.0)]);
+            let keeps_beat = beat >= MIN_PULSE && is_audible(&powers[i]);
+            (is_music(around.iter().map(|p| &p[..]), &powers[i]) || keeps_beat)
                 && !plays
                     .iter()
                     .any(|p| p.start_s() - 1.0 <= t && t <= p.end_s() + 1.0)

@@ -147,32 +147,60 @@ impl ChromaFrames {
     }
 }
 
+/// Onset strengths shifted and scaled to mean 0 and deviation 1; `None`
+/// for a flat curve.
+fn standardise(onset: &[f32]) -> Option<Vec<f32>> {
+    let n = onset.len().max(1) as f32;
+    let mean = onset.iter().sum::<f32>() / n;
+    let spread = (onset.iter().map(|o| (o - mean).powi(2)).sum::<f32>() / n).sqrt();
+    (spread > 1e-9).then(|| onset.iter().map(|o| (o - mean) / spread).collect())
+}
+
+/// Beat periods searched, in frames.
+fn periods() -> std::ops::RangeInclusive<usize> {
+    let frame_s = frame_seconds();
+    (PERIOD_S.0 / frame_s).round() as usize..=(PERIOD_S.1 / frame_s).round() as usize
+}
+
+/// Sum of products of standardised strengths `lag` frames apart.
+fn autocorrelation(strength: &[f32], lag: usize) -> f32 {
+    strength
+        .iter()
+        .zip(strength.get(lag..).unwrap_or(&[]))
+        .map(|(a, b)| a * b)
+        .sum()
+}
+
+/// How clearly onsets repeat at a beat period: the highest correlation of
+/// the onset strength with itself a beat period later (about 0 for speech,
+/// whose syllables come irregularly; well above for music with a beat).
+pub fn pulse(onset: &[f32]) -> f32 {
+    let Some(strength) = standardise(onset) else {
+        return 0.0;
+    };
+    periods()
+        .filter(|&lag| lag < strength.len() / 2)
+        .map(|lag| autocorrelation(&strength, lag) / (strength.len() - lag) as f32)
+        .fold(0.0, f32::max)
+}
+
 /// Beat frames of an onset strength curve.
 pub fn beats(onset: &[f32]) -> Vec<usize> {
     let frame_s = frame_seconds();
-    let (shortest, longest) = (
-        (PERIOD_S.0 / frame_s).round() as usize,
-        (PERIOD_S.1 / frame_s).round() as usize,
-    );
+    let (shortest, longest) = (*periods().start(), *periods().end());
     if onset.len() < 2 * longest {
         return Vec::new();
     }
-    let mean = onset.iter().sum::<f32>() / onset.len() as f32;
-    let spread = (onset.iter().map(|o| (o - mean).powi(2)).sum::<f32>() / onset.len() as f32)
-        .sqrt()
-        .max(1e-9);
-    let strength: Vec<f32> = onset.iter().map(|o| (o - mean) / spread).collect();
+    let Some(strength) = standardise(onset) else {
+        return Vec::new();
+    };
     // The period whose autocorrelation, weighted towards 120 beats per
     // minute (a log-Gaussian an octave wide), is highest.
-    let period = (shortest..=longest)
+    let period = periods()
         .map(|lag| {
-            let r: f32 = strength
-                .iter()
-                .zip(&strength[lag..])
-                .map(|(a, b)| a * b)
-                .sum();
             let octaves = (lag as f64 * frame_s / 0.5).log2();
-            (r * (-0.5 * octaves * octaves).exp() as f32, lag)
+            let weight = (-0.5 * octaves * octaves).exp() as f32;
+            (autocorrelation(&strength, lag) * weight, lag)
         })
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map_or(shortest, |(_, lag)| lag);
@@ -400,6 +428,15 @@ mod tests {
             "{}",
             distance(&direct, &via)
         );
+    }
+
+    #[test]
+    fn a_beat_pulses_and_noise_does_not() {
+        let f = frames(&tune(ANALYSIS_RATE_HZ, &MELODY, 100.0, 0, 10));
+        assert!(pulse(&f.onset) > 0.5, "{}", pulse(&f.onset));
+        let noise = crate::testutil::noise(ANALYSIS_RATE_HZ, 6.0, 0.5, 7);
+        let f = frames(&noise);
+        assert!(pulse(&f.onset) < 0.2, "{}", pulse(&f.onset));
     }
 
     #[test]

@@ -211,12 +211,17 @@ pub fn frame_powers(samples: &[f32], rate_hz: u32) -> Vec<f32> {
 pub fn is_music<'a>(around: impl Iterator<Item = &'a [f32]>, own: &[f32]) -> bool {
     let frames: Vec<f32> = around.flatten().copied().collect();
     let mean = frames.iter().sum::<f32>() / frames.len().max(1) as f32;
+    let low = frames.iter().filter(|&&p| p < 0.5 * mean).count() as f32;
+    is_audible(own) && low / (frames.len().max(1) as f32) < SPEECH_LOW_SHARE
+}
+
+/// Whether a second, from its frame powers, is louder than silence.
+pub fn is_audible(own: &[f32]) -> bool {
     let level = 10.0
         * (own.iter().sum::<f32>() / own.len().max(1) as f32)
             .max(1e-12)
             .log10();
-    let low = frames.iter().filter(|&&p| p < 0.5 * mean).count() as f32;
-    level > SILENCE_DB && low / (frames.len().max(1) as f32) < SPEECH_LOW_SHARE
+    level > SILENCE_DB
 }
 
 /// Stretches of a recording, one flag a second (`true`: music no play
