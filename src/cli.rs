@@ -41,6 +41,8 @@ enum Command {
     EvalSession(EvalSessionArgs),
     /// Measure how well covers find their originals by similarity.
     EvalCovers(EvalCoversArgs),
+    /// Group unidentified music that recurs across shows, most shows first.
+    Unknowns(UnknownsArgs),
     /// Listen to the sound card (or a file or a pipe) and log every play.
     Monitor(MonitorArgs),
     /// List audio input devices (the default marked with *).
@@ -313,6 +315,23 @@ pub struct EvalArgs {
     pub details: Option<PathBuf>,
 }
 
+/// Arguments of `unknowns`.
+#[derive(Debug, clap::Args)]
+pub struct UnknownsArgs {
+    /// Catalog directory, for the works nearest each group.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Largest average embedding distance within a group.
+    #[arg(long, default_value_t = 0.25)]
+    pub max_distance: f32,
+    /// One JSON object per group.
+    #[arg(long)]
+    pub json: bool,
+    /// Monitor logs (`.jsonl`) and scan results (`.plays.json`).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
 /// Arguments of `eval-covers`.
 #[derive(Debug, clap::Args)]
 pub struct EvalCoversArgs {
@@ -518,6 +537,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         Command::Scan(a) => crate::scan::run(&a),
         Command::EvalSession(a) => crate::scan::eval_session(&a),
         Command::EvalCovers(a) => crate::similar::eval_covers(&a),
+        Command::Unknowns(a) => crate::similar::unknowns(&a),
         Command::Monitor(a) => crate::monitor::run(&a),
         Command::Devices(a) => crate::monitor::devices(&a),
         Command::Report(a) => crate::report::run(&a),

@@ -255,7 +255,10 @@ impl Scanned {
             .collect();
         let unidentified = self.unidentified.clone();
         Show {
-            source: file.display().to_string(),
+            // In full, so that the audio can be found again (`earmark unknowns`).
+            source: (file.canonicalize().unwrap_or_else(|_| file.to_owned()))
+                .display()
+                .to_string(),
             runs: None,
             plays,
             unidentified,

@@ -1,5 +1,6 @@
 //! The similarity lane on the command line: `earmark eval-covers` measures
-//! how well a cover's embedding finds its original among all catalog tracks.
+//! how well a cover's embedding finds its original among all catalog tracks;
+//! `earmark unknowns` groups unidentified music that recurs across shows.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -8,13 +9,16 @@ use anyhow::Context;
 use rayon::prelude::*;
 use serde_json::json;
 
-use earmark_engine::AudioFile;
-use earmark_engine::chroma::embed_samples;
-use earmark_index::Catalog;
+use earmark_engine::chroma::{distance, embed_samples};
+use earmark_engine::fingerprint::SCHEME;
+use earmark_engine::{AudioFile, Fingerprint, FingerprintOptions, Fingerprinter};
+use earmark_index::{Catalog, CatalogWriter, MatchOptions, Matcher, NewTrack, TrackMeta};
+use earmark_monitor::UnidentifiedRecord;
 
 use crate::Outcome;
-use crate::cli::EvalCoversArgs;
-use crate::identify::{read_clip, round};
+use crate::cli::{EvalCoversArgs, UnknownsArgs};
+use crate::identify::{identify_clip, read_clip, round};
+use crate::report::Show;
 
 /// The embedding of a file, or of `excerpt_s` seconds from a quarter of the
 /// way in.
@@ -145,5 +149,232 @@ pub fn eval_covers(args: &EvalCoversArgs) -> anyhow::Result<Outcome> {
         },
         started.elapsed().as_secs_f64()
     );
+    Ok(Outcome::Done)
+}
+
+/// An unidentified passage of some show, with its embedding.
+struct Unknown {
+    source: String,
+    segment: UnidentifiedRecord,
+    embedding: Vec<f32>,
+    /// Where its audio is: a monitor's clip (whole), or a scanned recording
+    /// (from `start_s` to `end_s`).
+    audio: (PathBuf, Option<(f64, f64)>),
+}
+
+/// The unidentified passages of monitor logs (`.jsonl`) and scan results
+/// (`.plays.json`).
+fn read_unknowns(files: &[PathBuf]) -> anyhow::Result<Vec<Unknown>> {
+    let mut found = Vec::new();
+    for file in files {
+        let log = file.extension().is_some_and(|e| e == "jsonl");
+        let show = if log {
+            Show::from_log(file)?.0
+        } else {
+            Show::from_scan(file)?
+        };
+        for segment in show.unidentified {
+            let audio = if log {
+                let dir = file.parent().unwrap_or(Path::new("."));
+                (dir.join(&segment.clip), None)
+            } else {
+                let range = (segment.start_s, segment.end_s);
+                (PathBuf::from(&show.source), Some(range))
+            };
+            if let Some(embedding) = segment.embedding.clone() {
+                found.push(Unknown {
+                    source: file.display().to_string(),
+                    segment,
+                    embedding,
+                    audio,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The audio of a passage, mono at its own rate.
+fn passage_audio(u: &Unknown) -> anyhow::Result<crate::identify::Clip> {
+    let (path, range) = &u.audio;
+    let mut file = AudioFile::open(path)?;
+    let Some((start_s, end_s)) = *range else {
+        return Ok(read_clip(&mut file, f64::MAX)?);
+    };
+    let mut clip = read_clip(&mut file, end_s)?;
+    let start = ((start_s * clip.rate_hz as f64) as usize).min(clip.samples.len());
+    clip.samples.drain(..start);
+    Ok(clip)
+}
+
+/// Passages whose fingerprints match each other (the same recording, even
+/// at another tempo), as groups: every passage is indexed in a scratch
+/// catalog and identified against it.
+fn fingerprint_groups(unknowns: &[Unknown]) -> anyhow::Result<Vec<Vec<usize>>> {
+    let clips: Vec<anyhow::Result<crate::identify::Clip>> =
+        unknowns.par_iter().map(passage_audio).collect();
+    let scratch = std::env::temp_dir().join(format!("earmark-unknowns-{}", std::process::id()));
+    let result = (|| -> anyhow::Result<Vec<Vec<usize>>> {
+        let mut writer = CatalogWriter::open(&scratch, SCHEME)?;
+        let mut batch = Vec::new();
+        for (i, clip) in clips.iter().enumerate() {
+            let clip = clip
+                .as_ref()
+                .map_err(|e| anyhow::anyhow!("{}: {e:#}", unknowns[i].source))?;
+            let mut fp = Fingerprinter::try_new(&FingerprintOptions::reference(), clip.rate_hz)?;
+            let mut fingerprint = Fingerprint::default();
+            fp.push(&clip.samples, &mut fingerprint);
+            fp.flush(&mut fingerprint);
+            batch.push(NewTrack {
+                meta: TrackMeta {
+                    external_id: format!("passage-{i}"),
+                    ..TrackMeta::default()
+                },
+                duration_s: clip.duration_s(),
+                path: unknowns[i].source.clone(),
+                content_hash: format!("passage-{i}"),
+                landmarks: fingerprint.landmarks,
+                peaks: fingerprint.peaks,
+                embedding: None,
+            });
+        }
+        writer.commit(batch)?;
+        let catalog = writer.catalog();
+        let options = MatchOptions::default();
+        let mut root: Vec<usize> = (0..unknowns.len()).collect();
+        fn find(root: &mut [usize], i: usize) -> usize {
+            let mut r = i;
+            while root[r] != r {
+                r = root[r];
+            }
+            root[i] = r;
+            r
+        }
+        let mut matcher = Matcher::new(catalog, options.clone());
+        for (i, clip) in clips.iter().enumerate() {
+            let Ok(clip) = clip else { continue };
+            let id = identify_clip(&mut matcher, clip)?;
+            // No runner-up margin applies here (a passage's best match is
+            // itself), so a link needs twice a catalog match's score.
+            let linked = id
+                .candidates
+                .iter()
+                .filter(|c| c.score >= 2.0 * options.min_score);
+            for c in linked {
+                let j = c.track.0 as usize;
+                if j != i && j < unknowns.len() {
+                    let (a, b) = (find(&mut root, i), find(&mut root, j));
+                    root[a] = b;
+                }
+            }
+        }
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        for i in 0..unknowns.len() {
+            let r = find(&mut root, i);
+            let g = *index.entry(r).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].push(i);
+        }
+        Ok(groups)
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// Groups passages: those whose fingerprints match, then groups whose
+/// embeddings lie within `max_distance` of each other on average
+/// (average-linkage clustering).
+fn group(unknowns: &[Unknown], max_distance: f32) -> anyhow::Result<Vec<Vec<usize>>> {
+    let mut groups = fingerprint_groups(unknowns)?;
+    let linkage = |a: &[usize], b: &[usize]| {
+        let total: f32 = (a.iter())
+            .flat_map(|&i| b.iter().map(move |&j| (i, j)))
+            .map(|(i, j)| distance(&unknowns[i].embedding, &unknowns[j].embedding))
+            .sum();
+        total / (a.len() * b.len()) as f32
+    };
+    loop {
+        let mut best: Option<(f32, usize, usize)> = None;
+        for i in 0..groups.len() {
+            for j in i + 1..groups.len() {
+                let d = linkage(&groups[i], &groups[j]);
+                if d <= max_distance && best.is_none_or(|b| d < b.0) {
+                    best = Some((d, i, j));
+                }
+            }
+        }
+        let Some((_, i, j)) = best else {
+            return Ok(groups);
+        };
+        let merged = groups.swap_remove(j);
+        groups[i].extend(merged);
+    }
+}
+
+/// `earmark unknowns`: unidentified music that comes back, show after show.
+pub fn unknowns(args: &UnknownsArgs) -> anyhow::Result<Outcome> {
+    let catalog = args.db.as_deref().map(Catalog::open).transpose()?;
+    let unknowns = read_unknowns(&args.files)?;
+    let mut groups = group(&unknowns, args.max_distance)?;
+    let shows = |g: &[usize]| {
+        let mut sources: Vec<&str> = g.iter().map(|&i| unknowns[i].source.as_str()).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        sources.len()
+    };
+    groups.sort_by_key(|g| (std::cmp::Reverse(shows(g)), std::cmp::Reverse(g.len())));
+    for (n, g) in groups.iter().enumerate() {
+        // The group's centre, for the works nearest it.
+        let dims = unknowns[g[0]].embedding.len();
+        let centre: Vec<f32> = (0..dims)
+            .map(|d| g.iter().map(|&i| unknowns[i].embedding[d]).sum::<f32>() / g.len() as f32)
+            .collect();
+        let near = catalog.as_ref().map_or_else(Vec::new, |c| {
+            c.similar_to(&centre, 3)
+                .into_iter()
+                .filter_map(|(t, d)| c.tracks().get(t).map(|t| (t.meta.external_id.clone(), d)))
+                .collect()
+        });
+        let members: Vec<serde_json::Value> = g
+            .iter()
+            .map(|&i| {
+                let u = &unknowns[i];
+                json!({"source": u.source, "segment": u.segment.segment,
+                       "start_s": u.segment.start_s, "end_s": u.segment.end_s,
+                       "clip": u.segment.clip})
+            })
+            .collect();
+        if args.json {
+            println!(
+                "{}",
+                json!({"group": n + 1, "shows": shows(g), "passages": members,
+                       "nearest_works": near.iter().map(|(id, d)| json!({"track_id": id, "distance": round(*d as f64, 3)})).collect::<Vec<_>>()})
+            );
+            continue;
+        }
+        println!("group {}: {} shows, {} passages", n + 1, shows(g), g.len());
+        for &i in g {
+            let u = &unknowns[i];
+            let clip = if u.segment.clip.is_empty() {
+                String::new()
+            } else {
+                format!("  clip {}", u.segment.clip)
+            };
+            println!(
+                "  {} {:.1}-{:.1} s{clip}",
+                u.source, u.segment.start_s, u.segment.end_s
+            );
+        }
+        if !near.is_empty() {
+            let near: Vec<String> = near
+                .iter()
+                .map(|(id, d)| format!("{id} ({d:.3})"))
+                .collect();
+            println!("  nearest works: {}", near.join(", "));
+        }
+    }
     Ok(Outcome::Done)
 }
