@@ -47,16 +47,21 @@ pub fn read_clip(file: &mut AudioFile, max_seconds: f64) -> earmark_engine::Resu
     Ok(Clip { samples, rate_hz })
 }
 
+/// Fingerprints a clip as a query.
+pub fn query_fingerprint(clip: &Clip) -> earmark_engine::Result<Fingerprint> {
+    let mut fp = Fingerprinter::try_new(&FingerprintOptions::query(), clip.rate_hz)?;
+    let mut fingerprint = Fingerprint::default();
+    fp.push(&clip.samples, &mut fingerprint);
+    fp.flush(&mut fingerprint);
+    Ok(fingerprint)
+}
+
 /// Fingerprints a clip as a query and votes it against the catalog.
 pub fn identify_clip(
     matcher: &mut Matcher<'_>,
     clip: &Clip,
 ) -> earmark_engine::Result<Identification> {
-    let mut fp = Fingerprinter::try_new(&FingerprintOptions::query(), clip.rate_hz)?;
-    let mut fingerprint = Fingerprint::default();
-    fp.push(&clip.samples, &mut fingerprint);
-    fp.flush(&mut fingerprint);
-    Ok(matcher.identify(&fingerprint))
+    Ok(matcher.identify(&query_fingerprint(clip)?))
 }
 
 /// `value` rounded to `decimals` places, for JSON a person reads.

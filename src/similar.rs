@@ -17,7 +17,7 @@ use earmark_monitor::UnidentifiedRecord;
 
 use crate::Outcome;
 use crate::cli::{EvalCoversArgs, UnknownsArgs};
-use crate::identify::{identify_clip, read_clip, round};
+use crate::identify::{query_fingerprint, read_clip, round};
 use crate::report::Show;
 
 /// The embedding of a file, or of `excerpt_s` seconds from a quarter of the
@@ -253,11 +253,10 @@ fn fingerprint_groups(unknowns: &[Unknown]) -> anyhow::Result<Vec<Vec<usize>>> {
         let mut matcher = Matcher::new(catalog, options.clone());
         for (i, clip) in clips.iter().enumerate() {
             let Ok(clip) = clip else { continue };
-            let id = identify_clip(&mut matcher, clip)?;
+            let candidates = matcher.all_candidates(&query_fingerprint(clip)?);
             // No runner-up margin applies here (a passage's best match is
             // itself), so a link needs twice a catalog match's score.
-            let linked = id
-                .candidates
+            let linked = candidates
                 .iter()
                 .filter(|c| c.score >= 2.0 * options.min_score);
             for c in linked {

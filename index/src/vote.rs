@@ -235,20 +235,36 @@ impl<'c> Matcher<'c> {
             .collect();
         let mut best = self.accept(&mut candidates);
         if best.is_none() && stretch {
-            self.peaks.build(&query.peaks, query.frames as usize);
-            for c in self.stretch() {
-                match candidates.iter_mut().find(|x| x.track == c.track) {
-                    Some(x) if x.score >= c.score => {}
-                    Some(x) => *x = c,
-                    None => candidates.push(c),
-                }
-            }
+            self.add_stretched(query, &mut candidates);
             best = self.accept(&mut candidates);
         }
         Identification {
             best,
             candidates,
             query_landmarks,
+        }
+    }
+
+    /// Every candidate of both paths, best score first, with no accept rule:
+    /// for comparing passages with each other rather than with a catalog
+    /// (their best match is themselves; the others matter).
+    pub fn all_candidates(&mut self, query: &Fingerprint) -> Vec<Candidate> {
+        let mut candidates = self.identify_with(query, false).candidates;
+        self.add_stretched(query, &mut candidates);
+        candidates.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.track.cmp(&b.track)));
+        candidates
+    }
+
+    /// Adds the stretch path's candidates, keeping the better of two for a
+    /// track.
+    fn add_stretched(&mut self, query: &Fingerprint, candidates: &mut Vec<Candidate>) {
+        self.peaks.build(&query.peaks, query.frames as usize);
+        for c in self.stretch() {
+            match candidates.iter_mut().find(|x| x.track == c.track) {
+                Some(x) if x.score >= c.score => {}
+                Some(x) => *x = c,
+                None => candidates.push(c),
+            }
         }
     }
 

@@ -256,3 +256,73 @@ fn unidentified_music_lists_the_catalog_works_nearest_it() {
             .is_some_and(|e| e.len() > 100)
     );
 }
+
+#[test]
+fn unknown_music_that_recurs_across_shows_is_grouped() {
+    let fx = Fixture::songs(2, 30.0);
+    fx.index();
+    let sr = RATE as usize;
+    // Two songs the catalog does not hold, over a held chord (music by the
+    // loudness test too).
+    let unknown = |seed: u64| -> Vec<f32> {
+        let pad = [220.0, 277.0, 330.0].map(|f| tone(RATE, f, 30.0, 0.05));
+        let song = earmark_engine::testutil::song(RATE, 30.0, seed);
+        (0..song.len())
+            .map(|i| song[i] + pad.iter().map(|p| p[i]).sum::<f32>())
+            .collect()
+    };
+    let (a, b) = (unknown(77), unknown(78));
+    let shows = [
+        ("show0", RATE, [&fx.songs[0].1[..20 * sr], &a[..]].concat()),
+        // The same unknown song 5% faster in another show.
+        (
+            "show1",
+            RATE * 21 / 20,
+            [&fx.songs[1].1[..20 * sr], &a[..]].concat(),
+        ),
+        ("show2", RATE, [&fx.songs[0].1[..20 * sr], &b[..]].concat()),
+    ];
+    let mut files = Vec::new();
+    for (name, rate, samples) in &shows {
+        let file = fx.dir.path().join(format!("{name}.wav"));
+        write_wav(&file, *rate, 1, samples).expect("write");
+        files.push(file);
+    }
+    let out_dir = fx.dir.path().join("scans");
+    let db = fx.db();
+    let mut args = vec!["scan", "--db", path(&db), "--out", path(&out_dir)];
+    args.extend(files.iter().map(|f| path(f)));
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut scans: Vec<String> = std::fs::read_dir(&out_dir)
+        .expect("scans")
+        .filter_map(|e| e.ok().map(|e| e.path().display().to_string()))
+        .filter(|p| p.ends_with(".plays.json"))
+        .collect();
+    scans.sort();
+    let mut args = vec!["unknowns", "--json", "--db", path(&db)];
+    args.extend(scans.iter().map(String::as_str));
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let groups: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let members = |g: &serde_json::Value| -> Vec<String> {
+        let mut m: Vec<String> = g["passages"]
+            .as_array()
+            .expect("passages")
+            .iter()
+            .map(|p| {
+                let source = p["source"].as_str().unwrap_or("");
+                source.rsplit('/').next().unwrap_or("")[..5].to_owned()
+            })
+            .collect();
+        m.sort();
+        m
+    };
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    assert_eq!(groups[0]["shows"], 2, "{groups:?}");
+    assert_eq!(members(&groups[0]), ["show0", "show1"]);
+    assert_eq!(members(&groups[1]), ["show2"]);
+}
