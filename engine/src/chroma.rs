@@ -50,6 +50,8 @@ pub struct ChromaFrames {
     /// First bin of each onset band, then the end.
     bands: Vec<usize>,
     previous: Vec<f32>,
+    /// Log band energies of the frame being taken in.
+    now: Vec<f32>,
     /// Running sums of the spectrum being taken in.
     prefix: Vec<f64>,
     /// Energy of each pitch class, per frame.
@@ -105,26 +107,32 @@ impl ChromaFrames {
             );
             ((prefix[b] - prefix[a]) / (b - a) as f64) as f32
         };
+        // Sum of the log excesses, as the log of their product: one
+        // logarithm per class (the product is kept far from overflowing).
+        let mut product = [1.0f64; CHROMA];
         for &(k, class) in &self.classes {
             let Some(&p) = power.get(k) else { continue };
             let excess = p / (mean(k) + 1e-12);
             if excess > 1.0 {
-                chroma[class] += excess.ln();
+                product[class] = (product[class] * excess as f64).min(1e300);
             }
+        }
+        for (c, p) in chroma.iter_mut().zip(product) {
+            *c = p.ln() as f32;
         }
         self.chroma.push(chroma);
         let mut rise = 0.0;
-        let mut now = Vec::with_capacity(ONSET_BANDS);
+        self.now.clear();
         for band in self.bands.windows(2) {
             let energy: f32 = power.get(band[0]..band[1]).map_or(0.0, |p| p.iter().sum());
-            now.push((1e-9 + energy).ln());
+            self.now.push((1e-9 + energy).ln());
         }
-        if self.previous.len() == now.len() {
-            rise = (now.iter().zip(&self.previous))
+        if self.previous.len() == self.now.len() {
+            rise = (self.now.iter().zip(&self.previous))
                 .map(|(n, p)| (n - p).max(0.0))
                 .sum();
         }
-        self.previous = now;
+        std::mem::swap(&mut self.previous, &mut self.now);
         self.onset.push(rise);
     }
 
