@@ -14,7 +14,9 @@ use serde_json::json;
 use earmark_engine::chroma::pulse;
 use earmark_engine::{AudioFile, Fingerprint, FingerprintOptions, Fingerprinter};
 use earmark_index::Catalog;
-use earmark_monitor::unknown::{frame_powers, is_audible, is_music, unidentified_runs};
+use earmark_monitor::unknown::{
+    MIN_PULSE, PULSE_S, frame_powers, is_audible, is_music, unidentified_runs,
+};
 use earmark_monitor::{Follower, ListenerOptions, Play, PlayEvent, PlayRecord, UnidentifiedRecord};
 
 use crate::Outcome;
@@ -33,11 +35,6 @@ pub struct Scanned {
     /// it.
     pub unidentified: Vec<UnidentifiedRecord>,
 }
-
-/// Seconds of onsets around a second that tell whether it keeps a beat.
-const PULSE_S: f64 = 6.0;
-/// Onset periodicity ([`pulse`]) above which sound keeps a beat.
-const MIN_PULSE: f32 = 0.3;
 
 /// Music matched by nothing for longer than this is reported, in seconds.
 const UNIDENTIFIED_AFTER_S: f64 = 20.0;

@@ -136,6 +136,23 @@ impl ChromaFrames {
         self.onset.push(rise);
     }
 
+    /// The frames of mono `samples` at `rate_hz`, resampled and analysed
+    /// like a fingerprint.
+    ///
+    /// # Errors
+    /// [`crate::Error::Limit`] for a sample rate that cannot be resampled.
+    pub fn of_samples(samples: &[f32], rate_hz: u32) -> crate::Result<Self> {
+        let mut resampler = Resampler::try_new(rate_hz, ANALYSIS_RATE_HZ)?;
+        let mut resampled = Vec::new();
+        resampler.push(samples, &mut resampled);
+        resampler.flush(&mut resampled);
+        let mut stft = Stft::new(FRAME_LEN, HOP_SAMPLES);
+        let mut frames = Self::new(stft.bins());
+        stft.push(&resampled, |power| frames.push(power));
+        stft.flush(|power| frames.push(power));
+        Ok(frames)
+    }
+
     /// Frames taken in.
     pub fn len(&self) -> usize {
         self.chroma.len()
@@ -352,15 +369,16 @@ impl PatchTransform {
 /// # Errors
 /// [`crate::Error::Limit`] for a sample rate that cannot be resampled.
 pub fn embed_samples(samples: &[f32], rate_hz: u32) -> crate::Result<Option<Vec<f32>>> {
-    let mut resampler = Resampler::try_new(rate_hz, ANALYSIS_RATE_HZ)?;
-    let mut resampled = Vec::new();
-    resampler.push(samples, &mut resampled);
-    resampler.flush(&mut resampled);
-    let mut stft = Stft::new(FRAME_LEN, HOP_SAMPLES);
-    let mut frames = ChromaFrames::new(stft.bins());
-    stft.push(&resampled, |power| frames.push(power));
-    stft.flush(|power| frames.push(power));
+    let frames = ChromaFrames::of_samples(samples, rate_hz)?;
     Ok(frames.embedding(0, frames.len()))
+}
+
+/// [`pulse`] of mono `samples` at `rate_hz`.
+///
+/// # Errors
+/// [`crate::Error::Limit`] for a sample rate that cannot be resampled.
+pub fn pulse_of_samples(samples: &[f32], rate_hz: u32) -> crate::Result<f32> {
+    Ok(pulse(&ChromaFrames::of_samples(samples, rate_hz)?.onset))
 }
 
 /// Euclidean distance of two embeddings (both of unit length: 0 is the

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use earmark_engine::chroma::embed_samples;
+use earmark_engine::chroma::{embed_samples, pulse_of_samples};
 
 use crate::Error;
 use crate::log::{UnidentifiedRecord, round};
@@ -27,6 +27,11 @@ const CONTEXT_S: usize = 5;
 const SILENCE_DB: f32 = -50.0;
 /// Share of frames below half the mean power above which sound is speech.
 const SPEECH_LOW_SHARE: f32 = 0.3;
+/// Seconds of onsets around a second that tell whether it keeps a beat.
+pub const PULSE_S: f64 = 10.0;
+/// Onset periodicity ([`earmark_engine::chroma::pulse`]) at which sound
+/// keeps a beat.
+pub const MIN_PULSE: f32 = 0.35;
 /// Seconds without unidentified music that a run may cross.
 const MAX_GAP_S: u32 = 2;
 
@@ -133,13 +138,23 @@ impl UnknownMusic {
     }
 
     /// Whether second `i` of `pending` is music.
+    /// Whether second `i` is music: its loudness does not breathe like
+    /// speech, or (for dynamic, percussive music) the onsets of the seconds
+    /// around it keep a beat.
     fn is_music(&self, i: usize) -> bool {
         let from = i.saturating_sub(CONTEXT_S / 2);
         let to = (i + CONTEXT_S / 2 + 1).min(self.pending.len());
-        is_music(
-            self.pending.range(from..to).map(|s| &s.frames[..]),
-            &self.pending[i].frames,
-        )
+        let own = &self.pending[i].frames;
+        if is_music(self.pending.range(from..to).map(|s| &s.frames[..]), own) {
+            return true;
+        }
+        let half = (PULSE_S / 2.0) as usize;
+        let around: Vec<f32> = (self
+            .pending
+            .range(i.saturating_sub(half)..(i + half).min(self.pending.len())))
+        .flat_map(|s| s.samples.iter().copied())
+        .collect();
+        is_audible(own) && pulse_of_samples(&around, self.rate_hz).unwrap_or(0.0) >= MIN_PULSE
     }
 
     fn judge(
@@ -276,16 +291,24 @@ fn write_clip(dir: &Path, segment: u64, rate_hz: u32, samples: &[f32]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use earmark_engine::testutil::{noise, song, tone};
+    use earmark_engine::testutil::{Rng, noise, song, tone};
 
     const RATE: u32 = 8_000;
 
-    /// Bursts of noise 150 ms on, 150 ms off: speech's rhythm.
+    /// Bursts of noise 80-250 ms long with pauses of 50-300 ms between:
+    /// speech's rhythm, syllables coming irregularly.
     fn talk(seconds: f32) -> Vec<f32> {
+        let mut rng = Rng::new(5);
+        let ms = |ms: f32| (ms * RATE as f32 / 1000.0) as usize;
+        let mut gain = Vec::new();
+        while gain.len() < (seconds * RATE as f32) as usize {
+            gain.extend(std::iter::repeat_n(1.0, ms(rng.range(80.0, 250.0))));
+            gain.extend(std::iter::repeat_n(0.01, ms(rng.range(50.0, 300.0))));
+        }
         noise(RATE, seconds, 0.3, 3)
             .into_iter()
-            .enumerate()
-            .map(|(i, s)| if (i / 1_200) % 2 == 0 { s } else { s * 0.01 })
+            .zip(gain)
+            .map(|(s, g)| s * g)
             .collect()
     }
 
