@@ -156,6 +156,7 @@ pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
             clip: String::new(),
             similar: Vec::new(),
             embedding: chroma.embedding(frame(start_s), frame(end_s)),
+            beat_chroma: chroma.beat_chroma(frame(start_s), frame(end_s)),
         };
         record.find_similar(catalog);
         record

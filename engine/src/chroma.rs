@@ -153,6 +153,34 @@ impl ChromaFrames {
         Ok(frames)
     }
 
+    /// The frames of a whole stream, decoded and analysed chunk by chunk.
+    ///
+    /// # Errors
+    /// Any decoding error, naming the file.
+    pub fn of_audio(file: &mut crate::AudioFile) -> crate::Result<Self> {
+        let mut resampler = Resampler::try_new(file.rate_hz(), ANALYSIS_RATE_HZ)?;
+        let mut stft = Stft::new(FRAME_LEN, HOP_SAMPLES);
+        let mut frames = Self::new(stft.bins());
+        let mut resampled = Vec::new();
+        while let Some(samples) = file.next_mono()? {
+            resampled.clear();
+            resampler.push(samples, &mut resampled);
+            stft.push(&resampled, |power| frames.push(power));
+        }
+        resampled.clear();
+        resampler.flush(&mut resampled);
+        stft.push(&resampled, |power| frames.push(power));
+        stft.flush(|power| frames.push(power));
+        Ok(frames)
+    }
+
+    /// Beat-synchronous chroma of frames `from..to`.
+    pub fn beat_chroma(&self, from: usize, to: usize) -> Vec<[f32; CHROMA]> {
+        let to = to.min(self.len());
+        let from = from.min(to);
+        beat_chroma(&self.chroma[from..to], &self.onset[from..to])
+    }
+
     /// Frames taken in.
     pub fn len(&self) -> usize {
         self.chroma.len()
@@ -265,27 +293,7 @@ pub fn beats(onset: &[f32]) -> Vec<usize> {
 
 /// The embedding of a passage's chroma and onsets.
 pub fn embed(chroma: &[[f32; CHROMA]], onset: &[f32]) -> Option<Vec<f32>> {
-    let beats = beats(onset);
-    let mut synced: Vec<[f32; CHROMA]> = beats
-        .windows(2)
-        .map(|w| {
-            let frames = &chroma[w[0]..w[1]];
-            let mut mean = [0.0f32; CHROMA];
-            for f in frames {
-                for (m, c) in mean.iter_mut().zip(f) {
-                    *m += c;
-                }
-            }
-            let top = mean.iter().copied().fold(0.0f32, f32::max);
-            if top > 0.0 {
-                // Normalised, then expanded so strong classes stand out.
-                for m in &mut mean {
-                    *m = (*m / top).powi(2);
-                }
-            }
-            mean
-        })
-        .collect();
+    let mut synced = beat_chroma(chroma, onset);
     if synced.len() < MIN_BEATS {
         return None;
     }
@@ -314,6 +322,69 @@ pub fn embed(chroma: &[[f32; CHROMA]], onset: &[f32]) -> Option<Vec<f32>> {
         *v /= norm;
     }
     Some(embedding)
+}
+
+/// Chroma averaged between beats, each beat normalised to its strongest
+/// class and squared so that strong classes stand out.
+pub fn beat_chroma(chroma: &[[f32; CHROMA]], onset: &[f32]) -> Vec<[f32; CHROMA]> {
+    beats(onset)
+        .windows(2)
+        .map(|w| {
+            let frames = &chroma[w[0]..w[1]];
+            let mut mean = [0.0f32; CHROMA];
+            for f in frames {
+                for (m, c) in mean.iter_mut().zip(f) {
+                    *m += c;
+                }
+            }
+            let top = mean.iter().copied().fold(0.0f32, f32::max);
+            if top > 0.0 {
+                // Normalised, then expanded so strong classes stand out.
+                for m in &mut mean {
+                    *m = (*m / top).powi(2);
+                }
+            }
+            mean
+        })
+        .collect()
+}
+
+/// How well two passages' beat chroma ([`beat_chroma`]) line up: the mean
+/// correlation of beats along the best diagonal covering three quarters of
+/// the shorter passage (and at least [`MIN_BEATS`] beats), at the best of the 12 transpositions (about 0 unrelated, 1 the
+/// same notes).
+/// Unlike the embedding it checks the order of the harmonies.
+pub fn cross_similarity(a: &[[f32; CHROMA]], b: &[[f32; CHROMA]]) -> f32 {
+    // Centred, so that two beats correlate only when the same classes
+    // stand out (chroma is never negative: plain cosines are all high).
+    let unit = |v: &[f32; CHROMA]| {
+        let mean = v.iter().sum::<f32>() / CHROMA as f32;
+        let centred = v.map(|x| x - mean);
+        let n = centred.iter().map(|x| x * x).sum::<f32>().sqrt();
+        centred.map(|x| if n > 0.0 { x / n } else { 0.0 })
+    };
+    let (a, b): (Vec<_>, Vec<_>) = (a.iter().map(unit).collect(), b.iter().map(unit).collect());
+    let (n, m) = (a.len() as isize, b.len() as isize);
+    // Most of the shorter passage must line up, not a lucky few beats.
+    let least = (n.min(m) * 3 / 4).max(MIN_BEATS as isize);
+    let mut best = 0.0f32;
+    for shift in 0..CHROMA {
+        let cosine = |x: &[f32; CHROMA], y: &[f32; CHROMA]| -> f32 {
+            (0..CHROMA).map(|c| x[(c + shift) % CHROMA] * y[c]).sum()
+        };
+        for lag in -(n - least)..=(m - least) {
+            let from = 0.max(-lag);
+            let to = n.min(m - lag);
+            if to - from < least {
+                continue;
+            }
+            let total: f32 = (from..to)
+                .map(|i| cosine(&a[i as usize], &b[(i + lag) as usize]))
+                .sum();
+            best = best.max(total / (to - from) as f32);
+        }
+    }
+    best
 }
 
 /// The 2D Fourier transform magnitude of a patch.
@@ -463,6 +534,25 @@ mod tests {
         let noise = crate::testutil::noise(ANALYSIS_RATE_HZ, 6.0, 0.5, 7);
         let f = frames(&noise);
         assert!(pulse(&f.onset) < 0.2, "{}", pulse(&f.onset));
+    }
+
+    #[test]
+    fn cross_similarity_follows_the_notes_through_transposition() {
+        let beat_chroma_of = |s: &[f32]| {
+            let f = frames(s);
+            f.beat_chroma(0, f.len())
+        };
+        let original = beat_chroma_of(&tune(ANALYSIS_RATE_HZ, &MELODY, 100.0, 0, 64));
+        let cover = beat_chroma_of(&tune(ANALYSIS_RATE_HZ, &MELODY, 110.0, 5, 48));
+        let other = beat_chroma_of(&tune(ANALYSIS_RATE_HZ, &OTHER, 100.0, 0, 64));
+        let (near, far) = (
+            cross_similarity(&cover, &original),
+            cross_similarity(&cover, &other),
+        );
+        assert!(
+            near > 0.6 && near > far + 0.3,
+            "cover {near} vs other {far}"
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use earmark_engine::AudioFile;
+use earmark_engine::chroma::{CHROMA, ChromaFrames, cross_similarity};
 use earmark_index::coverage::decide;
 use earmark_index::{Catalog, Decision, Heard, Licence};
 use jiff::{SignedDuration, Timestamp};
@@ -85,6 +87,10 @@ pub struct UnidentifiedRecord {
     /// Its similarity embedding, for finding the same music elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<Vec<f32>>,
+    /// Its beat-synchronous chroma while it is being judged (not logged):
+    /// what the similar works are verified against.
+    #[serde(skip)]
+    pub beat_chroma: Vec<[f32; CHROMA]>,
 }
 
 /// A catalog work near a passage that matched no recording.
@@ -96,13 +102,19 @@ pub struct SimilarWork {
     pub title: String,
     /// Distance of the embeddings: 0 the same, 2 the farthest.
     pub distance: f32,
+    /// How well the passage's harmonies line up with the work's at the best
+    /// transposition and offset ([`cross_similarity`]): 0 unrelated, 1 the
+    /// same notes; absent when the work's audio could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<f32>,
 }
 
 /// Candidates kept for review per unidentified passage.
 const SIMILAR_WORKS: usize = 3;
 
 impl UnidentifiedRecord {
-    /// Fills in the catalog works nearest its embedding.
+    /// Fills in the catalog works nearest its embedding, each verified
+    /// against the passage's beat chroma when it is known.
     pub fn find_similar(&mut self, catalog: &Catalog) {
         let Some(embedding) = &self.embedding else {
             return;
@@ -110,10 +122,19 @@ impl UnidentifiedRecord {
         self.similar = (catalog.similar_to(embedding, SIMILAR_WORKS).into_iter())
             .filter_map(|(track, distance)| {
                 let t = catalog.tracks().get(track)?;
+                let verification = (!self.beat_chroma.is_empty())
+                    .then(|| {
+                        let mut audio = AudioFile::open(Path::new(&t.path)).ok()?;
+                        let frames = ChromaFrames::of_audio(&mut audio).ok()?;
+                        let work = frames.beat_chroma(0, frames.len());
+                        Some((cross_similarity(&self.beat_chroma, &work) * 1000.0).round() / 1000.0)
+                    })
+                    .flatten();
                 Some(SimilarWork {
                     track_id: t.meta.external_id.clone(),
                     title: t.meta.title.clone(),
                     distance: (distance * 1000.0).round() / 1000.0,
+                    verification,
                 })
             })
             .collect();

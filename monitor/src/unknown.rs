@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use earmark_engine::chroma::{embed_samples, pulse_of_samples};
+use earmark_engine::chroma::{ChromaFrames, pulse_of_samples};
 
 use crate::Error;
 use crate::log::{UnidentifiedRecord, round};
@@ -199,7 +199,9 @@ impl UnknownMusic {
         let segment = self.next_segment;
         self.next_segment += 1;
         let clip = write_clip(&self.clips, segment, self.rate_hz, &run.clip)?;
-        let embedding = embed_samples(&run.clip, self.rate_hz).ok().flatten();
+        let frames = ChromaFrames::of_samples(&run.clip, self.rate_hz).ok();
+        let embedding = frames.as_ref().and_then(|f| f.embedding(0, f.len()));
+        let beat_chroma = frames.map_or_else(Vec::new, |f| f.beat_chroma(0, f.len()));
         Ok(Some(UnidentifiedRecord {
             segment,
             start_s: round(run.start_s),
@@ -208,6 +210,7 @@ impl UnknownMusic {
             clip,
             similar: Vec::new(),
             embedding,
+            beat_chroma,
         }))
     }
 }

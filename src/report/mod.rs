@@ -296,7 +296,14 @@ impl CueSheet {
                 track_start_s: None,
                 clip: u.clip.clone(),
                 similar: (u.similar.iter())
-                    .map(|w| format!("{} {} ({:.3})", w.track_id, w.title, w.distance))
+                    .map(|w| {
+                        let verified = (w.verification)
+                            .map_or(String::new(), |v| format!(", verified {v:.2}"));
+                        format!(
+                            "{} {} (distance {:.3}{verified})",
+                            w.track_id, w.title, w.distance
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("; "),
             }
