@@ -306,22 +306,11 @@ fn bad_metadata_and_licence_files_are_named_and_change_nothing() {
 fn scans_and_monitors_judge_plays_by_the_events_licences() {
     let fx = Fixture::songs(2, 30.0);
     fx.index();
-    let rights = fx.dir.path().join("rights.csv");
-    std::fs::write(&rights, "id,managed\nsong0,yes\nsong1,no\n").expect("write");
-    let licence = fx.dir.path().join("licence.json");
-    std::fs::write(
-        &licence,
+    fx.license(
+        "id,managed\nsong0,yes\nsong1,no\n",
         r#"{"id": "L1", "kind": "blanket", "licensee": "L", "event": "e",
             "from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"}"#,
-    )
-    .expect("write");
-    for args in [
-        vec!["catalog", "import", "--db", path(&fx.db()), path(&rights)],
-        vec!["licence", "add", "--db", path(&fx.db()), path(&licence)],
-    ] {
-        let out = run(&args);
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
+    );
     let show: Vec<f32> = [&fx.songs[0].1, &fx.songs[1].1]
         .into_iter()
         .flat_map(|s| s.iter().copied())

@@ -1,8 +1,8 @@
 //! `earmark scan` turns a recording into plays.
 
-use earmark_engine::testutil::{mix_at_snr, noise, tone, write_wav};
+use earmark_engine::testutil::{mix_at_snr, noise, write_wav};
 
-use crate::util::{Fixture, RATE, path, run, stderr, stdout};
+use crate::util::{Fixture, RATE, over_chord, path, run, stderr, stdout};
 
 /// The plays `scan --json` prints for one recording.
 fn scan_plays(fx: &Fixture, recording: &std::path::Path) -> Vec<serde_json::Value> {
@@ -178,13 +178,7 @@ fn music_the_catalog_does_not_hold_is_listed_as_unidentified() {
     fx.index();
     // 25 s of song 0, then 30 s of music not in the catalog (a song over a
     // held chord), then 5 s of near silence.
-    let unknown: Vec<f32> = {
-        let pad = [220.0, 277.0, 330.0].map(|f| tone(RATE, f, 30.0, 0.05));
-        let song = earmark_engine::testutil::song(RATE, 30.0, 77);
-        (0..song.len())
-            .map(|i| song[i] + pad.iter().map(|p| p[i]).sum::<f32>())
-            .collect()
-    };
+    let unknown = over_chord(&earmark_engine::testutil::song(RATE, 30.0, 77));
     let sr = RATE as usize;
     let recording = [
         &fx.songs[0].1[..25 * sr],
@@ -217,10 +211,7 @@ fn unidentified_music_lists_the_catalog_works_nearest_it() {
     // higher: beyond what the fingerprints follow, so nothing is
     // identified; the similarity lane lists the works nearest it for review
     // (how often the right one comes first is `earmark eval-covers`' job).
-    let pad = [220.0, 277.0, 330.0].map(|f| tone(RATE, f, 40.0, 0.05));
-    let cover: Vec<f32> = (0..fx.songs[2].1.len())
-        .map(|i| fx.songs[2].1[i] + pad.iter().map(|p| p[i]).sum::<f32>())
-        .collect();
+    let cover = over_chord(&fx.songs[2].1);
     let show = fx.dir.path().join("cover.wav");
     let faster = (RATE as f32 * 2f32.powf(4.0 / 12.0)) as u32;
     write_wav(&show, faster, 1, &cover).expect("write");
@@ -264,13 +255,7 @@ fn unknown_music_that_recurs_across_shows_is_grouped() {
     let sr = RATE as usize;
     // Two songs the catalog does not hold, over a held chord (music by the
     // loudness test too).
-    let unknown = |seed: u64| -> Vec<f32> {
-        let pad = [220.0, 277.0, 330.0].map(|f| tone(RATE, f, 30.0, 0.05));
-        let song = earmark_engine::testutil::song(RATE, 30.0, seed);
-        (0..song.len())
-            .map(|i| song[i] + pad.iter().map(|p| p[i]).sum::<f32>())
-            .collect()
-    };
+    let unknown = |seed: u64| over_chord(&earmark_engine::testutil::song(RATE, 30.0, seed));
     let (a, b) = (unknown(77), unknown(78));
     let shows = [
         ("show0", RATE, [&fx.songs[0].1[..20 * sr], &a[..]].concat()),

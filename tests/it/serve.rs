@@ -184,26 +184,11 @@ fn add_key(db: &Path, role: &str, extra: &[&str]) -> String {
 fn service_fixture() -> (Fixture, Keys) {
     let fx = Fixture::songs(3, 30.0);
     fx.index();
-    let rights = fx.dir.path().join("rights.csv");
-    std::fs::write(
-        &rights,
+    fx.license(
         "id,managed,isrc\nsong0,yes,CNE012600001\nsong1,no,\n",
-    )
-    .expect("write");
-    let licence = fx.dir.path().join("licence.json");
-    std::fs::write(
-        &licence,
         r#"{"id": "L1", "kind": "blanket", "licensee": "L", "event": "show-a",
             "from": "2026-01-01T00:00:00Z", "to": "2027-01-01T00:00:00Z"}"#,
-    )
-    .expect("write");
-    for args in [
-        vec!["catalog", "import", "--db", path(&fx.db()), path(&rights)],
-        vec!["licence", "add", "--db", path(&fx.db()), path(&licence)],
-    ] {
-        let out = run(&args);
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
+    );
     let keys = Keys {
         admin: add_key(&fx.db(), "admin", &[]),
         lookup: add_key(&fx.db(), "lookup", &[]),

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use earmark_engine::testutil::{mix_at_snr, noise, song, write_wav};
+use earmark_engine::testutil::{mix_at_snr, noise, song, tone, write_wav};
 
 /// Sample rate of the generated songs.
 pub const RATE: u32 = 44_100;
@@ -78,6 +78,23 @@ impl Fixture {
         assert!(out.status.success(), "index add failed: {}", stderr(&out));
     }
 
+    /// Imports rights metadata (`rights_csv`, the file's text) and adds one
+    /// licence (`licence_json`) to this fixture's catalog.
+    pub fn license(&self, rights_csv: &str, licence_json: &str) {
+        let rights = self.dir.path().join("rights.csv");
+        std::fs::write(&rights, rights_csv).expect("write");
+        let licence = self.dir.path().join("licence.json");
+        std::fs::write(&licence, licence_json).expect("write");
+        let db = self.db();
+        for args in [
+            vec!["catalog", "import", "--db", path(&db), path(&rights)],
+            vec!["licence", "add", "--db", path(&db), path(&licence)],
+        ] {
+            let out = run(&args);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    }
+
     /// Writes `seconds` of song `i` from `start_s`, with white noise at
     /// `snr_db` if given, as a mono WAV, and returns its path.
     pub fn clip(&self, i: usize, start_s: f32, seconds: f32, snr_db: Option<f32>) -> PathBuf {
@@ -95,6 +112,16 @@ impl Fixture {
         write_wav(&path, RATE, 1, &clip).expect("write clip");
         path
     }
+}
+
+/// `song` over a quiet held A-major chord: music that keeps sounding
+/// between notes (so the loudness test of unidentified music takes it).
+pub fn over_chord(song: &[f32]) -> Vec<f32> {
+    let seconds = song.len() as f32 / RATE as f32;
+    let pad = [220.0, 277.0, 330.0].map(|f| tone(RATE, f, seconds + 1.0, 0.05));
+    (0..song.len())
+        .map(|i| song[i] + pad.iter().map(|p| p[i]).sum::<f32>())
+        .collect()
 }
 
 /// A path as `&str` for command lines (test paths are always UTF-8).
