@@ -508,15 +508,10 @@ pub async fn upload_plays(
             .map_err(|e| ApiError::bad_request(format!("line {}: {e}", n + 1)))?;
         events.push(event);
     }
-    let outcome = {
-        let state = Arc::clone(&state);
-        let event = event.clone();
-        compute(&state.clone(), move || {
-            state.plays.upload(&event, &source, &events)
-        })
+    let (shared, id) = (Arc::clone(&state), event.clone());
+    let outcome = compute(&state, move || shared.plays.upload(&id, &source, &events))
         .await?
-        .map_err(ApiError::internal)?
-    };
+        .map_err(ApiError::internal)?;
     Ok(Json(
         json!({"event": event, "stored": outcome.stored, "unchanged": outcome.unchanged}),
     ))
