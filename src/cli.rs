@@ -164,6 +164,8 @@ enum IndexCommand {
     Add(AddArgs),
     /// Print the catalog's size: tracks, hours, postings, bytes on disk.
     Info(InfoArgs),
+    /// Read every file of the catalog: checksums and cross-references.
+    Verify(VerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -276,6 +278,14 @@ pub struct InfoArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Arguments of `index verify`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Catalog directory.
+    #[arg(long)]
+    pub db: PathBuf,
 }
 
 /// Arguments of `identify`.
@@ -522,6 +532,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         Command::Index { command } => match command {
             IndexCommand::Add(a) => crate::ingest::add(&a),
             IndexCommand::Info(a) => crate::ingest::info(&a),
+            IndexCommand::Verify(a) => crate::ingest::verify(&a),
         },
         Command::Catalog { command } => match command {
             CatalogCommand::Import(a) => crate::rights::import(&a),

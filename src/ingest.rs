@@ -14,7 +14,7 @@ use earmark_engine::{AudioFile, FingerprintOptions, fingerprint_audio};
 use earmark_index::{Catalog, CatalogWriter, NewTrack, TrackMeta};
 
 use crate::Outcome;
-use crate::cli::{AddArgs, InfoArgs};
+use crate::cli::{AddArgs, InfoArgs, VerifyArgs};
 use crate::cpu::process_time;
 
 /// Extensions picked up when walking folders (files named explicitly are
@@ -209,6 +209,7 @@ pub fn add(args: &AddArgs) -> anyhow::Result<Outcome> {
         }
         added += ready.len();
         writer.commit(ready)?;
+        writer.merge()?;
     }
     bar.finish_and_clear();
     let cpu = process_time() - cpu_start;
@@ -295,6 +296,21 @@ pub fn prepare_audio(
         peaks: file.fingerprint.peaks,
         embedding: file.embedding,
     })
+}
+
+/// `earmark index verify`.
+pub fn verify(args: &VerifyArgs) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let catalog = Catalog::open(&args.db)?;
+    let files = catalog.verify()?;
+    let info = catalog.info();
+    println!(
+        "ok: {files} files, {} tracks, {} postings checked in {:.1} s",
+        info.tracks,
+        info.postings,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Outcome::Done)
 }
 
 /// `earmark index info`.

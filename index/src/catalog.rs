@@ -29,8 +29,14 @@ const MANIFEST: &str = "manifest.json";
 const LOCK: &str = "LOCK";
 /// Width of the hash space; every landmark hash is below `2^HASH_BITS`.
 pub const HASH_BITS: u32 = 24;
-/// Beyond this many segments a commit merges them all into one.
-const MAX_SEGMENTS: usize = 8;
+/// Segments fall in tiers of postings counts growing by this factor; when a
+/// tier holds this many segments, [`CatalogWriter::merge`] folds them into
+/// one of the next tier. Each posting is thus rewritten about
+/// `log4(catalog / batch)` times in its life, and a lookup visits at most
+/// three segments per tier.
+const MERGE_FACTOR: u64 = 4;
+/// Postings of the first tier's upper bound (about 3 hours of music).
+const TIER_BASE: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct FileRef {
@@ -263,9 +269,89 @@ impl Catalog {
         &self.manifest.fingerprint
     }
 
-    /// Calls `hit` for every posting of `hash`; returns how many there were.
-    pub fn lookup(&self, hash: u32, mut hit: impl FnMut(TrackId, u32)) -> usize {
-        self.segments.iter().map(|s| s.lookup(hash, &mut hit)).sum()
+    /// Calls `hit` for every posting of `hash` unless there are more than
+    /// `limit` (a hash that common says little and costs much); returns how
+    /// many there are.
+    pub fn lookup(&self, hash: u32, limit: usize, mut hit: impl FnMut(TrackId, u32)) -> usize {
+        let count: u64 = self.segments.iter().map(|s| s.count(hash)).sum();
+        if count <= limit as u64 {
+            for s in &self.segments {
+                s.lookup(hash, &mut hit);
+            }
+        }
+        count as usize
+    }
+
+    /// Mean postings per hash over the `2^bits` hashes of one kind (pairs or
+    /// triplets each fill half the hash space).
+    pub fn mean_postings_per_hash(&self) -> f64 {
+        let postings: u64 = self.segments.iter().map(Segment::postings).sum();
+        postings as f64 / (1u64 << HASH_BITS) as f64
+    }
+
+    /// Reads every file the manifest names and checks its checksum, and
+    /// cross-checks postings, peaks and embeddings against the track table.
+    /// Returns the number of files checked.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the first faulty file and the fault.
+    pub fn verify(&self) -> Result<usize> {
+        let m = &self.manifest;
+        let mut files = 0;
+        for (segment, file) in self.segments.iter().zip(&m.segments) {
+            segment.verify()?;
+            if segment.crc32() != file.crc32 {
+                return Err(Error::Corrupt {
+                    path: segment.path().to_owned(),
+                    what: "checksum differs from the manifest".into(),
+                });
+            }
+            files += 1;
+        }
+        for file in [&m.rights, &m.licences, &m.embeddings]
+            .into_iter()
+            .flatten()
+            .chain(&m.similar)
+            .chain([&m.tracks])
+        {
+            files += read_checked(&self.dir, Some(file))?.map_or(0, |_| 1);
+        }
+        let corrupt = |what: String| Error::Corrupt {
+            path: self.dir.join(MANIFEST),
+            what,
+        };
+        let mut owners = vec![0u32; self.tracks.len()];
+        for segment in &self.segments {
+            for t in segment.tracks() {
+                owners[t.0 as usize] += 1;
+            }
+        }
+        for t in self.tracks.iter() {
+            match owners.get(t.id.0 as usize) {
+                Some(1) => {}
+                Some(0) if t.landmarks == 0 => {}
+                n => {
+                    return Err(corrupt(format!(
+                        "track {} ({}) is in {} segments",
+                        t.id.0,
+                        t.meta.external_id,
+                        n.copied().unwrap_or(0)
+                    )));
+                }
+            }
+        }
+        if let Some(id) = self
+            .embeddings
+            .iter()
+            .map(|(id, _)| id)
+            .find(|id| self.tracks.get(*id).is_none())
+        {
+            return Err(corrupt(format!(
+                "an embedding names track {} which the track table lacks",
+                id.0
+            )));
+        }
+        Ok(files)
     }
 
     /// The stored peaks of a track, in frame order.
@@ -416,18 +502,9 @@ impl CatalogWriter {
         }
         let generation = self.current.manifest.generation + 1;
         let mut segments = self.current.manifest.segments.clone();
-        if segments.len() >= MAX_SEGMENTS {
-            // Fold every segment into the new one so lookups stay cheap.
-            for segment in &self.current.segments {
-                segment.for_each(|p| postings.push(p));
-                segment.for_each_peaks(|track, p| {
-                    peaks.insert(track, p);
-                });
-            }
-            segments.clear();
-        }
-        let bytes = segment::encode(&mut postings, &peaks, HASH_BITS)?;
-        segments.push(self.write_file(&format!("seg-{generation:08}.post"), &bytes)?);
+        segments.push(self.write_segment(generation, |path| {
+            segment::write(path, &mut postings, &peaks, HASH_BITS)
+        })?);
         let table = self.write_file(
             &format!("tracks-{generation:08}.jsonl"),
             &tracks.to_jsonl()?,
@@ -449,6 +526,51 @@ impl CatalogWriter {
             ..self.current.manifest.clone()
         })?;
         Ok(ids)
+    }
+
+    /// Merges segments, a tier at a time (see [`MERGE_FACTOR`]), until no
+    /// tier is full. Each merge is published on its own, so readers see the
+    /// same tracks throughout. Returns the number of merges made.
+    ///
+    /// # Errors
+    /// Any I/O error (the catalog as of the last merge stays in place).
+    pub fn merge(&mut self) -> Result<usize> {
+        let mut merges = 0;
+        while let Some(tier) = self.full_tier() {
+            let generation = self.current.manifest.generation + 1;
+            let (chosen, kept): (Vec<usize>, Vec<usize>) = (0..self.current.segments.len())
+                .partition(|&i| tier_of(self.current.segments[i].postings()) == tier);
+            let sources: Vec<&Segment> =
+                chosen.iter().map(|&i| &self.current.segments[i]).collect();
+            let merged = self.write_segment(generation, |path| segment::merge(path, &sources))?;
+            let mut segments: Vec<FileRef> = kept
+                .iter()
+                .map(|&i| self.current.manifest.segments[i].clone())
+                .collect();
+            segments.push(merged);
+            self.publish(Manifest {
+                generation,
+                segments,
+                ..self.current.manifest.clone()
+            })?;
+            merges += 1;
+        }
+        Ok(merges)
+    }
+
+    /// The lowest tier holding [`MERGE_FACTOR`] segments whose merge fits in
+    /// one segment.
+    fn full_tier(&self) -> Option<u32> {
+        let mut tiers: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+        for s in &self.current.segments {
+            let entry = tiers.entry(tier_of(s.postings())).or_default();
+            entry.0 += 1;
+            entry.1 += s.postings();
+        }
+        tiers
+            .into_iter()
+            .find(|(_, (n, postings))| *n >= MERGE_FACTOR && *postings <= u32::MAX as u64)
+            .map(|(tier, _)| tier)
     }
 
     /// Adds or replaces the rights metadata of the rows that name an indexed
@@ -573,19 +695,40 @@ impl CatalogWriter {
         Ok((Some(file), refs))
     }
 
-    /// Writes `bytes` to `name` through a synced temporary file and a rename.
-    fn write_file(&self, name: &str, bytes: &[u8]) -> Result<FileRef> {
+    /// Writes segment `seg-{generation}.post` with `write`, through a
+    /// temporary file and a rename.
+    fn write_segment(
+        &self,
+        generation: u64,
+        write: impl FnOnce(&Path) -> Result<segment::Written>,
+    ) -> Result<FileRef> {
+        let name = format!("seg-{generation:08}.post");
+        let tmp = self.dir().join(format!("{name}.tmp"));
+        let written = write(&tmp)?;
+        self.rename_into_place(&tmp, &name)?;
+        Ok(FileRef {
+            file: name,
+            bytes: written.bytes,
+            crc32: written.crc32,
+        })
+    }
+
+    /// Renames a synced temporary file to `name` and syncs the directory.
+    fn rename_into_place(&self, tmp: &Path, name: &str) -> Result<()> {
         let dir = self.dir();
         let path = dir.join(name);
-        let tmp = dir.join(format!("{name}.tmp"));
+        fs::rename(tmp, &path).map_err(io(&path))?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    }
+
+    /// Writes `bytes` to `name` through a synced temporary file and a rename.
+    fn write_file(&self, name: &str, bytes: &[u8]) -> Result<FileRef> {
+        let tmp = self.dir().join(format!("{name}.tmp"));
         let mut file = File::create(&tmp).map_err(io(&tmp))?;
         file.write_all(bytes).map_err(io(&tmp))?;
         file.sync_all().map_err(io(&tmp))?;
         drop(file);
-        fs::rename(&tmp, &path).map_err(io(&path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))?;
+        self.rename_into_place(&tmp, name)?;
         Ok(FileRef {
             file: name.to_owned(),
             bytes: bytes.len() as u64,
@@ -632,6 +775,11 @@ impl CatalogWriter {
         }
         Ok(())
     }
+}
+
+/// The merge tier of a segment of `postings` postings.
+fn tier_of(postings: u64) -> u32 {
+    (postings / TIER_BASE).max(1).ilog(MERGE_FACTOR)
 }
 
 /// The bytes of a file the manifest names, checked against its size and
@@ -711,7 +859,7 @@ mod tests {
 
     fn hits(catalog: &Catalog, hash: u32) -> Vec<(TrackId, u32)> {
         let mut out = Vec::new();
-        catalog.lookup(hash, |t, f| out.push((t, f)));
+        catalog.lookup(hash, usize::MAX, |t, f| out.push((t, f)));
         out
     }
 
@@ -720,17 +868,21 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let mut writer = CatalogWriter::open(dir.path(), "test").expect("writer");
-            for i in 0..(MAX_SEGMENTS as u32 + 2) {
+            for i in 0..10 {
                 let ids = writer
                     .commit(vec![new_track(&format!("t{i}"), &[7, 100 + i])])
                     .expect("commit");
                 assert_eq!(ids, vec![TrackId(i)]);
+                writer.merge().expect("merge");
             }
         }
         let catalog = Catalog::open(dir.path()).expect("open");
-        assert_eq!(catalog.tracks().len(), MAX_SEGMENTS + 2);
-        assert!(catalog.info().segments <= MAX_SEGMENTS);
-        assert_eq!(hits(&catalog, 7).len(), MAX_SEGMENTS + 2);
+        assert_eq!(catalog.tracks().len(), 10);
+        // Tiny segments share the first tier: every fourth is merged.
+        assert_eq!(catalog.info().segments, 1);
+        // The segment, the track table, the embeddings and their graph's two.
+        assert_eq!(catalog.verify().expect("verify"), 5);
+        assert_eq!(hits(&catalog, 7).len(), 10);
         assert_eq!(hits(&catalog, 103), vec![(TrackId(3), 1)]);
         for t in catalog.tracks().iter() {
             assert_eq!(catalog.peaks(t.id).map(|p| p.iter().count()), Some(1));

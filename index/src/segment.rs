@@ -1,39 +1,48 @@
 //! Postings files: every landmark of a batch of tracks, laid out for lookup.
 //!
-//! A segment is written once and never changed. Postings are sorted by hash; a
+//! A segment is written once, front to back, and never changed. Postings are
+//! sorted by hash; each is bit-packed at a fixed width (the rest of its hash
+//! below the bucket bits, its track's index in the segment and its frame). A
 //! bucket table indexed by the top `table_bits` bits of the hash gives each
-//! bucket's range, and each posting is bit-packed at a fixed width (the rest of
-//! its hash, its track's index in the segment and its frame), so a lookup is a
-//! table read and a short scan, straight from the memory map.
+//! bucket's range, so a lookup is a table read and a short scan, straight
+//! from the memory map.
 //!
 //! | part    | content                                                    |
 //! |---------|------------------------------------------------------------|
 //! | header  | magic, version, bit widths, counts (64 bytes)              |
 //! | tracks  | `n_tracks` x u32: global track id of each local index      |
-//! | table   | `2^table_bits + 1` x u32: first posting of each bucket     |
 //! | entries | `n_postings` x `width` bits, then 8 bytes of padding       |
+//! | table   | `2^table_bits + 1` x u32: first posting of each bucket     |
 //! | peaks   | `n_tracks + 1` x u32: first peak entry of each track, then  |
 //! |         | the entries (u16) and block bases (u32), see `constellation` |
 //! | footer  | CRC-32 of everything before it, then the end magic         |
 //!
-//! The peaks are each track's constellation in frame order; matching checks
-//! a candidate against them (see `vote`).
+//! The table follows the entries so that a segment, even one merged from
+//! others bigger than memory, is written in one pass. The peaks are each
+//! track's constellation in frame order; matching checks a candidate against
+//! them (see `vote`).
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::constellation::{self, BLOCK};
+pub use crate::constellation::{PeakList, StoredPeak};
+use crate::error::{Error, Result, io};
 use crate::mmap::Mapped;
 use crate::tracks::TrackId;
 
 const MAGIC: &[u8; 8] = b"EMKSEG\0\x01";
 const END_MAGIC: &[u8; 8] = b"EMKSEGND";
 /// Version of the postings layout this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 64;
 const FOOTER_LEN: usize = 12;
 /// Widest packed posting: a u64 read at any byte offset must hold it.
 const MAX_WIDTH: u32 = 56;
+/// A merge moves postings through memory this many hashes at a time.
+const MERGE_CHUNK_BITS: u32 = 16;
 
 /// One landmark of one track, as the writer receives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -46,8 +55,14 @@ pub struct Posting {
     pub frame: u32,
 }
 
-use crate::constellation::{self, BLOCK};
-pub use crate::constellation::{PeakList, StoredPeak};
+/// Size and checksum of a segment file just written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Bytes in the file.
+    pub bytes: u64,
+    /// CRC-32 of the whole file.
+    pub crc32: u32,
+}
 
 /// The bit layout of a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,12 +74,87 @@ struct Layout {
 }
 
 impl Layout {
+    /// The layout for `postings` postings of `tracks` tracks with frames up
+    /// to `max_frame`.
+    fn plan(hash_bits: u32, postings: u64, tracks: usize, max_frame: u32) -> Result<Self> {
+        if postings > u32::MAX as u64 {
+            return Err(Error::Limit {
+                what: "postings in one segment".into(),
+                max: u32::MAX as u64,
+            });
+        }
+        // About eight postings a bucket: a small table, and a short search.
+        let table_bits = bits_for(postings / 8).clamp(8.min(hash_bits), hash_bits.min(24));
+        let layout = Self {
+            hash_bits,
+            table_bits,
+            track_bits: bits_for(tracks.saturating_sub(1) as u64),
+            frame_bits: bits_for(max_frame as u64),
+        };
+        if layout.width() > MAX_WIDTH || layout.payload() + hash_bits > 64 {
+            return Err(Error::Limit {
+                what: format!("posting width of {} bits", layout.width()),
+                max: MAX_WIDTH as u64,
+            });
+        }
+        Ok(layout)
+    }
+
     fn rest_bits(&self) -> u32 {
         self.hash_bits - self.table_bits
     }
 
+    /// Bits of a posting below its hash: track index and frame.
+    fn payload(&self) -> u32 {
+        self.track_bits + self.frame_bits
+    }
+
     fn width(&self) -> u32 {
-        self.rest_bits() + self.track_bits + self.frame_bits
+        self.rest_bits() + self.payload()
+    }
+
+    /// A posting as one number that sorts like the posting.
+    fn key(&self, hash: u32, local: u32, frame: u32) -> u64 {
+        ((hash as u64) << self.payload()) | ((local as u64) << self.frame_bits) | frame as u64
+    }
+
+    fn frame_mask(&self) -> u64 {
+        (1u64 << self.frame_bits) - 1
+    }
+
+    fn track_mask(&self) -> u64 {
+        (1u64 << self.track_bits) - 1
+    }
+}
+
+/// Where each section of a segment starts.
+#[derive(Debug, Clone, Copy)]
+struct Sections {
+    entries_at: usize,
+    table_at: usize,
+    peak_index_at: usize,
+    peaks_at: usize,
+    bases_at: usize,
+    /// Where the footer starts.
+    end: u64,
+}
+
+impl Sections {
+    fn of(layout: Layout, n_tracks: usize, postings: u64, peak_entries: u64) -> Self {
+        let entries_at = HEADER_LEN + n_tracks * 4;
+        let entries_len = (postings * layout.width() as u64).div_ceil(8) as usize + 8;
+        let table_at = entries_at + entries_len;
+        let peak_index_at = table_at + ((1usize << layout.table_bits) + 1) * 4;
+        let peaks_at = peak_index_at + (n_tracks + 1) * 4;
+        let bases_at = peaks_at + peak_entries as usize * 2;
+        Self {
+            entries_at,
+            table_at,
+            peak_index_at,
+            peaks_at,
+            bases_at,
+            end: bases_at as u64 + peak_entries / BLOCK as u64 * 4,
+        }
     }
 }
 
@@ -72,7 +162,205 @@ fn bits_for(max_value: u64) -> u32 {
     64 - max_value.leading_zeros()
 }
 
-/// Serialises postings and peaks into the bytes of a segment file.
+/// One track's coded peaks, as little-endian bytes.
+#[derive(Debug, Clone, Copy)]
+struct PeakBytes<'a> {
+    entries: &'a [u8],
+    bases: &'a [u8],
+}
+
+/// A file written front to back through a buffer, checksummed on the way.
+struct Sink {
+    path: PathBuf,
+    file: File,
+    crc: crc32fast::Hasher,
+    buffer: Vec<u8>,
+    bytes: u64,
+    /// Bits not yet written: fewer than 8, in the low bits.
+    bits: u64,
+    n_bits: u32,
+}
+
+impl Sink {
+    fn create(path: &Path) -> Result<Self> {
+        Ok(Self {
+            path: path.to_owned(),
+            file: File::create(path).map_err(io(path))?,
+            crc: crc32fast::Hasher::new(),
+            buffer: Vec::with_capacity(1 << 20),
+            bytes: 0,
+            bits: 0,
+            n_bits: 0,
+        })
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= 1 << 20 {
+            self.drain()?;
+        }
+        Ok(())
+    }
+
+    /// Appends the low `width` bits of `value` (`width` <= 56) to a
+    /// little-endian bit stream.
+    fn put_bits(&mut self, value: u64, width: u32) -> Result<()> {
+        let word = self.bits | (value << self.n_bits);
+        let total = self.n_bits + width;
+        let whole = (total / 8) as usize;
+        self.put(&word.to_le_bytes()[..whole])?;
+        self.bits = if whole == 8 { 0 } else { word >> (whole * 8) };
+        self.n_bits = total % 8;
+        Ok(())
+    }
+
+    /// Writes out a partial byte of the bit stream.
+    fn end_bits(&mut self) -> Result<()> {
+        if self.n_bits > 0 {
+            self.put(&[self.bits as u8])?;
+        }
+        self.bits = 0;
+        self.n_bits = 0;
+        Ok(())
+    }
+
+    fn drain(&mut self) -> Result<()> {
+        self.crc.update(&self.buffer);
+        self.bytes += self.buffer.len() as u64;
+        self.file.write_all(&self.buffer).map_err(io(&self.path))?;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Appends the checksum and end magic and syncs the file.
+    fn finish(mut self) -> Result<Written> {
+        self.drain()?;
+        let crc32 = self.crc.clone().finalize();
+        self.put(&crc32.to_le_bytes())?;
+        self.put(END_MAGIC)?;
+        self.crc.update(&self.buffer);
+        self.bytes += self.buffer.len() as u64;
+        self.file.write_all(&self.buffer).map_err(io(&self.path))?;
+        self.file.sync_all().map_err(io(&self.path))?;
+        Ok(Written {
+            bytes: self.bytes,
+            crc32: self.crc.finalize(),
+        })
+    }
+}
+
+/// Writes a segment front to back: header and tracks, postings in key
+/// order, then the table and peaks.
+struct SegmentWriter {
+    sink: Sink,
+    layout: Layout,
+    sections: Sections,
+    postings: u64,
+    written: u64,
+    /// First posting of each bucket so far.
+    table: Vec<u32>,
+    last: u64,
+}
+
+impl SegmentWriter {
+    fn create(
+        path: &Path,
+        layout: Layout,
+        tracks: &[TrackId],
+        postings: u64,
+        peak_entries: u64,
+    ) -> Result<Self> {
+        let mut sink = Sink::create(path)?;
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        header.extend_from_slice(MAGIC);
+        for v in [
+            FORMAT_VERSION,
+            layout.hash_bits,
+            layout.table_bits,
+            layout.track_bits,
+            layout.frame_bits,
+            tracks.len() as u32,
+        ] {
+            header.extend_from_slice(&v.to_le_bytes());
+        }
+        header.extend_from_slice(&postings.to_le_bytes());
+        header.extend_from_slice(&peak_entries.to_le_bytes());
+        header.resize(HEADER_LEN, 0);
+        sink.put(&header)?;
+        for t in tracks {
+            sink.put(&t.0.to_le_bytes())?;
+        }
+        Ok(Self {
+            sink,
+            layout,
+            sections: Sections::of(layout, tracks.len(), postings, peak_entries),
+            postings,
+            written: 0,
+            table: Vec::with_capacity((1 << layout.table_bits) + 1),
+            last: 0,
+        })
+    }
+
+    /// Appends a posting given as its [`Layout::key`]; keys come in
+    /// ascending order.
+    fn push(&mut self, key: u64) -> Result<()> {
+        if key < self.last || self.written == self.postings {
+            return Err(self.broken("postings out of order or too many"));
+        }
+        self.last = key;
+        let bucket = (key >> (self.layout.payload() + self.layout.rest_bits())) as usize;
+        while self.table.len() <= bucket {
+            self.table.push(self.written as u32);
+        }
+        let width = self.layout.width();
+        self.sink.put_bits(key & ((1u64 << width) - 1), width)?;
+        self.written += 1;
+        Ok(())
+    }
+
+    fn broken(&self, what: &str) -> Error {
+        Error::Corrupt {
+            path: self.sink.path.clone(),
+            what: what.to_owned(),
+        }
+    }
+
+    /// Writes the table and the peaks of every track, in the order of the
+    /// track list, and closes the file.
+    fn finish(mut self, peaks: &[PeakBytes<'_>]) -> Result<Written> {
+        if self.written != self.postings {
+            return Err(self.broken("fewer postings than announced"));
+        }
+        self.sink.end_bits()?;
+        self.sink.put(&[0; 8])?;
+        let buckets = 1usize << self.layout.table_bits;
+        while self.table.len() <= buckets {
+            self.table.push(self.written as u32);
+        }
+        for at in std::mem::take(&mut self.table) {
+            self.sink.put(&at.to_le_bytes())?;
+        }
+        let mut first = 0u32;
+        for p in peaks {
+            self.sink.put(&first.to_le_bytes())?;
+            first += (p.entries.len() / 2) as u32;
+        }
+        self.sink.put(&first.to_le_bytes())?;
+        for p in peaks {
+            self.sink.put(p.entries)?;
+        }
+        for p in peaks {
+            self.sink.put(p.bases)?;
+        }
+        let expected = self.sections.end;
+        if self.sink.bytes + self.sink.buffer.len() as u64 != expected {
+            return Err(self.broken("sections do not add up"));
+        }
+        self.sink.finish()
+    }
+}
+
+/// Writes postings and peaks as the segment file `path`.
 ///
 /// `hash_bits` is the width of the hash space (every hash is below
 /// `2^hash_bits`). The postings are sorted and deduplicated in place; each
@@ -80,21 +368,15 @@ fn bits_for(max_value: u64) -> u32 {
 ///
 /// # Errors
 /// [`Error::Limit`] if a hash or frame is out of range or the batch cannot be
-/// packed.
-pub fn encode(
+/// packed, or an I/O error.
+pub fn write(
+    path: &Path,
     postings: &mut Vec<Posting>,
     peaks: &BTreeMap<TrackId, Vec<StoredPeak>>,
     hash_bits: u32,
-) -> Result<Vec<u8>> {
+) -> Result<Written> {
     postings.sort_unstable();
     postings.dedup();
-    let n = postings.len() as u64;
-    if n > u32::MAX as u64 {
-        return Err(Error::Limit {
-            what: "postings in one segment".into(),
-            max: u32::MAX as u64,
-        });
-    }
     if let Some(p) = postings.iter().find(|p| (p.hash as u64) >> hash_bits != 0) {
         return Err(Error::Limit {
             what: format!("hash {:#x}", p.hash),
@@ -109,95 +391,106 @@ pub fn encode(
     tracks.sort_unstable();
     tracks.dedup();
     let max_frame = postings.iter().map(|p| p.frame).max().unwrap_or(0);
-    // About eight postings a bucket: a small table, and a short binary search.
-    let table_bits = bits_for(n / 8).clamp(8, hash_bits.min(24));
-    let layout = Layout {
-        hash_bits,
-        table_bits,
-        track_bits: bits_for(tracks.len().saturating_sub(1) as u64),
-        frame_bits: bits_for(max_frame as u64),
-    };
-    if layout.width() > MAX_WIDTH {
-        return Err(Error::Limit {
-            what: format!("posting width of {} bits", layout.width()),
-            max: MAX_WIDTH as u64,
-        });
-    }
-    let buckets = 1usize << table_bits;
-    let width = layout.width() as u64;
-    let entries_len = (n * width).div_ceil(8) as usize + 8;
-    let mut out = Vec::with_capacity(
-        HEADER_LEN + tracks.len() * 4 + (buckets + 1) * 4 + entries_len + FOOTER_LEN,
-    );
-    out.extend_from_slice(MAGIC);
-    for v in [
-        FORMAT_VERSION,
-        layout.hash_bits,
-        layout.table_bits,
-        layout.track_bits,
-        layout.frame_bits,
-        tracks.len() as u32,
-    ] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out.extend_from_slice(&n.to_le_bytes());
-    let coded: Vec<(Vec<u16>, Vec<u32>)> = tracks
+    let layout = Layout::plan(hash_bits, postings.len() as u64, tracks.len(), max_frame)?;
+    let coded: Vec<(Vec<u8>, Vec<u8>)> = tracks
         .iter()
-        .map(|t| constellation::encode(peaks.get(t).map_or(&[], Vec::as_slice)))
+        .map(|t| {
+            let (entries, bases) = constellation::encode(peaks.get(t).map_or(&[], Vec::as_slice));
+            (
+                entries.iter().flat_map(|e| e.to_le_bytes()).collect(),
+                bases.iter().flat_map(|b| b.to_le_bytes()).collect(),
+            )
+        })
         .collect();
-    let n_entries: usize = coded.iter().map(|(e, _)| e.len()).sum();
-    if n_entries > u32::MAX as usize {
+    let peak_bytes: Vec<PeakBytes<'_>> = coded
+        .iter()
+        .map(|(entries, bases)| PeakBytes { entries, bases })
+        .collect();
+    let peak_entries = peak_bytes.iter().map(|p| p.entries.len() as u64 / 2).sum();
+    check_peak_entries(peak_entries)?;
+    let mut writer =
+        SegmentWriter::create(path, layout, &tracks, postings.len() as u64, peak_entries)?;
+    for p in postings.iter() {
+        let local = tracks.partition_point(|t| *t < p.track) as u32;
+        writer.push(layout.key(p.hash, local, p.frame))?;
+    }
+    writer.finish(&peak_bytes)
+}
+
+fn check_peak_entries(n: u64) -> Result<()> {
+    if n > u32::MAX as u64 {
         return Err(Error::Limit {
             what: "peak entries in one segment".into(),
             max: u32::MAX as u64,
         });
     }
-    out.extend_from_slice(&(n_entries as u64).to_le_bytes());
-    out.resize(HEADER_LEN, 0);
-    for t in &tracks {
-        out.extend_from_slice(&t.0.to_le_bytes());
-    }
-    // Bucket table: the first posting of each bucket, then the total.
-    let shift = layout.rest_bits();
-    let mut next = 0usize;
-    for bucket in 0..buckets {
-        while next < postings.len() && ((postings[next].hash >> shift) as usize) < bucket {
-            next += 1;
+    Ok(())
+}
+
+/// Merges segments into the one file `path`, a bounded slice of the hash
+/// space at a time, so inputs bigger than memory merge in one pass.
+///
+/// # Errors
+/// [`Error::Limit`] if the result cannot be packed, or an I/O error.
+pub fn merge(path: &Path, sources: &[&Segment]) -> Result<Written> {
+    let hash_bits = sources
+        .iter()
+        .map(|s| s.layout.hash_bits)
+        .max()
+        .unwrap_or(0);
+    let mut tracks: Vec<TrackId> = sources.iter().flat_map(|s| s.tracks.clone()).collect();
+    tracks.sort_unstable();
+    tracks.dedup();
+    let postings: u64 = sources.iter().map(|s| s.postings).sum();
+    let max_frame = sources
+        .iter()
+        .map(|s| s.layout.frame_mask() as u32)
+        .max()
+        .unwrap_or(0);
+    let layout = Layout::plan(hash_bits, postings, tracks.len(), max_frame)?;
+    // Each source's local track index, as an index into the merged list.
+    let locals: Vec<Vec<u32>> = sources
+        .iter()
+        .map(|s| {
+            s.tracks
+                .iter()
+                .map(|t| tracks.partition_point(|x| x < t) as u32)
+                .collect()
+        })
+        .collect();
+    // Where each merged track's peaks are: the last source that holds it.
+    let mut owner = vec![0usize; tracks.len()];
+    for (i, local) in locals.iter().enumerate() {
+        for &l in local {
+            owner[l as usize] = i;
         }
-        out.extend_from_slice(&(next as u32).to_le_bytes());
     }
-    out.extend_from_slice(&(n as u32).to_le_bytes());
-    // Entries, bit-packed little-endian.
-    let entries_start = out.len();
-    out.resize(entries_start + entries_len, 0);
-    let rest_mask = (1u64 << layout.rest_bits()) - 1;
-    for (i, p) in postings.iter().enumerate() {
-        let local = tracks.partition_point(|t| *t < p.track) as u64;
-        let value = ((p.hash as u64 & rest_mask) << (layout.track_bits + layout.frame_bits))
-            | (local << layout.frame_bits)
-            | p.frame as u64;
-        let bit = i as u64 * width;
-        let at = entries_start + (bit / 8) as usize;
-        let word = u64::from_le_bytes(read8(&out, at)) | (value << (bit % 8));
-        out[at..at + 8].copy_from_slice(&word.to_le_bytes());
+    let peak_bytes: Vec<PeakBytes<'_>> = tracks
+        .iter()
+        .zip(&owner)
+        .map(|(t, &i)| sources[i].peak_bytes(*t))
+        .collect();
+    let peak_entries = peak_bytes.iter().map(|p| p.entries.len() as u64 / 2).sum();
+    check_peak_entries(peak_entries)?;
+    let mut writer = SegmentWriter::create(path, layout, &tracks, postings, peak_entries)?;
+    let chunk_bits = MERGE_CHUNK_BITS.min(hash_bits);
+    let mut keys = Vec::new();
+    for chunk in 0..1u64 << (hash_bits - chunk_bits) {
+        keys.clear();
+        let (lo, hi) = (chunk << chunk_bits, (chunk + 1) << chunk_bits);
+        for (source, local) in sources.iter().zip(&locals) {
+            source.for_each_between(lo, hi, |hash, l, frame| {
+                if let Some(&merged) = local.get(l as usize) {
+                    keys.push(layout.key(hash, merged, frame));
+                }
+            });
+        }
+        keys.sort_unstable();
+        for &key in &keys {
+            writer.push(key)?;
+        }
     }
-    // Peaks: where each track's entries start, the entries, the block bases.
-    let mut first = 0u32;
-    for (entries, _) in &coded {
-        out.extend_from_slice(&first.to_le_bytes());
-        first += entries.len() as u32;
-    }
-    out.extend_from_slice(&first.to_le_bytes());
-    for (entries, _) in &coded {
-        out.extend(entries.iter().flat_map(|e| e.to_le_bytes()));
-    }
-    for (_, bases) in &coded {
-        out.extend(bases.iter().flat_map(|b| b.to_le_bytes()));
-    }
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(END_MAGIC);
-    Ok(out)
+    writer.finish(&peak_bytes)
 }
 
 fn read8(bytes: &[u8], at: usize) -> [u8; 8] {
@@ -216,7 +509,7 @@ fn read_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(word)
 }
 
-/// An open, verified segment.
+/// An open segment whose header and section sizes have been checked.
 #[derive(Debug)]
 pub struct Segment {
     path: PathBuf,
@@ -224,15 +517,14 @@ pub struct Segment {
     layout: Layout,
     tracks: Vec<TrackId>,
     postings: u64,
-    table_at: usize,
-    entries_at: usize,
-    peak_index_at: usize,
-    peaks_at: usize,
-    bases_at: usize,
+    sections: Sections,
 }
 
 impl Segment {
-    /// Maps a segment file and checks its magic, version, checksum and layout.
+    /// Maps a segment file and checks its magic, version, layout and section
+    /// sizes. The checksum and the bucket table are left to
+    /// [`Segment::verify`]: reading every byte would make opening a large
+    /// catalog slow, and lookups stay in bounds whatever the table says.
     ///
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::Version`] for a file that fails a check.
@@ -258,9 +550,6 @@ impl Segment {
         if &bytes[body + 4..] != END_MAGIC {
             return Err(corrupt("the file is truncated"));
         }
-        if crc32fast::hash(&bytes[..body]) != read_u32(bytes, body) {
-            return Err(corrupt("checksum mismatch"));
-        }
         let layout = Layout {
             hash_bits: read_u32(bytes, 12),
             table_bits: read_u32(bytes, 16),
@@ -275,24 +564,19 @@ impl Segment {
             || layout.table_bits > 24
             || layout.width() > MAX_WIDTH
             || (n_tracks as u64) > (1u64 << layout.track_bits).max(1)
+            || postings > u32::MAX as u64
+            || n_entries > u32::MAX as u64
+            || !n_entries.is_multiple_of(BLOCK as u64)
         {
             return Err(corrupt("impossible bit layout"));
         }
-        let table_at = HEADER_LEN + n_tracks * 4;
-        let buckets = 1usize << layout.table_bits;
-        let entries_at = table_at + (buckets + 1) * 4;
-        let entries_len = (postings * layout.width() as u64).div_ceil(8) + 8;
-        let peak_index_at = entries_at + entries_len as usize;
-        let peaks_at = peak_index_at + (n_tracks + 1) * 4;
-        let bases_at = peaks_at + n_entries as usize * 2;
-        if !n_entries.is_multiple_of(BLOCK as u64)
-            || bases_at as u64 + n_entries / BLOCK as u64 * 4 != body as u64
-        {
+        let sections = Sections::of(layout, n_tracks, postings, n_entries);
+        if sections.end != body as u64 {
             return Err(corrupt("section sizes do not add up"));
         }
         let mut previous = 0u32;
         for t in 0..=n_tracks {
-            let at = read_u32(bytes, peak_index_at + t * 4);
+            let at = read_u32(bytes, sections.peak_index_at + t * 4);
             if at < previous || at as u64 > n_entries || !(at as usize).is_multiple_of(BLOCK) {
                 return Err(corrupt("peak index out of order"));
             }
@@ -304,16 +588,8 @@ impl Segment {
         let tracks: Vec<TrackId> = (0..n_tracks)
             .map(|i| TrackId(read_u32(bytes, HEADER_LEN + i * 4)))
             .collect();
-        let mut previous = 0u32;
-        for b in 0..=buckets {
-            let at = read_u32(bytes, table_at + b * 4);
-            if at < previous || at as u64 > postings {
-                return Err(corrupt("bucket table out of order"));
-            }
-            previous = at;
-        }
-        if previous as u64 != postings {
-            return Err(corrupt("bucket table does not cover the postings"));
+        if tracks.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(corrupt("track list out of order"));
         }
         Ok(Self {
             path: path.to_owned(),
@@ -321,27 +597,83 @@ impl Segment {
             layout,
             tracks,
             postings,
-            table_at,
-            entries_at,
-            peak_index_at,
-            peaks_at,
-            bases_at,
+            sections,
         })
+    }
+
+    /// Reads the whole file: its checksum, the bucket table and the order of
+    /// every posting.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the first fault found.
+    pub fn verify(&self) -> Result<()> {
+        let bytes = self.map.bytes();
+        let corrupt = |what: String| Error::Corrupt {
+            path: self.path.clone(),
+            what,
+        };
+        let body = bytes.len() - FOOTER_LEN;
+        if crc32fast::hash(&bytes[..body]) != read_u32(bytes, body) {
+            return Err(corrupt("checksum mismatch".into()));
+        }
+        let mut previous = 0u32;
+        for b in 0..=1usize << self.layout.table_bits {
+            let at = read_u32(bytes, self.sections.table_at + b * 4);
+            if at < previous || at as u64 > self.postings {
+                return Err(corrupt(format!("bucket table out of order at bucket {b}")));
+            }
+            previous = at;
+        }
+        if previous as u64 != self.postings {
+            return Err(corrupt("bucket table does not cover the postings".into()));
+        }
+        let mut last = None;
+        let mut fault = None;
+        self.for_each_between(0, 1 << self.layout.hash_bits, |hash, local, frame| {
+            let key = self.layout.key(hash, local, frame);
+            if fault.is_none()
+                && (last.is_some_and(|l| l > key) || local as usize >= self.tracks.len())
+            {
+                fault = Some(format!(
+                    "posting of hash {hash:#x} out of order or out of range"
+                ));
+            }
+            last = Some(key);
+        });
+        match fault {
+            Some(what) => Err(corrupt(what)),
+            None => Ok(()),
+        }
+    }
+
+    /// CRC-32 of the whole file, as the manifest records it.
+    pub fn crc32(&self) -> u32 {
+        crc32fast::hash(self.map.bytes())
     }
 
     /// The stored peaks of `track` (empty if it has none here).
     pub fn peaks(&self, track: TrackId) -> PeakList<'_> {
+        let p = self.peak_bytes(track);
+        PeakList::new(p.entries, p.bases)
+    }
+
+    fn peak_bytes(&self, track: TrackId) -> PeakBytes<'_> {
+        let empty = PeakBytes {
+            entries: &[],
+            bases: &[],
+        };
         let bytes = self.map.bytes();
         let Ok(local) = self.tracks.binary_search(&track) else {
-            return PeakList::default();
+            return empty;
         };
-        let start = read_u32(bytes, self.peak_index_at + local * 4) as usize;
-        let end = read_u32(bytes, self.peak_index_at + (local + 1) * 4) as usize;
-        let entries = bytes.get(self.peaks_at + start * 2..self.peaks_at + end * 2);
-        let bases = bytes.get(self.bases_at + start / BLOCK * 4..self.bases_at + end / BLOCK * 4);
+        let s = &self.sections;
+        let start = read_u32(bytes, s.peak_index_at + local * 4) as usize;
+        let end = read_u32(bytes, s.peak_index_at + (local + 1) * 4) as usize;
+        let entries = bytes.get(s.peaks_at + start * 2..s.peaks_at + end * 2);
+        let bases = bytes.get(s.bases_at + start / BLOCK * 4..s.bases_at + end / BLOCK * 4);
         match (entries, bases) {
-            (Some(entries), Some(bases)) => PeakList::new(entries, bases),
-            _ => PeakList::default(),
+            (Some(entries), Some(bases)) => PeakBytes { entries, bases },
+            _ => empty,
         }
     }
 
@@ -365,34 +697,34 @@ impl Segment {
         self.map.bytes().len() as u64
     }
 
-    /// Calls `each` with every track's peaks.
-    pub fn for_each_peaks(&self, mut each: impl FnMut(TrackId, Vec<StoredPeak>)) {
-        for &track in &self.tracks {
-            each(track, self.peaks(track).iter().collect());
-        }
+    /// The postings of one bucket, clamped to the entries.
+    fn bucket(&self, bucket: usize) -> (u64, u64) {
+        let bytes = self.map.bytes();
+        let at = self.sections.table_at + bucket * 4;
+        let end = (read_u32(bytes, at + 4) as u64).min(self.postings);
+        ((read_u32(bytes, at) as u64).min(end), end)
     }
 
-    /// Calls `each` with every posting, in hash order.
-    pub fn for_each(&self, mut each: impl FnMut(Posting)) {
+    /// Calls `each` with the hash, local track index and frame of every
+    /// posting whose hash is in `lo..hi`, in order.
+    fn for_each_between(&self, lo: u64, hi: u64, mut each: impl FnMut(u32, u32, u32)) {
         let layout = self.layout;
-        let bytes = self.map.bytes();
         let width = layout.width() as u64;
         let shift = layout.rest_bits();
-        let payload = layout.track_bits + layout.frame_bits;
+        let payload = layout.payload();
         let mask = (1u64 << width) - 1;
-        for bucket in 0..(1u64 << layout.table_bits) {
-            let start = read_u32(bytes, self.table_at + bucket as usize * 4) as u64;
-            let end = read_u32(bytes, self.table_at + (bucket as usize + 1) * 4) as u64;
+        let last_bucket = (1u64 << layout.table_bits) - 1;
+        for bucket in lo >> shift..=((hi.max(1) - 1) >> shift).min(last_bucket) {
+            let (start, end) = self.bucket(bucket as usize);
             for i in start..end {
                 let value = self.entry(i, width) & mask;
-                let local =
-                    ((value >> layout.frame_bits) & ((1u64 << layout.track_bits) - 1)) as usize;
-                if let Some(&track) = self.tracks.get(local) {
-                    each(Posting {
-                        hash: ((bucket << shift) | (value >> payload)) as u32,
-                        track,
-                        frame: (value & ((1u64 << layout.frame_bits) - 1)) as u32,
-                    });
+                let hash = (bucket << shift) | (value >> payload);
+                if (lo..hi).contains(&hash) {
+                    each(
+                        hash as u32,
+                        ((value >> layout.frame_bits) & layout.track_mask()) as u32,
+                        (value & layout.frame_mask()) as u32,
+                    );
                 }
             }
         }
@@ -402,49 +734,61 @@ impl Segment {
         let bit = i * width;
         let word = u64::from_le_bytes(read8(
             self.map.bytes(),
-            self.entries_at + (bit / 8) as usize,
+            self.sections.entries_at + (bit / 8) as usize,
         ));
         word >> (bit % 8)
+    }
+
+    /// The postings of `hash`, as a range of entries.
+    fn range(&self, hash: u32) -> (u64, u64) {
+        let layout = self.layout;
+        if layout.hash_bits < 32 && hash >> layout.hash_bits != 0 {
+            return (0, 0);
+        }
+        let shift = layout.rest_bits();
+        let (start, end) = self.bucket((hash >> shift) as usize);
+        if shift == 0 {
+            return (start, end);
+        }
+        let width = layout.width() as u64;
+        let mask = (1u64 << width) - 1;
+        let want = hash as u64 & ((1u64 << shift) - 1);
+        let payload = layout.payload();
+        let rest = |i| (self.entry(i, width) & mask) >> payload;
+        // Entries are sorted within the bucket.
+        let first = |below: &dyn Fn(u64) -> bool| {
+            let (mut lo, mut hi) = (start, end);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if below(rest(mid)) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo
+        };
+        (first(&|r| r < want), first(&|r| r <= want))
+    }
+
+    /// Number of postings of `hash`.
+    pub fn count(&self, hash: u32) -> u64 {
+        let (start, end) = self.range(hash);
+        end - start
     }
 
     /// Calls `hit` with the track and frame of every posting of `hash`.
     /// Returns the number of postings found.
     pub fn lookup(&self, hash: u32, mut hit: impl FnMut(TrackId, u32)) -> usize {
         let layout = self.layout;
-        if layout.hash_bits < 32 && hash >> layout.hash_bits != 0 {
-            return 0;
-        }
-        let bytes = self.map.bytes();
-        let shift = layout.rest_bits();
-        let bucket = (hash >> shift) as usize;
-        let start = read_u32(bytes, self.table_at + bucket * 4) as u64;
-        let end = read_u32(bytes, self.table_at + (bucket + 1) * 4) as u64;
+        let (start, end) = self.range(hash);
         let width = layout.width() as u64;
-        let mask = (1u64 << width) - 1;
-        let rest_mask = (1u64 << shift) - 1;
-        let want = hash as u64 & rest_mask;
-        let payload = layout.track_bits + layout.frame_bits;
-        let frame_mask = (1u64 << layout.frame_bits) - 1;
-        let track_mask = (1u64 << layout.track_bits) - 1;
-        // Entries are sorted within the bucket: find the first of `hash`.
-        let (mut lo, mut hi) = (start, end);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if (self.entry(mid, width) & mask) >> payload < want {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
         let mut found = 0;
-        for i in lo..end {
-            let value = self.entry(i, width) & mask;
-            if value >> payload != want {
-                break;
-            }
-            let local = ((value >> layout.frame_bits) & track_mask) as usize;
+        for i in start..end {
+            let value = self.entry(i, width);
+            let local = ((value >> layout.frame_bits) & layout.track_mask()) as usize;
             if let Some(&track) = self.tracks.get(local) {
-                hit(track, (value & frame_mask) as u32);
+                hit(track, (value & layout.frame_mask()) as u32);
                 found += 1;
             }
         }
@@ -477,8 +821,7 @@ mod tests {
                 },
             ],
         )]);
-        let bytes = encode(postings, &peaks, 24).expect("encode");
-        std::fs::write(&path, bytes).expect("write");
+        write(&path, postings, &peaks, 24).expect("write");
         let segment = Segment::open(&path).expect("open");
         (dir, segment)
     }
@@ -503,6 +846,49 @@ mod tests {
                     .map(|q| (q.track, q.frame))
                     .collect();
                 prop_assert_eq!(hits, expected);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        #[test]
+        fn a_merge_holds_what_its_sources_held(
+            raw in proptest::collection::vec((0u32..1 << 20, 0u32..30, 0u32..5_000), 1..3_000)
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut parts: [Vec<Posting>; 3] = Default::default();
+            for &(hash, track, frame) in &raw {
+                parts[track as usize % 3].push(Posting { hash, track: TrackId(track), frame });
+            }
+            let mut sources = Vec::new();
+            for (i, part) in parts.iter_mut().enumerate() {
+                let path = dir.path().join(format!("s{i}"));
+                let peaks = part
+                    .iter()
+                    .map(|p| (p.track, vec![StoredPeak { frame: p.track.0, bin: 10.0 }]))
+                    .collect();
+                write(&path, part, &peaks, 20).expect("write");
+                sources.push(Segment::open(&path).expect("open"));
+            }
+            let merged_path = dir.path().join("merged");
+            let refs: Vec<&Segment> = sources.iter().collect();
+            let written = merge(&merged_path, &refs).expect("merge");
+            let merged = Segment::open(&merged_path).expect("open merged");
+            merged.verify().expect("verify");
+            prop_assert_eq!(written.crc32, merged.crc32());
+            prop_assert_eq!(merged.postings(), refs.iter().map(|s| s.postings()).sum::<u64>());
+            for &(hash, track, _) in &raw {
+                let mut want = Vec::new();
+                for s in &sources {
+                    s.lookup(hash, |t, f| want.push((t, f)));
+                }
+                want.sort_unstable();
+                let mut got = Vec::new();
+                merged.lookup(hash, |t, f| got.push((t, f)));
+                prop_assert_eq!(got, want);
+                let peaks: Vec<u32> = merged.peaks(TrackId(track)).iter().map(|p| p.frame).collect();
+                prop_assert_eq!(peaks, vec![track]);
             }
         }
     }
@@ -548,7 +934,8 @@ mod tests {
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0x40;
         std::fs::write(&path, &bytes).expect("write");
-        let err = Segment::open(&path).err().map(|e| e.to_string());
+        let segment = Segment::open(&path).expect("open");
+        let err = segment.verify().err().map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("checksum")));
         drop(dir);
     }

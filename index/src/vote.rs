@@ -368,19 +368,12 @@ impl<'c> Matcher<'c> {
     fn vote(&mut self) -> Vec<Voted> {
         self.votes.clear();
         let limit = self.options.max_postings_per_hash;
-        let mut hits = Vec::new();
         for l in self.query.iter().filter(|l| l.hash & TRIPLET == 0) {
-            hits.clear();
-            let n = self
-                .catalog
-                .lookup(l.hash, |track, frame| hits.push((track, frame)));
-            if n > limit {
-                continue;
-            }
-            for &(track, frame) in &hits {
+            let votes = &mut self.votes;
+            self.catalog.lookup(l.hash, limit, |track, frame| {
                 let offset = frame as i64 - l.frame as i64;
-                self.votes.extend(pack_vote(track, offset, l.frame));
-            }
+                votes.extend(pack_vote(track, offset, l.frame));
+            });
         }
         self.votes.sort_unstable();
         let mut best = tally(&self.votes, self.options.offset_tolerance as i64);
@@ -440,13 +433,10 @@ impl<'c> Matcher<'c> {
         let mut counts = vec![0u32; n_tracks + 1];
         let mut found: Vec<(u32, u32, u32)> = Vec::new();
         for l in self.query.iter().filter(|l| l.hash & TRIPLET != 0) {
-            let before = found.len();
-            let n = self
-                .catalog
-                .lookup(l.hash, |track, frame| found.push((track.0, frame, l.frame)));
-            if n > o.max_postings_per_hash {
-                found.truncate(before);
-            }
+            self.catalog
+                .lookup(l.hash, o.max_postings_per_hash, |track, frame| {
+                    found.push((track.0, frame, l.frame))
+                });
         }
         for h in &found {
             if let Some(c) = counts.get_mut(h.0 as usize) {

@@ -398,16 +398,37 @@ fn add_recording(
     std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
     crate::scan::write_atomically(&path, audio).map_err(ApiError::internal)?;
     let id = track.meta.external_id.clone();
-    let mut writer = CatalogWriter::open(db, SCHEME).map_err(|e| match e {
-        earmark_index::Error::Locked { .. } => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "catalog_locked",
-            format!("{e}: another writer is adding to the catalog; try again"),
-        ),
-        e => ApiError::internal(e),
-    })?;
+    let mut writer = open_writer(db)?;
     writer.commit(vec![track]).map_err(ApiError::internal)?;
+    // The track is searchable now; folding small segments together can go
+    // on after the answer (the next add waits for it).
+    std::thread::spawn(move || {
+        if let Err(e) = writer.merge() {
+            eprintln!("earmark serve: segments not merged: {e}");
+        }
+    });
     Ok(id)
+}
+
+/// The catalog's writer, waiting a while for another add or a merge to end.
+fn open_writer(db: &std::path::Path) -> ApiResult<CatalogWriter> {
+    let patience = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match CatalogWriter::open(db, SCHEME) {
+            Ok(writer) => return Ok(writer),
+            Err(earmark_index::Error::Locked { .. }) if std::time::Instant::now() < patience => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e @ earmark_index::Error::Locked { .. }) => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "catalog_locked",
+                    format!("{e}: another writer is adding to the catalog; try again"),
+                ));
+            }
+            Err(e) => return Err(ApiError::internal(e)),
+        }
+    }
 }
 
 /// Body of `POST /v1/coverage`.

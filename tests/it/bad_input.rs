@@ -148,6 +148,8 @@ fn a_batch_with_bad_files_indexes_the_good_ones() {
 fn a_corrupted_index_file_is_detected() {
     let fx = Fixture::songs(1, 20.0);
     fx.index();
+    let verified = run(&["index", "verify", "--db", path(&fx.db())]);
+    assert_eq!(verified.status.code(), Some(0), "{}", stderr(&verified));
     let segment = std::fs::read_dir(fx.db())
         .expect("read db")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -157,7 +159,8 @@ fn a_corrupted_index_file_is_detected() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x10;
     std::fs::write(&segment, bytes).expect("write");
-    let out = run(&["index", "info", "--db", path(&fx.db())]);
+    let out = run(&["index", "verify", "--db", path(&fx.db())]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("checksum"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("checksum") && err.contains(".post"), "{err}");
 }
