@@ -269,21 +269,39 @@ impl Catalog {
         &self.manifest.fingerprint
     }
 
-    /// Calls `hit` for every posting of `hash` unless there are more than
-    /// `limit` (a hash that common says little and costs much); returns how
-    /// many there are.
-    pub fn lookup(&self, hash: u32, limit: usize, mut hit: impl FnMut(TrackId, u32)) -> usize {
-        let count: u64 = self.segments.iter().map(|s| s.count(hash)).sum();
-        if count <= limit as u64 {
-            for s in &self.segments {
-                s.lookup(hash, &mut hit);
+    /// Appends where the postings of `hash` are, one [`Run`] per segment
+    /// that has some; returns how many there are.
+    pub fn find(&self, hash: u32, runs: &mut Vec<Run>) -> u64 {
+        let mut count = 0;
+        for (segment, s) in self.segments.iter().enumerate() {
+            let (start, end) = s.range(hash);
+            if end > start {
+                runs.push(Run {
+                    segment: segment as u32,
+                    start,
+                    end,
+                });
+                count += end - start;
             }
         }
-        count as usize
+        count
     }
 
-    /// Mean postings per hash over the `2^bits` hashes of one kind (pairs or
-    /// triplets each fill half the hash space).
+    /// Calls `hit` with the track and frame of every posting of a run.
+    pub fn read(&self, run: &Run, hit: impl FnMut(TrackId, u32)) {
+        if let Some(s) = self.segments.get(run.segment as usize) {
+            s.read((run.start, run.end), hit);
+        }
+    }
+
+    /// Calls `hit` for every posting of `hash`.
+    pub fn lookup(&self, hash: u32, mut hit: impl FnMut(TrackId, u32)) {
+        for s in &self.segments {
+            s.lookup(hash, &mut hit);
+        }
+    }
+
+    /// Mean postings per hash value of the hash space.
     pub fn mean_postings_per_hash(&self) -> f64 {
         let postings: u64 = self.segments.iter().map(Segment::postings).sum();
         postings as f64 / (1u64 << HASH_BITS) as f64
@@ -299,13 +317,13 @@ impl Catalog {
         let m = &self.manifest;
         let mut files = 0;
         for (segment, file) in self.segments.iter().zip(&m.segments) {
-            segment.verify()?;
             if segment.crc32() != file.crc32 {
                 return Err(Error::Corrupt {
                     path: segment.path().to_owned(),
                     what: "checksum differs from the manifest".into(),
                 });
             }
+            segment.verify()?;
             files += 1;
         }
         for file in [&m.rights, &m.licences, &m.embeddings]
@@ -378,6 +396,14 @@ impl Catalog {
             fingerprint: self.manifest.fingerprint.clone(),
         }
     }
+}
+
+/// Where some postings of one hash are: a range of one segment's entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    segment: u32,
+    start: u64,
+    end: u64,
 }
 
 /// A recording ready to be added: its metadata and landmarks.
@@ -859,7 +885,7 @@ mod tests {
 
     fn hits(catalog: &Catalog, hash: u32) -> Vec<(TrackId, u32)> {
         let mut out = Vec::new();
-        catalog.lookup(hash, usize::MAX, |t, f| out.push((t, f)));
+        catalog.lookup(hash, |t, f| out.push((t, f)));
         out
     }
 

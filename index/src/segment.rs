@@ -60,7 +60,9 @@ pub struct Posting {
 pub struct Written {
     /// Bytes in the file.
     pub bytes: u64,
-    /// CRC-32 of the whole file.
+    /// CRC-32 of everything before the footer, as the footer records it. (A
+    /// CRC of the whole file would be the same for every segment: a CRC
+    /// over data followed by its own CRC is a constant.)
     pub crc32: u32,
 }
 
@@ -238,13 +240,11 @@ impl Sink {
         let crc32 = self.crc.clone().finalize();
         self.put(&crc32.to_le_bytes())?;
         self.put(END_MAGIC)?;
-        self.crc.update(&self.buffer);
-        self.bytes += self.buffer.len() as u64;
-        self.file.write_all(&self.buffer).map_err(io(&self.path))?;
+        self.drain()?;
         self.file.sync_all().map_err(io(&self.path))?;
         Ok(Written {
             bytes: self.bytes,
-            crc32: self.crc.finalize(),
+            crc32,
         })
     }
 }
@@ -646,9 +646,11 @@ impl Segment {
         }
     }
 
-    /// CRC-32 of the whole file, as the manifest records it.
+    /// The checksum the footer records (see [`Written::crc32`]);
+    /// [`Segment::verify`] checks it against the bytes.
     pub fn crc32(&self) -> u32 {
-        crc32fast::hash(self.map.bytes())
+        let bytes = self.map.bytes();
+        read_u32(bytes, bytes.len() - FOOTER_LEN)
     }
 
     /// The stored peaks of `track` (empty if it has none here).
@@ -740,7 +742,7 @@ impl Segment {
     }
 
     /// The postings of `hash`, as a range of entries.
-    fn range(&self, hash: u32) -> (u64, u64) {
+    pub fn range(&self, hash: u32) -> (u64, u64) {
         let layout = self.layout;
         if layout.hash_bits < 32 && hash >> layout.hash_bits != 0 {
             return (0, 0);
@@ -755,20 +757,21 @@ impl Segment {
         let want = hash as u64 & ((1u64 << shift) - 1);
         let payload = layout.payload();
         let rest = |i| (self.entry(i, width) & mask) >> payload;
-        // Entries are sorted within the bucket.
-        let first = |below: &dyn Fn(u64) -> bool| {
-            let (mut lo, mut hi) = (start, end);
-            while lo < hi {
-                let mid = lo + (hi - lo) / 2;
-                if below(rest(mid)) {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
+        // Entries are sorted within the bucket, which holds a few hashes.
+        let (mut lo, mut hi) = (start, end);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if rest(mid) < want {
+                lo = mid + 1;
+            } else {
+                hi = mid;
             }
-            lo
-        };
-        (first(&|r| r < want), first(&|r| r <= want))
+        }
+        let mut last = lo;
+        while last < end && rest(last) == want {
+            last += 1;
+        }
+        (lo, last)
     }
 
     /// Number of postings of `hash`.
@@ -777,22 +780,23 @@ impl Segment {
         end - start
     }
 
-    /// Calls `hit` with the track and frame of every posting of `hash`.
-    /// Returns the number of postings found.
-    pub fn lookup(&self, hash: u32, mut hit: impl FnMut(TrackId, u32)) -> usize {
+    /// Calls `hit` with the track and frame of the postings in `range` (from
+    /// [`Segment::range`]).
+    pub fn read(&self, (start, end): (u64, u64), mut hit: impl FnMut(TrackId, u32)) {
         let layout = self.layout;
-        let (start, end) = self.range(hash);
         let width = layout.width() as u64;
-        let mut found = 0;
-        for i in start..end {
+        for i in start..end.min(self.postings) {
             let value = self.entry(i, width);
             let local = ((value >> layout.frame_bits) & layout.track_mask()) as usize;
             if let Some(&track) = self.tracks.get(local) {
                 hit(track, (value & layout.frame_mask()) as u32);
-                found += 1;
             }
         }
-        found
+    }
+
+    /// Calls `hit` with the track and frame of every posting of `hash`.
+    pub fn lookup(&self, hash: u32, hit: impl FnMut(TrackId, u32)) {
+        self.read(self.range(hash), hit);
     }
 }
 

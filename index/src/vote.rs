@@ -19,7 +19,7 @@ use earmark_engine::fingerprint::frame_seconds;
 use earmark_engine::hash::TRIPLET;
 use earmark_engine::{Fingerprint, Landmark};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Run};
 use crate::stretch::{
     QueryPeaks, TempoRange, band_excess, dense_offsets, estimate_pitch, fit_tempo,
 };
@@ -32,8 +32,17 @@ use crate::verify::{Alignment, PeakMask};
 pub struct MatchOptions {
     /// Votes this many frames apart count as aligned.
     pub offset_tolerance: i32,
-    /// Hashes with more postings than this are skipped as uninformative.
+    /// Hashes with more postings than this, or than `max_postings_ratio`
+    /// times the catalog's mean, whichever is more, are skipped as
+    /// uninformative (the mean grows with the catalog, and so do the lists
+    /// of common hashes).
     pub max_postings_per_hash: usize,
+    /// See `max_postings_per_hash`.
+    pub max_postings_ratio: f64,
+    /// Postings looked up per query and path, the query's rarest hashes
+    /// first: in a large catalog the common hashes of a long query would
+    /// bring millions of chance hits and little evidence.
+    pub max_hits: u64,
     /// Candidates (best offset of a track) verified, most votes first.
     pub max_candidates: usize,
     /// Fewest aligned votes a candidate needs to be verified.
@@ -63,6 +72,8 @@ impl Default for MatchOptions {
         Self {
             offset_tolerance: 1,
             max_postings_per_hash: 200,
+            max_postings_ratio: 1000.0,
+            max_hits: 200_000,
             max_candidates: 16,
             min_votes: 3,
             frame_tolerance: 1,
@@ -152,6 +163,12 @@ pub struct Matcher<'c> {
     peaks: QueryPeaks,
     /// Triplet hits as (track frame, query frame), grouped by track.
     hits: Vec<(u32, u32)>,
+    /// The landmarks looked up, with their postings counts and where their
+    /// runs are in `runs`.
+    chosen: Vec<(u64, Landmark, std::ops::Range<usize>)>,
+    runs: Vec<Run>,
+    /// Longest postings list looked up.
+    postings_limit: u64,
 }
 
 /// A vote packs track, offset and query frame into one sortable word:
@@ -187,7 +204,11 @@ fn unpack_vote(vote: u64) -> (u32, i64, u32) {
 impl<'c> Matcher<'c> {
     /// A matcher over `catalog`.
     pub fn new(catalog: &'c Catalog, options: MatchOptions) -> Self {
+        let relative = options.max_postings_ratio * catalog.mean_postings_per_hash();
         Self {
+            postings_limit: (options.max_postings_per_hash as u64).max(relative as u64),
+            chosen: Vec::new(),
+            runs: Vec::new(),
             catalog,
             options,
             votes: Vec::new(),
@@ -367,13 +388,15 @@ impl<'c> Matcher<'c> {
     /// first.
     fn vote(&mut self) -> Vec<Voted> {
         self.votes.clear();
-        let limit = self.options.max_postings_per_hash;
-        for l in self.query.iter().filter(|l| l.hash & TRIPLET == 0) {
-            let votes = &mut self.votes;
-            self.catalog.lookup(l.hash, limit, |track, frame| {
-                let offset = frame as i64 - l.frame as i64;
-                votes.extend(pack_vote(track, offset, l.frame));
-            });
+        self.choose(false);
+        for (_, l, runs) in &self.chosen {
+            for run in &self.runs[runs.clone()] {
+                let votes = &mut self.votes;
+                self.catalog.read(run, |track, frame| {
+                    let offset = frame as i64 - l.frame as i64;
+                    votes.extend(pack_vote(track, offset, l.frame));
+                });
+            }
         }
         self.votes.sort_unstable();
         let mut best = tally(&self.votes, self.options.offset_tolerance as i64);
@@ -381,6 +404,44 @@ impl<'c> Matcher<'c> {
         best.sort_unstable_by(|a, b| b.votes.cmp(&a.votes).then(a.track.cmp(&b.track)));
         best.truncate(self.options.max_candidates);
         best
+    }
+
+    /// Picks the query's pair (or triplet) landmarks to look up: those with
+    /// postings but not too many, rarest first, up to `max_hits` postings.
+    fn choose(&mut self, triplets: bool) {
+        self.chosen.clear();
+        self.runs.clear();
+        // The query is sorted by hash: a hash heard at several frames is
+        // found once.
+        let mut last: Option<(u32, u64, std::ops::Range<usize>)> = None;
+        for &l in &self.query {
+            if (l.hash & TRIPLET != 0) != triplets {
+                continue;
+            }
+            let (n, runs) = match &last {
+                Some((hash, n, runs)) if *hash == l.hash => (*n, runs.clone()),
+                _ => {
+                    let first = self.runs.len();
+                    let n = self.catalog.find(l.hash, &mut self.runs);
+                    last = Some((l.hash, n, first..self.runs.len()));
+                    (n, first..self.runs.len())
+                }
+            };
+            if n > 0 && n <= self.postings_limit {
+                self.chosen.push((n, l, runs));
+            }
+        }
+        self.chosen.sort_unstable_by_key(|c| c.0);
+        let mut total = 0;
+        let within = self
+            .chosen
+            .iter()
+            .take_while(|&&(n, _, _)| {
+                total += n;
+                total <= self.options.max_hits
+            })
+            .count();
+        self.chosen.truncate(within);
     }
 
     /// Verifies a voted offset at the fast path's tempos, pivoting on the
@@ -426,17 +487,18 @@ impl<'c> Matcher<'c> {
 
     /// Candidates from triplet hits, at their estimated tempo and pitch.
     fn stretch(&mut self) -> Vec<Candidate> {
+        self.choose(true);
         let o = &self.options;
         // Hits grouped by track with a counting sort: (track frame, query
         // frame) in `self.hits`, each track's run starting at `firsts[t]`.
         let n_tracks = self.catalog.tracks().len();
         let mut counts = vec![0u32; n_tracks + 1];
         let mut found: Vec<(u32, u32, u32)> = Vec::new();
-        for l in self.query.iter().filter(|l| l.hash & TRIPLET != 0) {
-            self.catalog
-                .lookup(l.hash, o.max_postings_per_hash, |track, frame| {
-                    found.push((track.0, frame, l.frame))
-                });
+        for (_, l, runs) in &self.chosen {
+            for run in &self.runs[runs.clone()] {
+                self.catalog
+                    .read(run, |track, frame| found.push((track.0, frame, l.frame)));
+            }
         }
         for h in &found {
             if let Some(c) = counts.get_mut(h.0 as usize) {
