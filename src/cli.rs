@@ -43,6 +43,9 @@ enum Command {
     EvalCovers(EvalCoversArgs),
     /// Group unidentified music that recurs across shows, most shows first.
     Unknowns(UnknownsArgs),
+    /// Grow a catalog generated from real music to 100,000 tracks and print
+    /// size, memory, open time, query latency and hit rates along the way.
+    BenchScale(BenchScaleArgs),
     /// Listen to the sound card (or a file or a pipe) and log every play.
     Monitor(MonitorArgs),
     /// List audio input devices (the default marked with *).
@@ -342,6 +345,33 @@ pub struct UnknownsArgs {
     pub files: Vec<PathBuf>,
 }
 
+/// Arguments of `bench-scale`.
+#[derive(Debug, clap::Args)]
+pub struct BenchScaleArgs {
+    /// The real catalog the large ones are made from (its tracks go in
+    /// first, so the dev queries find them).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Where to build the large catalog: a new or empty directory.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Catalog sizes to measure at, in tracks.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    pub sizes: Vec<usize>,
+    /// Ground truth of the dev queries (`ground_truth.csv`, several allowed).
+    #[arg(long, required = true)]
+    pub truth: Vec<PathBuf>,
+    /// Seed of the generator: the same seed gives the same catalog.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Tracks per commit.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Worker threads for generating (default: all cores; queries use one).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+}
+
 /// Arguments of `eval-covers`.
 #[derive(Debug, clap::Args)]
 pub struct EvalCoversArgs {
@@ -548,6 +578,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         Command::Scan(a) => crate::scan::run(&a),
         Command::EvalSession(a) => crate::scan::eval_session(&a),
         Command::EvalCovers(a) => crate::similar::eval_covers(&a),
+        Command::BenchScale(a) => crate::scale::run(&a),
         Command::Unknowns(a) => crate::similar::unknowns(&a),
         Command::Monitor(a) => crate::monitor::run(&a),
         Command::Devices(a) => crate::monitor::devices(&a),

@@ -309,6 +309,19 @@ fn report(outcomes: &[Outcome1], as_json: bool) {
         .collect();
     times.sort_by(f64::total_cmp);
     let (median, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
+    let times_by_length: BTreeMap<u32, (f64, f64)> = lengths
+        .iter()
+        .map(|&len| {
+            let mut times: Vec<f64> = outcomes
+                .iter()
+                .filter(|o| o.error.is_none() && o.truth.length_s.round() as u32 == len)
+                .map(|o| o.elapsed_ms)
+                .collect();
+            times.sort_by(f64::total_cmp);
+            (len, (percentile(&times, 0.5), percentile(&times, 0.99)))
+        })
+        .collect();
+    let peak_mb = crate::cpu::peak_resident_bytes() as f64 / 1e6;
     let overall =
         outcomes
             .iter()
@@ -341,6 +354,11 @@ fn report(outcomes: &[Outcome1], as_json: bool) {
                                    "crossfade_partner": partners},
                 "errors": errors,
                 "query_ms": {"median": median, "p99": p99},
+                "query_ms_by_length": times_by_length
+                    .iter()
+                    .map(|(len, (median, p99))| (len.to_string(), json!({"median": median, "p99": p99})))
+                    .collect::<serde_json::Map<_, _>>(),
+                "peak_resident_mb": peak_mb,
             })
         );
         return;
@@ -401,6 +419,14 @@ fn report(outcomes: &[Outcome1], as_json: bool) {
     );
     println!(
         "query time (fingerprint + match, decode excluded): median {median:.2} ms, p99 {p99:.2} ms"
+    );
+    let by_length: Vec<String> = times_by_length
+        .iter()
+        .map(|(len, (median, p99))| format!("{len} s {median:.2}/{p99:.2}"))
+        .collect();
+    println!(
+        "by clip length (median/p99 ms): {}; peak resident memory {peak_mb:.0} MB",
+        by_length.join(", ")
     );
     if errors > 0 {
         println!("{errors} queries could not be read");

@@ -12,6 +12,7 @@ mod keys;
 mod monitor;
 mod report;
 mod rights;
+mod scale;
 mod scan;
 mod serve;
 mod similar;

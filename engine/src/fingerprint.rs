@@ -147,7 +147,7 @@ pub struct Fingerprinter {
     stft: Stft,
     chroma: Option<ChromaFrames>,
     picker: PeakPicker,
-    hashers: Hashers,
+    hashers: Landmarker,
     resampled: Vec<f32>,
     samples_in: u64,
     rate_in_hz: u32,
@@ -166,10 +166,7 @@ impl Fingerprinter {
             chroma: options.chroma.then(|| ChromaFrames::new(stft.bins())),
             stft,
             picker,
-            hashers: Hashers {
-                pairs: PairHasher::new(options.pairs.clone()),
-                triplets: TripletHasher::new(options.triplets.clone()),
-            },
+            hashers: Landmarker::new(options),
             resampled: Vec::new(),
             samples_in: 0,
             rate_in_hz,
@@ -239,14 +236,30 @@ impl Fingerprinter {
     }
 }
 
-/// The pair and triplet hashers, fed the same peaks.
+/// The last stage of a [`Fingerprinter`]: the pair and triplet hashers, fed
+/// the same peaks. On its own it makes landmarks of peaks from elsewhere
+/// (the catalog generator of the scale benchmark reshapes real ones).
 #[derive(Debug)]
-struct Hashers {
+pub struct Landmarker {
     pairs: PairHasher,
     triplets: TripletHasher,
 }
 
-impl Hashers {
+impl Landmarker {
+    /// Hashers with the pairing and triplet options of `options`.
+    pub fn new(options: &FingerprintOptions) -> Self {
+        Self {
+            pairs: PairHasher::new(options.pairs.clone()),
+            triplets: TripletHasher::new(options.triplets.clone()),
+        }
+    }
+
+    /// Feeds a peak (in frame order); appends the landmarks completed.
+    pub fn push(&mut self, peak: Peak, landmarks: &mut Vec<Landmark>) {
+        self.pairs.push(peak, &mut |l| landmarks.push(l));
+        self.triplets.push(peak, &mut |l| landmarks.push(l));
+    }
+
     /// Picks the peaks of a power spectrum and hashes those that are final.
     fn frame(&mut self, picker: &mut PeakPicker, power: &[f32], out: &mut Fingerprint) {
         picker.push(power, &mut |p| self.peak(p, out));
@@ -255,12 +268,11 @@ impl Hashers {
 
     fn peak(&mut self, peak: Peak, out: &mut Fingerprint) {
         out.peaks.push(peak);
-        let landmarks = &mut out.landmarks;
-        self.pairs.push(peak, &mut |l| landmarks.push(l));
-        self.triplets.push(peak, &mut |l| landmarks.push(l));
+        self.push(peak, &mut out.landmarks);
     }
 
-    fn flush(&mut self, landmarks: &mut Vec<Landmark>) {
+    /// Ends the stream: appends the remaining landmarks and resets.
+    pub fn flush(&mut self, landmarks: &mut Vec<Landmark>) {
         self.pairs.flush(&mut |l| landmarks.push(l));
         self.triplets.flush(&mut |l| landmarks.push(l));
     }

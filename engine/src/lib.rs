@@ -22,7 +22,7 @@ pub mod testutil;
 pub use decode::AudioFile;
 pub use error::{Error, Result};
 pub use fingerprint::{
-    FileFingerprint, Fingerprint, FingerprintOptions, Fingerprinter, fingerprint_audio,
+    FileFingerprint, Fingerprint, FingerprintOptions, Fingerprinter, Landmarker, fingerprint_audio,
     fingerprint_file,
 };
 pub use hash::Landmark;
