@@ -161,12 +161,14 @@ fn synthesize_batch(sources: &[Source], seed: u64, first: u64, n: usize) -> Vec<
 /// Synthetic track `index`: 10-60 s passages of one real track's
 /// constellation, in a new order, some repeated as songs repeat a chorus,
 /// spliced to a real track's length (times [`LENGTH_SCALE`]). The whole is
-/// stretched in time (0.85-1.18) and revoiced (see [`Voicing`]): every note
-/// moves to `g` times its distance in semitones from a pivot note (g
-/// 0.70-0.85 or 1.18-1.40), then 3-7 semitones up or down, keeping the
-/// equal-tempered grid that makes some hashes common to much music but
-/// scaling every interval, so that neither the pairs nor the tempo- and
-/// pitch-proof triplets are the source's: no passage can stand in for it.
+/// played backwards, stretched in time (0.85-1.18) and revoiced (see
+/// [`Voicing`]): each pitch
+/// class moves to another, within its octave. That keeps the equal-tempered
+/// grid that makes some hashes common to much music, repeated notes and
+/// octaves, but changes the other intervals at random, so that neither the
+/// pairs nor the tempo- and pitch-proof triplets are the source's. (Scaling
+/// intervals instead leaves, for any transposition, a band of notes moved by
+/// exactly that much: a pitch-shifted query then found a synthetic track.)
 fn synthesize(sources: &[Source], seed: u64, index: u64) -> NewTrack {
     let mut rng = fastrand::Rng::with_seed(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index);
     let usable: Vec<&Source> = sources
@@ -197,12 +199,13 @@ fn synthesize(sources: &[Source], seed: u64, index: u64) -> NewTrack {
             }
         };
         passages.push(passage);
+        // Played backwards: no rhythm of the source survives to line up
+        // with a query of it.
+        let end = passage.start + passage.span;
         let first = source.peaks.partition_point(|p| p.frame < passage.start);
-        for p in source.peaks[first..]
-            .iter()
-            .take_while(|p| p.frame < passage.start + passage.span)
-        {
-            let frame = at + ((p.frame - passage.start) as f64 * stretch) as u32;
+        let last = source.peaks.partition_point(|p| p.frame < end);
+        for p in source.peaks[first..last].iter().rev() {
+            let frame = at + ((end - 1 - p.frame) as f64 * stretch) as u32;
             let bin = voicing.revoice(p.bin);
             if frame < frames && (lo..=hi).contains(&bin) {
                 peaks.push(Peak { frame, bin, ..*p });
@@ -227,42 +230,32 @@ fn synthesize(sources: &[Source], seed: u64, index: u64) -> NewTrack {
     }
 }
 
-/// How a synthetic track moves its source's notes, in semitones from A440.
+/// How a synthetic track moves its source's notes: each of the 12 pitch
+/// classes (counted from A) to another, within its octave.
 #[derive(Debug, Clone, Copy)]
 struct Voicing {
-    /// The note whose distances are scaled.
-    pivot: f32,
-    /// The factor distances from the pivot are scaled by.
-    intervals: f32,
-    /// Whole semitones everything then moves by.
-    transpose: f32,
+    classes: [u8; 12],
 }
 
 impl Voicing {
+    /// A random permutation of the pitch classes that leaves none in place.
     fn random(rng: &mut fastrand::Rng) -> Self {
-        let sign = |rng: &mut fastrand::Rng| if rng.bool() { 1.0 } else { -1.0 };
-        Self {
-            pivot: rng.i32(-24..=24) as f32,
-            intervals: if rng.bool() {
-                0.70 + 0.15 * rng.f32()
-            } else {
-                1.18 + 0.22 * rng.f32()
-            },
-            transpose: rng.i32(3..=7) as f32 * sign(rng),
+        let mut classes: [u8; 12] = std::array::from_fn(|c| c as u8);
+        while classes.iter().enumerate().any(|(c, &to)| c as u8 == to) {
+            rng.shuffle(&mut classes);
         }
+        Self { classes }
     }
 
-    /// Moves a peak's frequency to the note `intervals` times as far from
-    /// the pivot, transposed, keeping its detuning: intervals change (and
-    /// with them every pair and triplet), the equal-tempered grid that real
-    /// music shares does not, and no band stays where it was.
+    /// Moves a peak's frequency to the note its pitch class maps to, in the
+    /// same octave, keeping its detuning: repeated notes and octaves stay,
+    /// other intervals change at random (and with them the pairs and
+    /// triplets), the equal-tempered grid that real music shares stays.
     fn revoice(&self, bin: f32) -> f32 {
         let semitones = 12.0 * (bin.max(1.0) * HZ_PER_BIN / 440.0).log2();
         let note = semitones.round();
-        let moved = self.pivot
-            + ((note - self.pivot) * self.intervals).round()
-            + self.transpose
-            + (semitones - note);
+        let class = note.rem_euclid(12.0);
+        let moved = note - class + self.classes[class as usize] as f32 + (semitones - note);
         440.0 * (moved / 12.0).exp2() / HZ_PER_BIN
     }
 }
@@ -460,33 +453,31 @@ mod tests {
     }
 
     #[test]
-    fn revoicing_scales_intervals_and_keeps_the_grid() {
-        // Pivot A440: the A an octave up moves to 1.25 octaves (15
-        // semitones), still a note of the grid; a quarter-tone sharp note
-        // stays a quarter tone sharp; transposing moves the pivot too.
-        let v = Voicing {
-            pivot: 0.0,
-            intervals: 1.25,
-            transpose: 0.0,
-        };
-        assert!((v.revoice(bin_of(440.0)) - bin_of(440.0)).abs() < 1e-3);
-        let up = v.revoice(bin_of(880.0)) * HZ_PER_BIN;
-        assert!((up - 440.0 * 2f32.powf(15.0 / 12.0)).abs() < 0.5, "{up}");
-        let sharp = v.revoice(bin_of(880.0 * 2f32.powf(0.5 / 12.0))) * HZ_PER_BIN;
+    fn revoicing_moves_pitch_classes_within_the_octave() {
+        // A to C, A# to A, the rest in place (as a test, not a derangement).
+        let mut classes: [u8; 12] = std::array::from_fn(|c| c as u8);
+        classes[0] = 3;
+        classes[1] = 0;
+        let v = Voicing { classes };
+        let hz = |semitones: f32| 440.0 * (semitones / 12.0).exp2();
+        let at = |semitones: f32| v.revoice(bin_of(hz(semitones))) * HZ_PER_BIN;
+        // A440 becomes C, the A an octave up the C an octave up, a quarter
+        // tone sharp A# a quarter tone sharp A; B stays.
+        assert!((at(0.0) - hz(3.0)).abs() < 0.5);
+        assert!((at(12.0) - hz(15.0)).abs() < 0.5);
+        assert!((at(1.5) - hz(0.5)).abs() < 0.5);
+        assert!((at(-10.0) - hz(-10.0)).abs() < 0.5);
+        let random = Voicing::random(&mut fastrand::Rng::with_seed(1));
         assert!(
-            (sharp - 440.0 * 2f32.powf(15.5 / 12.0)).abs() < 0.5,
-            "{sharp}"
+            random
+                .classes
+                .iter()
+                .enumerate()
+                .all(|(c, &to)| c as u8 != to)
         );
-        let moved = Voicing {
-            transpose: -3.0,
-            ..v
-        }
-        .revoice(bin_of(440.0))
-            * HZ_PER_BIN;
-        assert!(
-            (moved - 440.0 * 2f32.powf(-3.0 / 12.0)).abs() < 0.5,
-            "{moved}"
-        );
+        let mut sorted = random.classes;
+        sorted.sort_unstable();
+        assert_eq!(sorted, std::array::from_fn(|c| c as u8));
     }
 
     #[test]
