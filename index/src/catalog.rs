@@ -294,13 +294,6 @@ impl Catalog {
         }
     }
 
-    /// Calls `hit` for every posting of `hash`.
-    pub fn lookup(&self, hash: u32, mut hit: impl FnMut(TrackId, u32)) {
-        for s in &self.segments {
-            s.lookup(hash, &mut hit);
-        }
-    }
-
     /// Mean postings per hash value of the hash space.
     pub fn mean_postings_per_hash(&self) -> f64 {
         let postings: u64 = self.segments.iter().map(Segment::postings).sum();
@@ -884,8 +877,12 @@ mod tests {
     }
 
     fn hits(catalog: &Catalog, hash: u32) -> Vec<(TrackId, u32)> {
+        let mut runs = Vec::new();
+        catalog.find(hash, &mut runs);
         let mut out = Vec::new();
-        catalog.lookup(hash, |t, f| out.push((t, f)));
+        for run in &runs {
+            catalog.read(run, |t, f| out.push((t, f)));
+        }
         out
     }
 

@@ -509,6 +509,20 @@ fn read_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(word)
 }
 
+/// Whether the `n` u32 offsets at `at` rise from 0 or more to exactly
+/// `total`, each a multiple of `align`.
+fn offsets_in_order(bytes: &[u8], at: usize, n: usize, total: u64, align: usize) -> bool {
+    let mut previous = 0u32;
+    for i in 0..n {
+        let offset = read_u32(bytes, at + i * 4);
+        if offset < previous || offset as u64 > total || !(offset as usize).is_multiple_of(align) {
+            return false;
+        }
+        previous = offset;
+    }
+    previous as u64 == total
+}
+
 /// An open segment whose header and section sizes have been checked.
 #[derive(Debug)]
 pub struct Segment {
@@ -574,16 +588,14 @@ impl Segment {
         if sections.end != body as u64 {
             return Err(corrupt("section sizes do not add up"));
         }
-        let mut previous = 0u32;
-        for t in 0..=n_tracks {
-            let at = read_u32(bytes, sections.peak_index_at + t * 4);
-            if at < previous || at as u64 > n_entries || !(at as usize).is_multiple_of(BLOCK) {
-                return Err(corrupt("peak index out of order"));
-            }
-            previous = at;
-        }
-        if previous as u64 != n_entries {
-            return Err(corrupt("peak index does not cover the peaks"));
+        if !offsets_in_order(
+            bytes,
+            sections.peak_index_at,
+            n_tracks + 1,
+            n_entries,
+            BLOCK,
+        ) {
+            return Err(corrupt("peak index out of order or not covering the peaks"));
         }
         let tracks: Vec<TrackId> = (0..n_tracks)
             .map(|i| TrackId(read_u32(bytes, HEADER_LEN + i * 4)))
@@ -616,16 +628,11 @@ impl Segment {
         if crc32fast::hash(&bytes[..body]) != read_u32(bytes, body) {
             return Err(corrupt("checksum mismatch".into()));
         }
-        let mut previous = 0u32;
-        for b in 0..=1usize << self.layout.table_bits {
-            let at = read_u32(bytes, self.sections.table_at + b * 4);
-            if at < previous || at as u64 > self.postings {
-                return Err(corrupt(format!("bucket table out of order at bucket {b}")));
-            }
-            previous = at;
-        }
-        if previous as u64 != self.postings {
-            return Err(corrupt("bucket table does not cover the postings".into()));
+        let buckets = (1usize << self.layout.table_bits) + 1;
+        if !offsets_in_order(bytes, self.sections.table_at, buckets, self.postings, 1) {
+            return Err(corrupt(
+                "bucket table out of order or not covering the postings".into(),
+            ));
         }
         let mut last = None;
         let mut fault = None;
@@ -772,12 +779,6 @@ impl Segment {
             last += 1;
         }
         (lo, last)
-    }
-
-    /// Number of postings of `hash`.
-    pub fn count(&self, hash: u32) -> u64 {
-        let (start, end) = self.range(hash);
-        end - start
     }
 
     /// Calls `hit` with the track and frame of the postings in `range` (from
