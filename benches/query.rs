@@ -38,6 +38,7 @@ fn track(name: String, fp: Fingerprint, seconds: f64) -> NewTrack {
         landmarks: fp.landmarks,
         peaks: fp.peaks,
         embedding: None,
+        beat_chroma: Vec::new(),
     }
 }
 

@@ -386,6 +386,10 @@ pub struct EvalCoversArgs {
     /// in (default: the whole file).
     #[arg(long)]
     pub excerpt_s: Option<f64>,
+    /// Reorder this many nearest works by their verification score
+    /// (cross-similarity of beat chroma; 0: embedding distance only).
+    #[arg(long, default_value_t = 10)]
+    pub verify: usize,
     /// One JSON object per cover.
     #[arg(long)]
     pub json: bool,

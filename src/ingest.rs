@@ -295,6 +295,7 @@ pub fn prepare_audio(
         landmarks: file.fingerprint.landmarks,
         peaks: file.fingerprint.peaks,
         embedding: file.embedding,
+        beat_chroma: file.beat_chroma,
     })
 }
 

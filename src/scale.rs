@@ -140,6 +140,7 @@ fn real_track(s: &Source) -> NewTrack {
         landmarks: s.fingerprint.landmarks.clone(),
         peaks: s.fingerprint.peaks.clone(),
         embedding: None,
+        beat_chroma: Vec::new(),
     }
 }
 
@@ -227,6 +228,7 @@ fn synthesize(sources: &[Source], seed: u64, index: u64) -> NewTrack {
         landmarks,
         peaks,
         embedding: None,
+        beat_chroma: Vec::new(),
     }
 }
 

@@ -9,20 +9,22 @@ use anyhow::Context;
 use rayon::prelude::*;
 use serde_json::json;
 
-use earmark_engine::chroma::{distance, embed_samples};
+use std::collections::HashMap;
+
+use earmark_engine::chroma::{CHROMA, ChromaFrames, cross_similarity, distance};
 use earmark_engine::fingerprint::SCHEME;
 use earmark_engine::{AudioFile, Fingerprint, FingerprintOptions, Fingerprinter};
-use earmark_index::{Catalog, CatalogWriter, MatchOptions, Matcher, NewTrack, TrackMeta};
-use earmark_monitor::UnidentifiedRecord;
+use earmark_index::{Catalog, CatalogWriter, MatchOptions, Matcher, NewTrack, TrackId, TrackMeta};
+use earmark_monitor::{LIKELY_SAME_WORK, UnidentifiedRecord, work_beat_chroma};
 
 use crate::Outcome;
 use crate::cli::{EvalCoversArgs, UnknownsArgs};
 use crate::identify::{query_fingerprint, read_clip, round};
 use crate::report::Show;
 
-/// The embedding of a file, or of `excerpt_s` seconds from a quarter of the
-/// way in.
-fn embed_file(path: &Path, excerpt_s: Option<f64>) -> anyhow::Result<Option<Vec<f32>>> {
+/// A cover's embedding and beat chroma, of the whole file or of
+/// `excerpt_s` seconds from a quarter of the way in.
+fn analyse_file(path: &Path, excerpt_s: Option<f64>) -> anyhow::Result<Passage> {
     let mut file = AudioFile::open(path)?;
     let clip = read_clip(&mut file, f64::MAX)?;
     let rate = clip.rate_hz as f64;
@@ -34,15 +36,64 @@ fn embed_file(path: &Path, excerpt_s: Option<f64>) -> anyhow::Result<Option<Vec<
         }
         None => &clip.samples[..],
     };
-    Ok(embed_samples(samples, clip.rate_hz)?)
+    let frames = ChromaFrames::of_samples(samples, clip.rate_hz)?;
+    Ok(Passage {
+        embedding: frames.embedding(0, frames.len()),
+        beats: frames.beat_chroma(0, frames.len()),
+    })
 }
 
-/// A cover and its embedding.
-struct Embedded {
+/// What the similarity lane knows of a passage.
+struct Passage {
+    embedding: Option<Vec<f32>>,
+    beats: Vec<[f32; CHROMA]>,
+}
+
+/// A cover and its analysis.
+struct Analysed {
     file: PathBuf,
-    original: String,
-    embedding: anyhow::Result<Option<Vec<f32>>>,
+    original: TrackId,
+    passage: anyhow::Result<Passage>,
     seconds: f64,
+}
+
+/// Mean reciprocal rank, top-1 and top-5 of the originals' ranks (from 1;
+/// `None` when not found).
+#[derive(Default)]
+struct Ranks {
+    reciprocal: f64,
+    top1: usize,
+    top5: usize,
+    counted: usize,
+}
+
+impl Ranks {
+    fn add(&mut self, rank: Option<usize>) {
+        self.counted += 1;
+        if let Some(r) = rank {
+            self.reciprocal += 1.0 / r as f64;
+            self.top1 += usize::from(r == 1);
+            self.top5 += usize::from(r <= 5);
+        }
+    }
+
+    fn summary(&self) -> String {
+        let share = |k: usize| 100.0 * k as f64 / self.counted.max(1) as f64;
+        format!(
+            "MRR {:.3}, top-1 {:.1}%, top-5 {:.1}%",
+            self.reciprocal / self.counted.max(1) as f64,
+            share(self.top1),
+            share(self.top5)
+        )
+    }
+}
+
+/// The value a share `q` of `values` lies below (NaN when empty).
+fn quantile(values: &[f32], q: f32) -> f32 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    let at = ((sorted.len() as f32 * q) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(at).copied().unwrap_or(f32::NAN)
 }
 
 /// `earmark eval-covers`.
@@ -51,104 +102,162 @@ pub fn eval_covers(args: &EvalCoversArgs) -> anyhow::Result<Outcome> {
     let mut reader =
         csv::Reader::from_path(&args.truth).with_context(|| format!("{}", args.truth.display()))?;
     let dir = args.truth.parent().unwrap_or(Path::new("."));
-    let rows: Vec<(PathBuf, String)> = reader
+    let rows: Vec<(PathBuf, TrackId)> = reader
         .records()
         .map(|r| {
             let r = r.with_context(|| format!("{}", args.truth.display()))?;
-            Ok((
-                dir.join(r.get(0).unwrap_or("")),
-                r.get(1).unwrap_or("").to_owned(),
-            ))
+            let original = r.get(1).unwrap_or("");
+            let Some(want) = catalog.tracks().by_external_id(original) else {
+                anyhow::bail!(
+                    "{}: no track {original} in the catalog",
+                    args.truth.display()
+                );
+            };
+            Ok((dir.join(r.get(0).unwrap_or("")), want.id))
         })
         .collect::<anyhow::Result<_>>()?;
     let n = catalog.tracks().len();
     let started = Instant::now();
-    let results: Vec<Embedded> = rows
+    let results: Vec<Analysed> = rows
         .into_par_iter()
         .map(|(file, original)| {
             let t = Instant::now();
-            let embedding = embed_file(&file, args.excerpt_s);
-            Embedded {
+            let passage = analyse_file(&file, args.excerpt_s);
+            Analysed {
                 file,
                 original,
-                embedding,
+                passage,
                 seconds: t.elapsed().as_secs_f64(),
             }
         })
         .collect();
-    let (mut reciprocal, mut top1, mut top5, mut counted) = (0.0, 0, 0, 0);
-    for Embedded {
-        file,
-        original,
-        embedding,
-        seconds,
-    } in &results
-    {
-        let name = file.display().to_string();
-        let Some(want) = catalog.tracks().by_external_id(original) else {
-            anyhow::bail!(
-                "{}: no track {original} in the catalog",
-                args.truth.display()
-            );
+    // Every cover's nearest works by embedding, and the beat chroma of
+    // those the verification looks at.
+    let nearest: Vec<Vec<(TrackId, f32)>> = (results.iter())
+        .map(|a| match &a.passage {
+            Ok(Passage {
+                embedding: Some(e), ..
+            }) => catalog.similar_to(e, n),
+            _ => Vec::new(),
+        })
+        .collect();
+    let mut works: Vec<TrackId> = (nearest.iter())
+        .flat_map(|near| near.iter().take(args.verify).map(|w| w.0))
+        .collect();
+    works.sort_unstable();
+    works.dedup();
+    let work_beats: HashMap<TrackId, Vec<[f32; CHROMA]>> = works
+        .into_par_iter()
+        .filter_map(|id| Some((id, work_beat_chroma(&catalog, id)?)))
+        .collect();
+    let (mut embedded, mut verified) = (Ranks::default(), Ranks::default());
+    let (mut original_scores, mut other_scores): (Vec<f32>, Vec<f32>) = (Vec::new(), Vec::new());
+    // The first `verify` works of each cover, by verification score.
+    let checked: Vec<Vec<(TrackId, f32)>> = (results.par_iter())
+        .zip(nearest.par_iter())
+        .map(|(a, near)| {
+            let Ok(passage) = &a.passage else {
+                return Vec::new();
+            };
+            let mut checked: Vec<(TrackId, f32)> = (near.iter().take(args.verify))
+                .map(|w| {
+                    let score =
+                        (work_beats.get(&w.0)).map_or(0.0, |b| cross_similarity(&passage.beats, b));
+                    (w.0, score)
+                })
+                .collect();
+            checked.sort_by(|x, y| y.1.total_cmp(&x.1));
+            checked
+        })
+        .collect();
+    for ((a, near), checked) in results.iter().zip(&nearest).zip(&checked) {
+        let name = a.file.display().to_string();
+        let external = |t: TrackId| {
+            catalog
+                .tracks()
+                .get(t)
+                .map_or("-", |t| t.meta.external_id.as_str())
         };
-        let embedding = match embedding {
-            Ok(Some(e)) => e,
-            Ok(None) => {
-                println!("{name}: too few beats for an embedding");
-                counted += 1;
-                continue;
-            }
+        let passage = match &a.passage {
+            Ok(p) => p,
             Err(e) => {
                 println!("{name}: {e:#}");
                 continue;
             }
         };
-        counted += 1;
-        let nearest = catalog.similar_to(embedding, n);
-        let rank = nearest
-            .iter()
-            .position(|(t, _)| *t == want.id)
-            .map(|r| r + 1);
-        if let Some(r) = rank {
-            reciprocal += 1.0 / r as f64;
-            top1 += usize::from(r == 1);
-            top5 += usize::from(r <= 5);
+        if passage.embedding.is_none() {
+            println!("{name}: too few beats for an embedding");
+            embedded.add(None);
+            verified.add(None);
+            continue;
         }
-        let first = nearest
+        let rank = near.iter().position(|w| w.0 == a.original).map(|r| r + 1);
+        embedded.add(rank);
+        let verified_rank = match checked.iter().position(|w| w.0 == a.original) {
+            Some(r) => Some(r + 1),
+            None => rank,
+        };
+        verified.add(verified_rank);
+        for &(t, score) in checked {
+            if t == a.original {
+                original_scores.push(score);
+            } else {
+                other_scores.push(score);
+            }
+        }
+        let first = near
             .first()
-            .and_then(|(t, d)| catalog.tracks().get(*t).map(|t| (t, d)));
+            .map_or(("-", f32::NAN), |w| (external(w.0), w.1));
+        let best = checked
+            .first()
+            .map_or(("-", f32::NAN), |w| (external(w.0), w.1));
         if args.json {
             println!(
                 "{}",
-                json!({"file": name, "original": original, "rank": rank,
-                       "nearest": first.map(|(t, _)| t.meta.external_id.as_str()),
-                       "embed_s": round(*seconds, 3)})
+                json!({"file": name, "original": external(a.original), "rank": rank,
+                       "verified_rank": verified_rank, "nearest": first.0,
+                       "best_verified": best.0, "verification": round(best.1 as f64, 3),
+                       "embed_s": round(a.seconds, 3)})
             );
         } else {
             println!(
-                "{name}: original {original} at rank {}; nearest {} ({:.3})",
+                "{name}: original {} at rank {}, {} verified; nearest {} ({:.3}), best verified {} ({:.3})",
+                external(a.original),
                 rank.map_or("-".into(), |r| r.to_string()),
-                first.map_or("-", |(t, _)| t.meta.external_id.as_str()),
-                first.map_or(f32::NAN, |(_, d)| *d)
+                verified_rank.map_or("-".into(), |r| r.to_string()),
+                first.0,
+                first.1,
+                best.0,
+                best.1
             );
         }
     }
-    let share = |k: usize| 100.0 * k as f64 / counted.max(1) as f64;
+    let what = args
+        .excerpt_s
+        .map_or("whole files".to_owned(), |s| format!("{s} s excerpts"));
     println!(
-        "covers {counted}: MRR {:.3}, top-1 {:.1}%, top-5 {:.1}% among {n} tracks ({} s {}); \
-         embedded in {:.1} s",
-        reciprocal / counted.max(1) as f64,
-        share(top1),
-        share(top5),
-        args.excerpt_s
-            .map_or("whole".to_owned(), |s| format!("{s}")),
-        if args.excerpt_s.is_some() {
-            "excerpts"
-        } else {
-            "files"
-        },
+        "covers {}: {} among {n} tracks ({what}); analysed in {:.1} s",
+        embedded.counted,
+        embedded.summary(),
         started.elapsed().as_secs_f64()
     );
+    if args.verify > 0 {
+        let likely = |scores: &[f32]| scores.iter().filter(|&&s| s >= LIKELY_SAME_WORK).count();
+        println!(
+            "verified (the nearest {} reordered by cross-similarity): {}; score of the original \
+             median {:.3}, of the other works median {:.3}, 95th percentile {:.3}; at or above \
+             {LIKELY_SAME_WORK} (likely the same work): originals {}/{}, other works {}/{}",
+            args.verify,
+            verified.summary(),
+            quantile(&original_scores, 0.5),
+            quantile(&other_scores, 0.5),
+            quantile(&other_scores, 0.95),
+            likely(&original_scores),
+            original_scores.len(),
+            likely(&other_scores),
+            other_scores.len(),
+        );
+    }
     Ok(Outcome::Done)
 }
 
@@ -236,6 +345,7 @@ fn fingerprint_groups(unknowns: &[Unknown]) -> anyhow::Result<Vec<Vec<usize>>> {
                 landmarks: fingerprint.landmarks,
                 peaks: fingerprint.peaks,
                 embedding: None,
+                beat_chroma: Vec::new(),
             });
         }
         writer.commit(batch)?;

@@ -349,39 +349,151 @@ pub fn beat_chroma(chroma: &[[f32; CHROMA]], onset: &[f32]) -> Vec<[f32; CHROMA]
         .collect()
 }
 
-/// How well two passages' beat chroma ([`beat_chroma`]) line up: the mean
-/// correlation of beats along the best diagonal covering three quarters of
-/// the shorter passage (and at least [`MIN_BEATS`] beats), at the best of the 12 transpositions (about 0 unrelated, 1 the
-/// same notes).
-/// Unlike the embedding it checks the order of the harmonies.
+/// Beats joined into one vector when beats are compared, so that a match
+/// needs a short sequence of harmonies, not one chord.
+const STACK_BEATS: usize = 3;
+/// Share of another passage's beats that count as recurrences of a beat.
+const RECURRENCE_SHARE: f32 = 0.1;
+/// Score lost where a path leaves the recurrences, and per beat it stays out.
+const GAP_OPEN: f32 = 5.0;
+const GAP_EXTEND: f32 = 0.5;
+
+/// How much of two passages' harmony ([`beat_chroma`]) follows the same
+/// course: the longest path of mutually recurring beats through their cross-
+/// recurrence plot (Qmax, Serrà et al. 2009), which may bend between half
+/// and twice the tempo and bridge short breaks, as a share of the shorter
+/// passage (about 0 for unrelated music, towards 1 for the same notes).
+/// The best of the 12 transpositions counts. Unlike the embedding it checks
+/// the order of the harmonies.
 pub fn cross_similarity(a: &[[f32; CHROMA]], b: &[[f32; CHROMA]]) -> f32 {
-    // Centred, so that two beats correlate only when the same classes
-    // stand out (chroma is never negative: plain cosines are all high).
-    let unit = |v: &[f32; CHROMA]| {
-        let mean = v.iter().sum::<f32>() / CHROMA as f32;
-        let centred = v.map(|x| x - mean);
-        let n = centred.iter().map(|x| x * x).sum::<f32>().sqrt();
-        centred.map(|x| if n > 0.0 { x / n } else { 0.0 })
-    };
-    let (a, b): (Vec<_>, Vec<_>) = (a.iter().map(unit).collect(), b.iter().map(unit).collect());
-    let (n, m) = (a.len() as isize, b.len() as isize);
-    // Most of the shorter passage must line up, not a lucky few beats.
-    let least = (n.min(m) * 3 / 4).max(MIN_BEATS as isize);
-    let mut best = 0.0f32;
-    for shift in 0..CHROMA {
-        let cosine = |x: &[f32; CHROMA], y: &[f32; CHROMA]| -> f32 {
-            (0..CHROMA).map(|c| x[(c + shift) % CHROMA] * y[c]).sum()
-        };
-        for lag in -(n - least)..=(m - least) {
-            let from = 0.max(-lag);
-            let to = n.min(m - lag);
-            if to - from < least {
-                continue;
+    let (a, b) = (centred(a), centred(b));
+    let (n, m) = (
+        a.len().saturating_sub(STACK_BEATS - 1),
+        b.len().saturating_sub(STACK_BEATS - 1),
+    );
+    if n == 0 || m == 0 {
+        return 0.0;
+    }
+    let mut moved = b.clone();
+    let mut paths: Vec<f32> = (0..CHROMA)
+        .map(|shift| {
+            for (to, from) in moved.iter_mut().zip(&b) {
+                *to = std::array::from_fn(|c| from[(c + CHROMA - shift) % CHROMA]);
             }
-            let total: f32 = (from..to)
-                .map(|i| cosine(&a[i as usize], &b[(i + lag) as usize]))
+            let plot = recurrences(
+                &stacked_similarity(&a, &moved),
+                &stacked_similarity(&moved, &a),
+                m,
+            );
+            qmax(&plot, m)
+        })
+        .collect();
+    paths.sort_by(f32::total_cmp);
+    // What chance alone gives passages of these lengths: the median path of
+    // the 12 transpositions.
+    let chance = (paths[CHROMA / 2 - 1] + paths[CHROMA / 2]) / 2.0;
+    (paths[CHROMA - 1] - chance) / n.min(m) as f32
+}
+
+/// Each beat's chroma centred and scaled to unit length, so that two beats
+/// correlate only when the same classes stand out (chroma is never negative:
+/// plain cosines are all high).
+fn centred(beats: &[[f32; CHROMA]]) -> Vec<[f32; CHROMA]> {
+    beats
+        .iter()
+        .map(|v| {
+            let mean = v.iter().sum::<f32>() / CHROMA as f32;
+            let centred = v.map(|x| x - mean);
+            let norm = centred.iter().map(|x| x * x).sum::<f32>().sqrt();
+            centred.map(|x| if norm > 0.0 { x / norm } else { 0.0 })
+        })
+        .collect()
+}
+
+/// Dot product of two beats, in four lanes so that it vectorises.
+fn dot(x: &[f32; CHROMA], y: &[f32; CHROMA]) -> f32 {
+    let mut lanes = [0.0f32; 4];
+    for (xs, ys) in x.chunks_exact(4).zip(y.chunks_exact(4)) {
+        for k in 0..4 {
+            lanes[k] += xs[k] * ys[k];
+        }
+    }
+    lanes.iter().sum()
+}
+
+/// Mean correlation of each run of [`STACK_BEATS`] beats of `a` with each
+/// run of `b`, row major (`a`'s runs by `b`'s).
+fn stacked_similarity(a: &[[f32; CHROMA]], b: &[[f32; CHROMA]]) -> Vec<f32> {
+    let single: Vec<f32> = (a.iter())
+        .flat_map(|x| b.iter().map(move |y| dot(x, y)))
+        .collect();
+    let (n, m) = (a.len() + 1 - STACK_BEATS, b.len() + 1 - STACK_BEATS);
+    let mut stacked = Vec::with_capacity(n * m);
+    for i in 0..n {
+        for j in 0..m {
+            let sum: f32 = (0..STACK_BEATS)
+                .map(|k| single[(i + k) * b.len() + j + k])
                 .sum();
-            best = best.max(total / (to - from) as f32);
+            stacked.push(sum / STACK_BEATS as f32);
+        }
+    }
+    stacked
+}
+
+/// The cross-recurrence plot of a similarity matrix with rows of `m`,
+/// given with its transpose: pairs that are among each other's
+/// [`RECURRENCE_SHARE`] most similar.
+fn recurrences(similar: &[f32], transposed: &[f32], m: usize) -> Vec<bool> {
+    let n = similar.len() / m;
+    // The similarity each row's most similar share reaches.
+    let thresholds = |matrix: &[f32], width: usize| -> Vec<f32> {
+        let k = ((width as f32 * RECURRENCE_SHARE) as usize).min(width - 1);
+        let mut row = Vec::with_capacity(width);
+        (matrix.chunks(width))
+            .map(|r| {
+                row.clear();
+                row.extend_from_slice(r);
+                *row.select_nth_unstable_by(k, |x, y| y.total_cmp(x)).1
+            })
+            .collect()
+    };
+    let (rows, columns) = (thresholds(similar, m), thresholds(transposed, n));
+    similar
+        .chunks(m)
+        .zip(&rows)
+        .flat_map(|(r, &row)| {
+            r.iter()
+                .zip(&columns)
+                .map(move |(&s, &column)| s > 0.0 && s >= row && s >= column)
+        })
+        .collect()
+}
+
+/// Length of the best path through a cross-recurrence plot with rows of
+/// `m`: steps of one beat in both passages or two in one of them; each
+/// recurrence adds 1, a break costs [`GAP_OPEN`] where it starts and
+/// [`GAP_EXTEND`] per step after.
+fn qmax(plot: &[bool], m: usize) -> f32 {
+    // Two rows and columns of zeros before the plot spare the bounds tests.
+    let width = m + 2;
+    let rows = plot.len() / m + 2;
+    let mut q = vec![0.0f32; rows * width];
+    let mut hit = vec![false; rows * width];
+    let mut best = 0.0f32;
+    for (i, row) in plot.chunks(m).enumerate() {
+        for (j, &recurs) in row.iter().enumerate() {
+            let at = (i + 2) * width + j + 2;
+            let steps = [at - width - 1, at - 2 * width - 1, at - width - 2];
+            let value = if recurs {
+                1.0 + steps.iter().map(|&s| q[s]).fold(0.0, f32::max)
+            } else {
+                (steps.iter())
+                    .map(|&s| q[s] - if hit[s] { GAP_OPEN } else { GAP_EXTEND })
+                    .fold(0.0, f32::max)
+            };
+            q[at] = value;
+            hit[at] = recurs;
+            best = best.max(value);
         }
     }
     best

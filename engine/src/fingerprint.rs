@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::chroma::ChromaFrames;
+use crate::chroma::{CHROMA, ChromaFrames};
 use crate::decode::AudioFile;
 use crate::error::Result;
 use crate::hash::{Landmark, PairHasher, PairOptions, TripletHasher, TripletOptions};
@@ -288,6 +288,9 @@ pub struct FileFingerprint {
     /// The similarity embedding of the whole file, when the options collect
     /// chroma and the music has enough beats.
     pub embedding: Option<Vec<f32>>,
+    /// Its beat-synchronous chroma, for verifying passages against it
+    /// (empty unless the options collect chroma).
+    pub beat_chroma: Vec<[f32; CHROMA]>,
 }
 
 /// Decodes and fingerprints a whole file, streaming.
@@ -314,11 +317,12 @@ pub fn fingerprint_audio(
     }
     let duration_s = fp.seconds_in();
     fp.flush(&mut fingerprint);
-    let embedding = fp.take_chroma().and_then(|c| c.embedding(0, c.len()));
+    let chroma = fp.take_chroma().unwrap_or_default();
     Ok(FileFingerprint {
         fingerprint,
         duration_s,
-        embedding,
+        embedding: chroma.embedding(0, chroma.len()),
+        beat_chroma: chroma.beat_chroma(0, chroma.len()),
     })
 }
 

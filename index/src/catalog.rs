@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use earmark_engine::chroma::CHROMA;
 use earmark_engine::{Landmark, Peak};
 
 use crate::error::{Error, Result, io};
@@ -239,6 +240,11 @@ impl Catalog {
         self.embeddings.get(track)
     }
 
+    /// A track's beat chroma, as kept with its embedding (2 bits a class).
+    pub fn beat_chroma(&self, track: TrackId) -> Option<Vec<[f32; CHROMA]>> {
+        self.embeddings.beat_chroma(track)
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -381,10 +387,15 @@ impl Catalog {
             segments: self.segments.len(),
             bytes_on_disk: self.segments.iter().map(Segment::bytes).sum::<u64>()
                 + self.manifest.tracks.bytes
-                + [&self.manifest.rights, &self.manifest.licences]
-                    .iter()
-                    .filter_map(|f| f.as_ref().map(|f| f.bytes))
-                    .sum::<u64>()
+                + [
+                    &self.manifest.rights,
+                    &self.manifest.licences,
+                    &self.manifest.embeddings,
+                ]
+                .iter()
+                .filter_map(|f| f.as_ref().map(|f| f.bytes))
+                .sum::<u64>()
+                + self.manifest.similar.iter().map(|f| f.bytes).sum::<u64>()
                 + manifest_bytes,
             fingerprint: self.manifest.fingerprint.clone(),
         }
@@ -416,6 +427,8 @@ pub struct NewTrack {
     pub peaks: Vec<Peak>,
     /// Its similarity embedding, if the music has enough beats for one.
     pub embedding: Option<Vec<f32>>,
+    /// Its beat-synchronous chroma, kept with the embedding.
+    pub beat_chroma: Vec<[f32; CHROMA]>,
 }
 
 /// The single writer of a catalog directory.
@@ -492,7 +505,7 @@ impl CatalogWriter {
         for new in batch {
             let id = tracks.next_id();
             if let Some(e) = new.embedding {
-                embeddings.push(id, e);
+                embeddings.push(id, e, &new.beat_chroma);
             }
             peaks.insert(
                 id,
@@ -873,6 +886,14 @@ mod tests {
                 name.bytes().map(f32::from).sum(),
                 1.0,
             ]),
+            beat_chroma: vec![
+                std::array::from_fn(|c| if (name.len() + c) % 3 == 0 {
+                    1.0
+                } else {
+                    0.0
+                });
+                8
+            ],
         }
     }
 
@@ -911,6 +932,14 @@ mod tests {
             assert_eq!(catalog.peaks(t.id).map(|p| p.iter().count()), Some(1));
             let own = catalog.embedding(t.id).expect("an embedding").to_vec();
             assert_eq!(catalog.similar_to(&own, 1)[0].0, t.id);
+            let beats = catalog.beat_chroma(t.id).expect("beat chroma");
+            assert_eq!(beats.len(), 8);
+            let first = if t.meta.external_id.len() % 3 == 0 {
+                1.0
+            } else {
+                0.0
+            };
+            assert_eq!(beats[0][0], first);
         }
     }
 

@@ -8,6 +8,8 @@ use std::path::Path;
 
 use hnsw_rs::prelude::{AnnT, DistL2, Hnsw, HnswIo};
 
+use earmark_engine::chroma::CHROMA;
+
 use crate::error::{Error, Result};
 use crate::tracks::TrackId;
 
@@ -18,16 +20,51 @@ const EF_BUILD: usize = 200;
 /// Breadth of the search while querying.
 const EF_SEARCH: usize = 96;
 
-/// The embeddings of the catalog's tracks.
+/// Beat chroma kept per beat: 12 pitch classes at 2 bits each.
+type PackedBeat = [u8; CHROMA / 4];
+
+/// Marks the file form that keeps beat chroma (the first form had only
+/// embeddings and no mark).
+const BEATS_MAGIC: &[u8; 8] = b"EMBEDv2\n";
+
+/// A track's embedding and its beat chroma (for verifying a passage against
+/// it without its audio).
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    track: TrackId,
+    embedding: Vec<f32>,
+    beats: Vec<PackedBeat>,
+}
+
+/// The embeddings of the catalog's tracks, with their beat chroma.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Embeddings {
-    rows: Vec<(TrackId, Vec<f32>)>,
+    rows: Vec<Row>,
+}
+
+/// Levels a class is kept at: beat chroma is squared ([`earmark_engine::
+/// chroma::beat_chroma`]), so its square root is quantised evenly.
+const LEVELS: [f32; 4] = [0.0, 1.0 / 9.0, 4.0 / 9.0, 1.0];
+
+/// A beat's chroma (each class in 0..=1) in 2 bits a class.
+fn pack(beat: &[f32; CHROMA]) -> PackedBeat {
+    let level = |v: f32| (v.clamp(0.0, 1.0).sqrt() * 3.0).round() as u8;
+    std::array::from_fn(|i| (0..4).fold(0, |byte, k| byte | (level(beat[4 * i + k]) << (2 * k))))
+}
+
+/// The chroma of a packed beat.
+fn unpack(packed: &PackedBeat) -> [f32; CHROMA] {
+    std::array::from_fn(|c| LEVELS[usize::from((packed[c / 4] >> (2 * (c % 4))) & 3)])
 }
 
 impl Embeddings {
-    /// Adds a track's embedding.
-    pub fn push(&mut self, track: TrackId, embedding: Vec<f32>) {
-        self.rows.push((track, embedding));
+    /// Adds a track's embedding and beat chroma.
+    pub fn push(&mut self, track: TrackId, embedding: Vec<f32>, beats: &[[f32; CHROMA]]) {
+        self.rows.push(Row {
+            track,
+            embedding,
+            beats: beats.iter().map(pack).collect(),
+        });
     }
 
     /// Tracks with an embedding.
@@ -40,58 +77,85 @@ impl Embeddings {
         self.rows.is_empty()
     }
 
+    fn row(&self, track: TrackId) -> Option<&Row> {
+        self.rows.iter().find(|r| r.track == track)
+    }
+
     /// A track's embedding.
     pub fn get(&self, track: TrackId) -> Option<&[f32]> {
-        self.rows
-            .iter()
-            .find(|(t, _)| *t == track)
-            .map(|(_, e)| e.as_slice())
+        self.row(track).map(|r| r.embedding.as_slice())
+    }
+
+    /// A track's beat chroma, to 2 bits a class; `None` when none is kept.
+    pub fn beat_chroma(&self, track: TrackId) -> Option<Vec<[f32; CHROMA]>> {
+        let row = self.row(track).filter(|r| !r.beats.is_empty())?;
+        Some(row.beats.iter().map(unpack).collect())
     }
 
     /// Every track and its embedding.
     pub fn iter(&self) -> impl Iterator<Item = (TrackId, &[f32])> {
-        self.rows.iter().map(|(t, e)| (*t, e.as_slice()))
+        self.rows.iter().map(|r| (r.track, r.embedding.as_slice()))
     }
 
-    /// The file form: per row the track id, the number of values and the
-    /// values, little-endian.
+    /// The file form: [`BEATS_MAGIC`], then per row the track id, the number
+    /// of values, the values, the number of beats and the packed beats,
+    /// little-endian.
     pub fn encode(&self) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        for (track, values) in &self.rows {
-            bytes.extend_from_slice(&track.0.to_le_bytes());
-            bytes.extend_from_slice(&(values.len() as u32).to_le_bytes());
-            for v in values {
+        let mut bytes = BEATS_MAGIC.to_vec();
+        for row in &self.rows {
+            bytes.extend_from_slice(&row.track.0.to_le_bytes());
+            bytes.extend_from_slice(&(row.embedding.len() as u32).to_le_bytes());
+            for v in &row.embedding {
                 bytes.extend_from_slice(&v.to_le_bytes());
             }
+            bytes.extend_from_slice(&(row.beats.len() as u32).to_le_bytes());
+            bytes.extend(row.beats.iter().flatten());
         }
         bytes
     }
 
-    /// Reads the file form back.
+    /// Reads the file form back (also the first form, without beats).
     pub fn decode(bytes: &[u8]) -> std::result::Result<Self, String> {
-        let mut rows = Vec::new();
-        let mut at = 0;
-        let word = |at: &mut usize| -> std::result::Result<[u8; 4], String> {
-            let w = bytes
-                .get(*at..*at + 4)
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| format!("cut short at byte {at}"))?;
-            *at += 4;
-            Ok(w)
+        let (with_beats, mut at) = if bytes.starts_with(BEATS_MAGIC) {
+            (true, BEATS_MAGIC.len())
+        } else {
+            (false, 0)
         };
+        let take = |at: &mut usize, n: usize| -> std::result::Result<&[u8], String> {
+            let b = (bytes.get(*at..*at + n)).ok_or_else(|| format!("cut short at byte {at}"))?;
+            *at += n;
+            Ok(b)
+        };
+        let word = |at: &mut usize| -> std::result::Result<[u8; 4], String> {
+            take(at, 4).map(|b| [b[0], b[1], b[2], b[3]])
+        };
+        let mut rows = Vec::new();
         while at < bytes.len() {
             let track = TrackId(u32::from_le_bytes(word(&mut at)?));
             let n = u32::from_le_bytes(word(&mut at)?) as usize;
-            let values = (0..n)
+            let embedding = (0..n)
                 .map(|_| word(&mut at).map(f32::from_le_bytes))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
-            if values.iter().any(|v| !v.is_finite()) {
+            if embedding.iter().any(|v| !v.is_finite()) {
                 return Err(format!(
                     "track {} has a value that is not a number",
                     track.0
                 ));
             }
-            rows.push((track, values));
+            let beats = if with_beats {
+                let n = u32::from_le_bytes(word(&mut at)?) as usize;
+                let packed = take(&mut at, n.saturating_mul(CHROMA / 4))?;
+                (packed.chunks_exact(CHROMA / 4))
+                    .map(|b| std::array::from_fn(|i| b[i]))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            rows.push(Row {
+                track,
+                embedding,
+                beats,
+            });
         }
         Ok(Self { rows })
     }
@@ -193,19 +257,42 @@ mod tests {
 
     #[test]
     fn embeddings_round_trip_and_refuse_damage() {
+        let beats: Vec<[f32; CHROMA]> = (0..40)
+            .map(|b| std::array::from_fn(|c| LEVELS[(b * 7 + c * 5) % 4]))
+            .collect();
         let mut e = Embeddings::default();
-        e.push(TrackId(3), unit(1));
-        e.push(TrackId(9), unit(2));
+        e.push(TrackId(9), unit(2), &[]);
+        e.push(TrackId(3), unit(1), &beats);
         let bytes = e.encode();
-        assert_eq!(Embeddings::decode(&bytes), Ok(e));
+        let back = Embeddings::decode(&bytes);
+        assert_eq!(back.as_ref(), Ok(&e));
+        let kept = back.ok().and_then(|b| b.beat_chroma(TrackId(3)));
+        let error = (kept.iter().flatten().zip(&beats))
+            .flat_map(|(k, b)| k.iter().zip(b).map(|(x, y)| (x - y).abs()))
+            .fold(0.0f32, f32::max);
+        assert!(error < 1e-6, "beats kept within {error}");
+        assert!(e.beat_chroma(TrackId(9)).is_none());
+        // Cut inside the last track's beats.
         assert!(Embeddings::decode(&bytes[..bytes.len() - 2]).is_err());
+    }
+
+    #[test]
+    fn the_first_file_form_reads_without_beats() {
+        let mut old = Vec::new();
+        old.extend_from_slice(&5u32.to_le_bytes());
+        old.extend_from_slice(&2u32.to_le_bytes());
+        old.extend_from_slice(&0.6f32.to_le_bytes());
+        old.extend_from_slice(&0.8f32.to_le_bytes());
+        let e = Embeddings::decode(&old).expect("the first form");
+        assert_eq!(e.get(TrackId(5)), Some(&[0.6f32, 0.8][..]));
+        assert!(e.beat_chroma(TrackId(5)).is_none());
     }
 
     #[test]
     fn the_graph_finds_the_nearest_and_survives_a_reload() -> Result<()> {
         let mut e = Embeddings::default();
         for t in 0..50 {
-            e.push(TrackId(t), unit(t));
+            e.push(TrackId(t), unit(t), &[]);
         }
         let similar = Similar::build(&e).ok_or_else(|| Error::Missing {
             path: "graph".into(),

@@ -24,7 +24,10 @@ pub mod window;
 pub use capture::{Capture, DeviceInfo, devices};
 pub use error::Error;
 pub use listener::{Follower, Listener, ListenerOptions};
-pub use log::{Event, EventLog, History, PlayRecord, SimilarWork, UnidentifiedRecord};
+pub use log::{
+    Event, EventLog, History, LIKELY_SAME_WORK, PlayRecord, SimilarWork, UnidentifiedRecord,
+    work_beat_chroma,
+};
 pub use session::{Resumed, Session};
 pub use source::{Delivery, FileSource, PcmFormat, PcmSource, Source};
 pub use tracker::{Play, PlayEvent, Tracker, TrackerOptions};

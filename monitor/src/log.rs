@@ -11,12 +11,13 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use earmark_engine::AudioFile;
 use earmark_engine::chroma::{CHROMA, ChromaFrames, cross_similarity};
 use earmark_index::coverage::decide;
-use earmark_index::{Catalog, Decision, Heard, Licence};
+use earmark_index::{Catalog, Decision, Heard, Licence, TrackId};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::Error;
@@ -109,27 +110,40 @@ pub struct SimilarWork {
     pub verification: Option<f32>,
 }
 
-/// Candidates kept for review per unidentified passage.
+/// Works nearest a passage's embedding that are verified against it.
+const VERIFIED_WORKS: usize = 10;
+/// Works kept for review per unidentified passage, best verified first.
 const SIMILAR_WORKS: usize = 3;
+/// Verification score from which a work is likely the one a passage plays
+/// (a cover, an adaptation, a remix). On the cover set (`earmark
+/// eval-covers`) originals score a median 0.72 against 60 s excerpts of
+/// their covers and other works rarely reach 0.3.
+pub const LIKELY_SAME_WORK: f32 = 0.35;
+
+impl SimilarWork {
+    /// Whether its verification says the passage likely plays this work.
+    pub fn likely(&self) -> bool {
+        self.verification.is_some_and(|v| v >= LIKELY_SAME_WORK)
+    }
+}
 
 impl UnidentifiedRecord {
-    /// Fills in the catalog works nearest its embedding, each verified
-    /// against the passage's beat chroma when it is known.
+    /// Fills in the catalog works nearest its embedding: the nearest
+    /// [`VERIFIED_WORKS`] are verified against the passage's beat chroma
+    /// (when it is known), and the best verified kept.
     pub fn find_similar(&mut self, catalog: &Catalog) {
         let Some(embedding) = &self.embedding else {
             return;
         };
-        self.similar = (catalog.similar_to(embedding, SIMILAR_WORKS).into_iter())
-            .filter_map(|(track, distance)| {
+        let beats = &self.beat_chroma;
+        let nearest = catalog.similar_to(embedding, VERIFIED_WORKS);
+        let mut similar: Vec<SimilarWork> = (nearest.par_iter())
+            .filter_map(|&(track, distance)| {
                 let t = catalog.tracks().get(track)?;
-                let verification = (!self.beat_chroma.is_empty())
-                    .then(|| {
-                        let mut audio = AudioFile::open(Path::new(&t.path)).ok()?;
-                        let frames = ChromaFrames::of_audio(&mut audio).ok()?;
-                        let work = frames.beat_chroma(0, frames.len());
-                        Some((cross_similarity(&self.beat_chroma, &work) * 1000.0).round() / 1000.0)
-                    })
-                    .flatten();
+                let verification = (!beats.is_empty())
+                    .then(|| work_beat_chroma(catalog, track))
+                    .flatten()
+                    .map(|work| (cross_similarity(beats, &work) * 1000.0).round() / 1000.0);
                 Some(SimilarWork {
                     track_id: t.meta.external_id.clone(),
                     title: t.meta.title.clone(),
@@ -138,7 +152,25 @@ impl UnidentifiedRecord {
                 })
             })
             .collect();
+        // Stable: unverified works stay in order of distance.
+        similar.sort_by(|a, b| {
+            let score = |w: &SimilarWork| w.verification.unwrap_or(f32::MIN);
+            score(b).total_cmp(&score(a))
+        });
+        similar.truncate(SIMILAR_WORKS);
+        self.similar = similar;
     }
+}
+
+/// The beat chroma of a catalog work: as the catalog keeps it, or read
+/// again from its recording (catalogs made before it was kept); `None`
+/// when neither can be had.
+pub fn work_beat_chroma(catalog: &Catalog, track: TrackId) -> Option<Vec<[f32; CHROMA]>> {
+    catalog.beat_chroma(track).or_else(|| {
+        let path = &catalog.tracks().get(track)?.path;
+        let frames = ChromaFrames::of_audio(&mut AudioFile::open(Path::new(path)).ok()?).ok()?;
+        Some(frames.beat_chroma(0, frames.len()))
+    })
 }
 
 /// One line of the log.

@@ -297,8 +297,13 @@ impl CueSheet {
                 clip: u.clip.clone(),
                 similar: (u.similar.iter())
                     .map(|w| {
+                        let likely = if w.likely() {
+                            ", likely the same work"
+                        } else {
+                            ""
+                        };
                         let verified = (w.verification)
-                            .map_or(String::new(), |v| format!(", verified {v:.2}"));
+                            .map_or(String::new(), |v| format!(", verified {v:.2}{likely}"));
                         format!(
                             "{} {} (distance {:.3}{verified})",
                             w.track_id, w.title, w.distance

@@ -209,8 +209,8 @@ fn unidentified_music_lists_the_catalog_works_nearest_it() {
     fx.index();
     // Song 2 over a held chord, played 26% faster and so 4 semitones
     // higher: beyond what the fingerprints follow, so nothing is
-    // identified; the similarity lane lists the works nearest it for review
-    // (how often the right one comes first is `earmark eval-covers`' job).
+    // identified; the similarity lane lists the works nearest it for review,
+    // best verified first, and the verification finds song 2's harmonies.
     let cover = over_chord(&fx.songs[2].1);
     let show = fx.dir.path().join("cover.wav");
     let faster = (RATE as f32 * 2f32.powf(4.0 / 12.0)) as u32;
@@ -232,11 +232,16 @@ fn unidentified_music_lists_the_catalog_works_nearest_it() {
         .as_array()
         .expect("similar works");
     assert_eq!(similar.len(), 3, "{similar:?}");
-    let distances: Vec<f64> = similar
+    let scores: Vec<f64> = similar
         .iter()
-        .map(|w| w["distance"].as_f64().expect("distance"))
+        .map(|w| w["verification"].as_f64().expect("verification"))
         .collect();
-    assert!(distances.windows(2).all(|d| d[0] <= d[1]), "{similar:?}");
+    assert!(scores.windows(2).all(|s| s[0] >= s[1]), "{similar:?}");
+    assert_eq!(similar[0]["track_id"], "song2", "{similar:?}");
+    assert!(
+        scores[0] >= f64::from(earmark_monitor::LIKELY_SAME_WORK) && scores[1] < 0.2,
+        "{similar:?}"
+    );
     for w in similar {
         let id = w["track_id"].as_str().expect("id");
         assert!(["song0", "song1", "song2", "song3"].contains(&id), "{w}");
