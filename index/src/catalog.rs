@@ -887,7 +887,7 @@ mod tests {
                 1.0,
             ]),
             beat_chroma: vec![
-                std::array::from_fn(|c| if (name.len() + c) % 3 == 0 {
+                std::array::from_fn(|c| if (name.len() + c).is_multiple_of(3) {
                     1.0
                 } else {
                     0.0
@@ -934,7 +934,7 @@ mod tests {
             assert_eq!(catalog.similar_to(&own, 1)[0].0, t.id);
             let beats = catalog.beat_chroma(t.id).expect("beat chroma");
             assert_eq!(beats.len(), 8);
-            let first = if t.meta.external_id.len() % 3 == 0 {
+            let first = if t.meta.external_id.len().is_multiple_of(3) {
                 1.0
             } else {
                 0.0
