@@ -253,7 +253,11 @@ impl Tracker {
                     let tempo = a.play.tempo;
                     a.fit(tempo, a.play.pitch);
                 }
-                score >= keep
+                // A play not yet announced needs a window that identifies
+                // it again on its own: a check where it is expected shares
+                // most of its audio with the window that found it, and so
+                // its chance alignments too.
+                score >= keep && a.play.id > 0
             })
             .collect();
         // A match of a track already playing belongs to that play. At the
