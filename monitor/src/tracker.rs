@@ -219,6 +219,32 @@ impl Tracker {
         let id = matcher.identify_with(&window.fingerprint, !following);
         let span = (window.start, window.start + window.fingerprint.frames);
         let middle = (span.0 + span.1) as f64 / 2.0;
+        // A play not yet announced is confirmed only by a window that
+        // identifies it again on its own, by the accept rule, leaving aside
+        // the other plays under way (a crossfade's outgoing track): a check
+        // where it is expected shares most of its audio with the window that
+        // found it, and so its chance alignments.
+        let o = matcher.options();
+        let rival = |track: TrackId| {
+            (id.candidates.iter())
+                .filter(|c| c.track != track && self.active.iter().all(|a| a.play.track != c.track))
+                .map(|c| c.score)
+                .fold(0.0f32, f32::max)
+        };
+        let proven: Vec<bool> = (self.active.iter())
+            .map(|a| {
+                let expected = a.play.track_frame(middle);
+                a.play.id > 0
+                    || id.candidates.iter().any(|c| {
+                        let track_frame = c.start_frame + c.tempo as f64 * (middle - span.0 as f64);
+                        c.track == a.play.track
+                            && (track_frame - expected).abs() < 2.0 / frame_seconds()
+                            && c.score >= o.min_score
+                            && c.matched >= o.min_matched
+                            && c.score - rival(c.track) >= o.min_margin
+                    })
+            })
+            .collect();
         // Plays under way are checked where they are expected, and a few
         // frames either side: a clear improvement there is drift, and the
         // point found anchors the play's alignment.
@@ -253,12 +279,10 @@ impl Tracker {
                     let tempo = a.play.tempo;
                     a.fit(tempo, a.play.pitch);
                 }
-                // A play not yet announced needs a window that identifies
-                // it again on its own: a check where it is expected shares
-                // most of its audio with the window that found it, and so
-                // its chance alignments too.
-                score >= keep && a.play.id > 0
+                score >= keep
             })
+            .zip(&proven)
+            .map(|(kept, &proven)| kept && proven)
             .collect();
         // A match of a track already playing belongs to that play. At the
         // place the play expects, it adds an anchor point, and the play's
