@@ -215,7 +215,16 @@ fn unidentified_music_lists_the_catalog_works_nearest_it() {
     let show = fx.dir.path().join("cover.wav");
     let faster = (RATE as f32 * 2f32.powf(4.0 / 12.0)) as u32;
     write_wav(&show, faster, 1, &cover).expect("write");
-    let out = run(&["scan", "--json", "--db", path(&fx.db()), path(&show)]);
+    let cues = fx.dir.path().join("cues");
+    let out = run(&[
+        "scan",
+        "--json",
+        "--db",
+        path(&fx.db()),
+        "--out",
+        path(&cues),
+        path(&show),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let lines: Vec<serde_json::Value> = stdout(&out)
         .lines()
@@ -242,6 +251,15 @@ fn unidentified_music_lists_the_catalog_works_nearest_it() {
         scores[0] >= f64::from(earmark_monitor::LIKELY_SAME_WORK) && scores[1] < 0.2,
         "{similar:?}"
     );
+    // The cue sheet's review column says so, for song 2 only.
+    let sheet = std::fs::read_dir(&cues)
+        .expect("cues")
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().ends_with(".cue.csv"))
+        .map(|e| std::fs::read_to_string(e.path()).expect("cue sheet"))
+        .expect("a cue sheet");
+    assert_eq!(sheet.matches("likely the same work").count(), 1, "{sheet}");
+    assert!(sheet.contains("song2 "), "{sheet}");
     for w in similar {
         let id = w["track_id"].as_str().expect("id");
         assert!(["song0", "song1", "song2", "song3"].contains(&id), "{w}");
