@@ -89,6 +89,16 @@ impl Default for MatchOptions {
     }
 }
 
+impl MatchOptions {
+    /// The accept rule: whether `candidate` is a match when the best other
+    /// track scores `runner_up_score`.
+    pub fn accepts(&self, candidate: &Candidate, runner_up_score: f32) -> bool {
+        candidate.score >= self.min_score
+            && candidate.matched >= self.min_matched
+            && candidate.score - runner_up_score >= self.min_margin
+    }
+}
+
 /// A track whose hash votes line up, with the verification of its alignment.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
@@ -306,10 +316,7 @@ impl<'c> Matcher<'c> {
         let top = *candidates.first()?;
         let runner_up_score = candidates.get(1).map_or(0.0, |c| c.score.max(0.0));
         let o = &self.options;
-        let clears = top.score >= o.min_score
-            && top.matched >= o.min_matched
-            && top.score - runner_up_score >= o.min_margin;
-        clears.then(|| Match {
+        o.accepts(&top, runner_up_score).then(|| Match {
             candidate: self.refine(top),
             runner_up_score,
             // 0.5 at the threshold, approaching 1 at twice the threshold.

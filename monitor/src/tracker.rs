@@ -19,6 +19,9 @@ use crate::window::{Window, Windows};
 const BLOCK: u32 = 31;
 /// Frames either side of its expected place that a play is looked for.
 const DRIFT_FRAMES: i32 = 4;
+/// A match within this many frames (2 s) of where a play expects its track
+/// is that play heard again.
+const SAME_PLACE_FRAMES: f64 = 2.0 / frame_seconds();
 /// Anchors must span this many frames (10 s) before a play's tempo is fitted
 /// through them rather than taken from one window.
 const FIT_SPAN_FRAMES: f64 = 312.0;
@@ -224,7 +227,8 @@ impl Tracker {
         // the other plays under way (a crossfade's outgoing track): a check
         // where it is expected shares most of its audio with the window that
         // found it, and so its chance alignments.
-        let o = matcher.options();
+        // Where in its track a candidate puts the window's middle.
+        let heard_at = |c: &Candidate| c.start_frame + c.tempo as f64 * (middle - span.0 as f64);
         let rival = |track: TrackId| {
             (id.candidates.iter())
                 .filter(|c| c.track != track && self.active.iter().all(|a| a.play.track != c.track))
@@ -236,12 +240,9 @@ impl Tracker {
                 let expected = a.play.track_frame(middle);
                 a.play.id > 0
                     || id.candidates.iter().any(|c| {
-                        let track_frame = c.start_frame + c.tempo as f64 * (middle - span.0 as f64);
                         c.track == a.play.track
-                            && (track_frame - expected).abs() < 2.0 / frame_seconds()
-                            && c.score >= o.min_score
-                            && c.matched >= o.min_matched
-                            && c.score - rival(c.track) >= o.min_margin
+                            && (heard_at(c) - expected).abs() < SAME_PLACE_FRAMES
+                            && matcher.options().accepts(c, rival(c.track))
                     })
             })
             .collect();
@@ -293,12 +294,12 @@ impl Tracker {
         // any other track starts a play.
         if let Some(m) = id.best {
             let c = m.candidate;
-            let track_frame = c.start_frame + c.tempo as f64 * (middle - span.0 as f64);
+            let track_frame = heard_at(&c);
             match self.active.iter().position(|a| a.play.track == c.track) {
                 Some(i) => {
                     let a = &mut self.active[i];
                     let drift = a.play.track_frame(middle) - track_frame;
-                    if drift.abs() < 2.0 / frame_seconds() {
+                    if drift.abs() < SAME_PLACE_FRAMES {
                         if !confirmed[i] {
                             a.anchors.push((middle, track_frame));
                             a.fit(c.tempo, c.pitch);
