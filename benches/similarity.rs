@@ -8,7 +8,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-use earmark_engine::chroma::{ChromaFrames, cross_similarity, embed_samples};
+use earmark_engine::chroma::{ChromaFrames, cross_similarity};
 use earmark_engine::testutil::song;
 use earmark_engine::{Fingerprint, FingerprintOptions, Fingerprinter};
 
@@ -38,7 +38,10 @@ fn similarity(c: &mut Criterion) {
     }
     let minute = song(RATE, 60.0, 3);
     group.bench_function("embedding/60s", |b| {
-        b.iter(|| embed_samples(&minute, RATE).unwrap())
+        b.iter(|| {
+            let frames = ChromaFrames::of_samples(&minute, RATE).unwrap();
+            frames.embedding(0, frames.len())
+        })
     });
     for minutes in [1.0f32, 4.0] {
         let beats = |seed| {

@@ -2,14 +2,13 @@
 //! how well a cover's embedding finds its original among all catalog tracks;
 //! `earmark unknowns` groups unidentified music that recurs across shows.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use rayon::prelude::*;
 use serde_json::json;
-
-use std::collections::HashMap;
 
 use earmark_engine::chroma::{CHROMA, ChromaFrames, cross_similarity, distance};
 use earmark_engine::fingerprint::SCHEME;

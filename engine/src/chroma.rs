@@ -546,16 +546,6 @@ impl PatchTransform {
     }
 }
 
-/// The embedding of mono `samples` at `rate_hz`: resampled and analysed
-/// like a fingerprint, without peaks or landmarks.
-///
-/// # Errors
-/// [`crate::Error::Limit`] for a sample rate that cannot be resampled.
-pub fn embed_samples(samples: &[f32], rate_hz: u32) -> crate::Result<Option<Vec<f32>>> {
-    let frames = ChromaFrames::of_samples(samples, rate_hz)?;
-    Ok(frames.embedding(0, frames.len()))
-}
-
 /// [`pulse`] of mono `samples` at `rate_hz`.
 ///
 /// # Errors
@@ -629,8 +619,9 @@ mod tests {
             let f = frames(&at_8k);
             f.embedding(0, f.len()).expect("an embedding")
         };
-        let via = embed_samples(&at_8k, ANALYSIS_RATE_HZ)
-            .expect("rate")
+        let resampled = ChromaFrames::of_samples(&at_8k, ANALYSIS_RATE_HZ).expect("rate");
+        let via = resampled
+            .embedding(0, resampled.len())
             .expect("an embedding");
         assert!(
             distance(&direct, &via) < 0.05,
