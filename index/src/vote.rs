@@ -405,7 +405,10 @@ impl<'c> Matcher<'c> {
                 });
             }
         }
-        self.votes.sort_unstable();
+        // By track and offset only (the query frame's order does not matter
+        // to the tally): a radix sort over the digits that differ, several
+        // times faster than a comparison sort of 100,000 votes.
+        radsort::sort_by_key(&mut self.votes, |v| v >> QUERY_BITS);
         let mut best = tally(&self.votes, self.options.offset_tolerance as i64);
         best.retain(|v| v.votes >= self.options.min_votes);
         best.sort_unstable_by(|a, b| b.votes.cmp(&a.votes).then(a.track.cmp(&b.track)));
