@@ -16,8 +16,9 @@
 //!    alignments are verified and accepted by the same rule.
 
 use earmark_engine::fingerprint::frame_seconds;
+use earmark_engine::hash::PairHasher;
 use earmark_engine::hash::TRIPLET;
-use earmark_engine::{Fingerprint, Landmark};
+use earmark_engine::{Fingerprint, FingerprintOptions, Landmark};
 
 use crate::catalog::{Catalog, Run};
 use crate::stretch::{
@@ -61,6 +62,8 @@ pub struct MatchOptions {
     pub max_pitch_semitones: f32,
     /// Smallest score (standard deviations above chance) accepted.
     pub min_score: f32,
+    /// Smallest score the quick look accepts (see [`Matcher::identify`]).
+    pub quick_min_score: f32,
     /// Fewest reference peaks that must be found again.
     pub min_matched: u32,
     /// The best track's score must exceed the best other track's by this.
@@ -83,6 +86,7 @@ impl Default for MatchOptions {
             max_tempo_change: 0.14,
             max_pitch_semitones: 2.6,
             min_score: 6.0,
+            quick_min_score: 12.0,
             min_matched: 8,
             min_margin: 4.0,
         }
@@ -158,7 +162,7 @@ pub struct Identification {
     pub best: Option<Match>,
     /// Verified candidates, best score first.
     pub candidates: Vec<Candidate>,
-    /// Distinct landmarks in the query.
+    /// Distinct landmarks looked up (by the quick look, when it answered).
     pub query_landmarks: u32,
 }
 
@@ -169,6 +173,8 @@ pub struct Matcher<'c> {
     options: MatchOptions,
     votes: Vec<u64>,
     query: Vec<Landmark>,
+    /// The quick look's landmarks.
+    quick: Vec<Landmark>,
     mask: PeakMask,
     peaks: QueryPeaks,
     /// Triplet hits as (track frame, query frame), grouped by track.
@@ -223,6 +229,7 @@ impl<'c> Matcher<'c> {
             options,
             votes: Vec::new(),
             query: Vec::new(),
+            quick: Vec::new(),
             mask: PeakMask::default(),
             peaks: QueryPeaks::default(),
             hits: Vec::new(),
@@ -239,31 +246,45 @@ impl<'c> Matcher<'c> {
         &self.options
     }
 
-    /// Identifies a query fingerprint.
+    /// Identifies a query fingerprint: first by a quick look, then, unless
+    /// that found a strong match, by the full query.
     pub fn identify(&mut self, query: &Fingerprint) -> Identification {
-        self.identify_with(query, true)
+        self.quick_look(query)
+            .unwrap_or_else(|| self.identify_with(query, true))
+    }
+
+    /// Looks up only the pairs the catalog itself makes (of the query's
+    /// strongest peaks, a tenth of the query's own landmarks) and accepts
+    /// the best candidate only on strong evidence, at least
+    /// `quick_min_score`: an easy query (clean, coded, reverberant, a few
+    /// percent off tempo) is then answered without the dense lookups, and
+    /// anything less certain gets the full query.
+    fn quick_look(&mut self, query: &Fingerprint) -> Option<Identification> {
+        let mut pairs = PairHasher::new(FingerprintOptions::reference().pairs);
+        let mut landmarks = std::mem::take(&mut self.quick);
+        landmarks.clear();
+        for &p in &query.peaks {
+            pairs.push(p, &mut |l| landmarks.push(l));
+        }
+        pairs.flush(&mut |l| landmarks.push(l));
+        let mut candidates = self.pair_path(query, &landmarks);
+        self.quick = landmarks;
+        let best = self
+            .accept(&mut candidates)
+            .filter(|m| m.candidate.score >= self.options.quick_min_score)?;
+        Some(Identification {
+            best: Some(best),
+            candidates,
+            query_landmarks: self.query.len() as u32,
+        })
     }
 
     /// Identifies a query fingerprint, trying the stretch path (tempo and
     /// pitch changes beyond a few percent) only if `stretch` is set: a caller
     /// already following the music can skip its cost.
     pub fn identify_with(&mut self, query: &Fingerprint, stretch: bool) -> Identification {
-        self.query.clear();
-        self.query.extend_from_slice(&query.landmarks);
-        self.query.sort_unstable();
-        self.query.dedup();
+        let mut candidates = self.pair_path(query, &query.landmarks);
         let query_landmarks = self.query.len() as u32;
-        self.mask.build(
-            &query.peaks,
-            query.frames as usize,
-            self.options.frame_tolerance,
-            self.options.bin_tolerance,
-        );
-        let mut candidates: Vec<Candidate> = self
-            .vote()
-            .iter()
-            .map(|v| self.verify_near_one(v))
-            .collect();
         let mut best = self.accept(&mut candidates);
         if best.is_none() && stretch {
             self.add_stretched(query, &mut candidates);
@@ -274,6 +295,25 @@ impl<'c> Matcher<'c> {
             candidates,
             query_landmarks,
         }
+    }
+
+    /// The pair path: votes of `landmarks` (made from `query`'s peaks),
+    /// each track's best offset verified against those peaks.
+    fn pair_path(&mut self, query: &Fingerprint, landmarks: &[Landmark]) -> Vec<Candidate> {
+        self.query.clear();
+        self.query.extend_from_slice(landmarks);
+        self.query.sort_unstable();
+        self.query.dedup();
+        self.mask.build(
+            &query.peaks,
+            query.frames as usize,
+            self.options.frame_tolerance,
+            self.options.bin_tolerance,
+        );
+        self.vote()
+            .iter()
+            .map(|v| self.verify_near_one(v))
+            .collect()
     }
 
     /// Every candidate of both paths, best score first, with no accept rule:
@@ -669,6 +709,76 @@ fn tally(votes: &[u64], tolerance: i64) -> Vec<Voted> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::{CatalogWriter, NewTrack};
+    use crate::tracks::TrackMeta;
+    use earmark_engine::Fingerprinter;
+    use earmark_engine::fingerprint::SCHEME;
+    use earmark_engine::testutil::{mix_at_snr, noise, song};
+
+    const RATE: u32 = 8_000;
+
+    fn fingerprint(samples: &[f32], options: &FingerprintOptions) -> Fingerprint {
+        let mut fp = Fingerprinter::try_new(options, RATE).expect("8 kHz");
+        let mut out = Fingerprint::default();
+        fp.push(samples, &mut out);
+        fp.flush(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_clear_query_takes_the_quick_look_and_a_noisy_one_the_full_query() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let songs: Vec<Vec<f32>> = (0..3).map(|seed| song(RATE, 60.0, seed)).collect();
+        let mut writer = CatalogWriter::open(dir.path(), SCHEME).expect("catalog");
+        let batch = songs
+            .iter()
+            .enumerate()
+            .map(|(i, samples)| {
+                let f = fingerprint(samples, &FingerprintOptions::reference());
+                let name = format!("song{i}");
+                NewTrack {
+                    meta: TrackMeta {
+                        external_id: name.clone(),
+                        title: name.clone(),
+                        artist: String::new(),
+                        isrc: None,
+                    },
+                    duration_s: 60.0,
+                    path: format!("/{name}.wav"),
+                    content_hash: name,
+                    landmarks: f.landmarks,
+                    peaks: f.peaks,
+                    embedding: None,
+                    beat_chroma: Vec::new(),
+                }
+            })
+            .collect();
+        let ids = writer.commit(batch).expect("commit");
+        let catalog = Catalog::open(dir.path()).expect("open");
+        let mut matcher = Matcher::new(&catalog, MatchOptions::default());
+        let clip = &songs[1][20 * RATE as usize..30 * RATE as usize];
+
+        let clear = fingerprint(clip, &FingerprintOptions::query());
+        let id = matcher.identify(&clear);
+        let best = id.best.expect("a clear clip is found");
+        assert_eq!(best.candidate.track, ids[1]);
+        assert!(best.candidate.score >= MatchOptions::default().quick_min_score);
+        let full = matcher.identify_with(&clear, true).query_landmarks;
+        assert!(
+            id.query_landmarks * 4 < full,
+            "the quick look used {} landmarks, the full query {full}",
+            id.query_landmarks
+        );
+
+        // Noise loud enough to leave only weak evidence: the full query runs.
+        let noisy = mix_at_snr(clip, &noise(RATE, 10.0, 1.0, 9), -12.0);
+        let noisy = fingerprint(&noisy, &FingerprintOptions::query());
+        let id = matcher.identify(&noisy);
+        assert_eq!(
+            id.query_landmarks,
+            matcher.identify_with(&noisy, true).query_landmarks
+        );
+    }
 
     fn vote(track: u32, offset: i64, query_frame: u32) -> u64 {
         pack_vote(TrackId(track), offset, query_frame).expect("fits")
