@@ -46,6 +46,8 @@ pub struct MatchOptions {
     pub max_hits: u64,
     /// Candidates (best offset of a track) verified, most votes first.
     pub max_candidates: usize,
+    /// The same for the quick look (see [`Matcher::identify`]).
+    pub quick_candidates: usize,
     /// Fewest aligned votes a candidate needs to be verified.
     pub min_votes: u32,
     /// A reference peak is found again within this many frames...
@@ -78,6 +80,7 @@ impl Default for MatchOptions {
             max_postings_ratio: 1000.0,
             max_hits: 200_000,
             max_candidates: 16,
+            quick_candidates: 4,
             min_votes: 3,
             frame_tolerance: 1,
             bin_tolerance: 1,
@@ -267,7 +270,7 @@ impl<'c> Matcher<'c> {
             pairs.push(p, &mut |l| landmarks.push(l));
         }
         pairs.flush(&mut |l| landmarks.push(l));
-        let mut candidates = self.pair_path(query, &landmarks);
+        let mut candidates = self.pair_path(query, &landmarks, self.options.quick_candidates);
         self.quick = landmarks;
         let best = self
             .accept(&mut candidates)
@@ -283,7 +286,7 @@ impl<'c> Matcher<'c> {
     /// pitch changes beyond a few percent) only if `stretch` is set: a caller
     /// already following the music can skip its cost.
     pub fn identify_with(&mut self, query: &Fingerprint, stretch: bool) -> Identification {
-        let mut candidates = self.pair_path(query, &query.landmarks);
+        let mut candidates = self.pair_path(query, &query.landmarks, self.options.max_candidates);
         let query_landmarks = self.query.len() as u32;
         let mut best = self.accept(&mut candidates);
         if best.is_none() && stretch {
@@ -297,9 +300,15 @@ impl<'c> Matcher<'c> {
         }
     }
 
-    /// The pair path: votes of `landmarks` (made from `query`'s peaks),
-    /// each track's best offset verified against those peaks.
-    fn pair_path(&mut self, query: &Fingerprint, landmarks: &[Landmark]) -> Vec<Candidate> {
+    /// The pair path: votes of `landmarks` (made from `query`'s peaks), the
+    /// best offsets of the `max_candidates` tracks with the most votes
+    /// verified against those peaks.
+    fn pair_path(
+        &mut self,
+        query: &Fingerprint,
+        landmarks: &[Landmark],
+        max_candidates: usize,
+    ) -> Vec<Candidate> {
         self.query.clear();
         self.query.extend_from_slice(landmarks);
         self.query.sort_unstable();
@@ -310,7 +319,7 @@ impl<'c> Matcher<'c> {
             self.options.frame_tolerance,
             self.options.bin_tolerance,
         );
-        self.vote()
+        self.vote(max_candidates)
             .iter()
             .map(|v| self.verify_near_one(v))
             .collect()
@@ -433,7 +442,7 @@ impl<'c> Matcher<'c> {
 
     /// The best-voted offset of each track from pair landmarks, most votes
     /// first.
-    fn vote(&mut self) -> Vec<Voted> {
+    fn vote(&mut self, max_candidates: usize) -> Vec<Voted> {
         self.votes.clear();
         self.choose(false);
         for (_, l, runs) in &self.chosen {
@@ -452,7 +461,7 @@ impl<'c> Matcher<'c> {
         let mut best = tally(&self.votes, self.options.offset_tolerance as i64);
         best.retain(|v| v.votes >= self.options.min_votes);
         best.sort_unstable_by(|a, b| b.votes.cmp(&a.votes).then(a.track.cmp(&b.track)));
-        best.truncate(self.options.max_candidates);
+        best.truncate(max_candidates);
         best
     }
 
