@@ -250,10 +250,13 @@ impl<'c> Matcher<'c> {
     }
 
     /// Identifies a query fingerprint: first by a quick look, then, unless
-    /// that found a strong match, by the full query.
+    /// that found a strong match, by the full query, which also weighs the
+    /// quick look's candidates.
     pub fn identify(&mut self, query: &Fingerprint) -> Identification {
-        self.quick_look(query)
-            .unwrap_or_else(|| self.identify_with(query, true))
+        match self.quick_look(query) {
+            Ok(id) => id,
+            Err(seen) => self.full_query(query, true, seen),
+        }
     }
 
     /// Looks up only the pairs the catalog itself makes (of the query's
@@ -261,8 +264,10 @@ impl<'c> Matcher<'c> {
     /// the best candidate only on strong evidence, at least
     /// `quick_min_score`: an easy query (clean, coded, reverberant, a few
     /// percent off tempo) is then answered without the dense lookups, and
-    /// anything less certain gets the full query.
-    fn quick_look(&mut self, query: &Fingerprint) -> Option<Identification> {
+    /// anything less certain gets the full query. In a large catalog, where
+    /// the full query's lookups are capped, these are the ones that count.
+    /// Without a strong match, returns the candidates it verified.
+    fn quick_look(&mut self, query: &Fingerprint) -> Result<Identification, Vec<Candidate>> {
         let mut pairs = PairHasher::new(FingerprintOptions::reference().pairs);
         let mut landmarks = std::mem::take(&mut self.quick);
         landmarks.clear();
@@ -272,22 +277,35 @@ impl<'c> Matcher<'c> {
         pairs.flush(&mut |l| landmarks.push(l));
         let mut candidates = self.pair_path(query, &landmarks, self.options.quick_candidates);
         self.quick = landmarks;
-        let best = self
-            .accept(&mut candidates)
-            .filter(|m| m.candidate.score >= self.options.quick_min_score)?;
-        Some(Identification {
-            best: Some(best),
-            candidates,
-            query_landmarks: self.query.len() as u32,
-        })
+        match self.accept(&mut candidates) {
+            Some(best) if best.candidate.score >= self.options.quick_min_score => {
+                Ok(Identification {
+                    best: Some(best),
+                    candidates,
+                    query_landmarks: self.query.len() as u32,
+                })
+            }
+            _ => Err(candidates),
+        }
     }
 
     /// Identifies a query fingerprint, trying the stretch path (tempo and
     /// pitch changes beyond a few percent) only if `stretch` is set: a caller
     /// already following the music can skip its cost.
     pub fn identify_with(&mut self, query: &Fingerprint, stretch: bool) -> Identification {
+        self.full_query(query, stretch, Vec::new())
+    }
+
+    /// The full query, its candidates weighed with those already `seen`.
+    fn full_query(
+        &mut self,
+        query: &Fingerprint,
+        stretch: bool,
+        seen: Vec<Candidate>,
+    ) -> Identification {
         let mut candidates = self.pair_path(query, &query.landmarks, self.options.max_candidates);
         let query_landmarks = self.query.len() as u32;
+        merge(&mut candidates, seen);
         let mut best = self.accept(&mut candidates);
         if best.is_none() && stretch {
             self.add_stretched(query, &mut candidates);
@@ -339,13 +357,8 @@ impl<'c> Matcher<'c> {
     /// track.
     fn add_stretched(&mut self, query: &Fingerprint, candidates: &mut Vec<Candidate>) {
         self.peaks.build(&query.peaks, query.frames as usize);
-        for c in self.stretch() {
-            match candidates.iter_mut().find(|x| x.track == c.track) {
-                Some(x) if x.score >= c.score => {}
-                Some(x) => *x = c,
-                None => candidates.push(c),
-            }
-        }
+        let stretched = self.stretch();
+        merge(candidates, stretched);
     }
 
     /// Verifies a known alignment of `track` against the query last passed to
@@ -633,6 +646,17 @@ impl<'c> Matcher<'c> {
             out.push(candidate(track, votes, (a, pivot), overlap, score));
         }
         out
+    }
+}
+
+/// Adds `more` to `candidates`, keeping the better of two for a track.
+fn merge(candidates: &mut Vec<Candidate>, more: Vec<Candidate>) {
+    for c in more {
+        match candidates.iter_mut().find(|x| x.track == c.track) {
+            Some(x) if x.score >= c.score => {}
+            Some(x) => *x = c,
+            None => candidates.push(c),
+        }
     }
 }
 
