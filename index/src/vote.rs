@@ -772,9 +772,7 @@ mod tests {
                 NewTrack {
                     meta: TrackMeta {
                         external_id: name.clone(),
-                        title: name.clone(),
-                        artist: String::new(),
-                        isrc: None,
+                        ..TrackMeta::default()
                     },
                     duration_s: 60.0,
                     path: format!("/{name}.wav"),
