@@ -12,15 +12,12 @@ use std::process::Command;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use earmark_engine::testutil::{song, write_wav};
-use earmark_engine::{AudioFile, Fingerprint, FingerprintOptions, Fingerprinter, fingerprint_file};
+use earmark_engine::{AudioFile, FingerprintOptions, fingerprint_file, fingerprint_samples};
 
 const SECONDS: f32 = 60.0;
 
 fn fingerprint(samples: &[f32], rate: u32, options: &FingerprintOptions) -> usize {
-    let mut fp = Fingerprinter::try_new(options, rate).expect("fingerprinter");
-    let mut out = Fingerprint::default();
-    fp.push(samples, &mut out);
-    fp.flush(&mut out);
+    let out = fingerprint_samples(samples, rate, options).expect("fingerprint");
     out.landmarks.len()
 }
 

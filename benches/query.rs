@@ -10,7 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 use earmark_engine::hash::PairFields;
 use earmark_engine::testutil::{Rng, mix_at_snr, noise, song};
-use earmark_engine::{Fingerprint, FingerprintOptions, Fingerprinter, Landmark, Peak};
+use earmark_engine::{Fingerprint, FingerprintOptions, Landmark, Peak, fingerprint_samples};
 use earmark_index::{Catalog, CatalogWriter, MatchOptions, Matcher, NewTrack, TrackMeta};
 
 const RATE: u32 = 8_000;
@@ -18,11 +18,7 @@ const BASE_SONGS: u64 = 20;
 const PIECE_FRAMES: u32 = 155;
 
 fn fingerprint(samples: &[f32], options: &FingerprintOptions) -> Fingerprint {
-    let mut fp = Fingerprinter::try_new(options, RATE).expect("fingerprinter");
-    let mut out = Fingerprint::default();
-    fp.push(samples, &mut out);
-    fp.flush(&mut out);
-    out
+    fingerprint_samples(samples, RATE, options).expect("fingerprint")
 }
 
 fn track(name: String, fp: Fingerprint, seconds: f64) -> NewTrack {

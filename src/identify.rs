@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use earmark_engine::{AudioFile, Fingerprint, FingerprintOptions, Fingerprinter};
+use earmark_engine::{AudioFile, Fingerprint, FingerprintOptions, fingerprint_samples};
 use earmark_index::{Catalog, Identification, MatchOptions, Matcher};
 
 use crate::Outcome;
@@ -49,11 +49,7 @@ pub fn read_clip(file: &mut AudioFile, max_seconds: f64) -> earmark_engine::Resu
 
 /// Fingerprints a clip as a query.
 pub fn query_fingerprint(clip: &Clip) -> earmark_engine::Result<Fingerprint> {
-    let mut fp = Fingerprinter::try_new(&FingerprintOptions::query(), clip.rate_hz)?;
-    let mut fingerprint = Fingerprint::default();
-    fp.push(&clip.samples, &mut fingerprint);
-    fp.flush(&mut fingerprint);
-    Ok(fingerprint)
+    fingerprint_samples(&clip.samples, clip.rate_hz, &FingerprintOptions::query())
 }
 
 /// Fingerprints a clip as a query and votes it against the catalog.

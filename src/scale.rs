@@ -490,11 +490,8 @@ mod tests {
             chroma: false,
             ..FingerprintOptions::reference()
         };
-        let mut fingerprinter =
-            earmark_engine::Fingerprinter::try_new(&options, rate).expect("fingerprinter");
-        let mut fingerprint = Fingerprint::default();
-        fingerprinter.push(&samples, &mut fingerprint);
-        fingerprinter.flush(&mut fingerprint);
+        let fingerprint =
+            earmark_engine::fingerprint_samples(&samples, rate, &options).expect("fingerprint");
         let source = Source {
             meta: TrackMeta {
                 external_id: "x".into(),

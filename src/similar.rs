@@ -12,7 +12,7 @@ use serde_json::json;
 
 use earmark_engine::chroma::{CHROMA, ChromaFrames, cross_similarity, distance};
 use earmark_engine::fingerprint::SCHEME;
-use earmark_engine::{AudioFile, Fingerprint, FingerprintOptions, Fingerprinter};
+use earmark_engine::{AudioFile, FingerprintOptions, fingerprint_samples};
 use earmark_index::{Catalog, CatalogWriter, MatchOptions, Matcher, NewTrack, TrackId, TrackMeta};
 use earmark_monitor::{LIKELY_SAME_WORK, UnidentifiedRecord, work_beat_chroma};
 
@@ -329,10 +329,11 @@ fn fingerprint_groups(unknowns: &[Unknown]) -> anyhow::Result<Vec<Vec<usize>>> {
             let clip = clip
                 .as_ref()
                 .map_err(|e| anyhow::anyhow!("{}: {e:#}", unknowns[i].source))?;
-            let mut fp = Fingerprinter::try_new(&FingerprintOptions::reference(), clip.rate_hz)?;
-            let mut fingerprint = Fingerprint::default();
-            fp.push(&clip.samples, &mut fingerprint);
-            fp.flush(&mut fingerprint);
+            let fingerprint = fingerprint_samples(
+                &clip.samples,
+                clip.rate_hz,
+                &FingerprintOptions::reference(),
+            )?;
             batch.push(NewTrack {
                 meta: TrackMeta {
                     external_id: format!("passage-{i}"),

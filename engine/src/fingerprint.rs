@@ -293,6 +293,22 @@ pub struct FileFingerprint {
     pub beat_chroma: Vec<[f32; CHROMA]>,
 }
 
+/// Fingerprints mono `samples` at `rate_hz`, all in one call.
+///
+/// # Errors
+/// [`crate::Error::Limit`] for a sample rate that cannot be resampled.
+pub fn fingerprint_samples(
+    samples: &[f32],
+    rate_hz: u32,
+    options: &FingerprintOptions,
+) -> Result<Fingerprint> {
+    let mut fp = Fingerprinter::try_new(options, rate_hz)?;
+    let mut fingerprint = Fingerprint::default();
+    fp.push(samples, &mut fingerprint);
+    fp.flush(&mut fingerprint);
+    Ok(fingerprint)
+}
+
 /// Decodes and fingerprints a whole file, streaming.
 ///
 /// # Errors

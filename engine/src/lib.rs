@@ -23,7 +23,7 @@ pub use decode::AudioFile;
 pub use error::{Error, Result};
 pub use fingerprint::{
     FileFingerprint, Fingerprint, FingerprintOptions, Fingerprinter, Landmarker, fingerprint_audio,
-    fingerprint_file,
+    fingerprint_file, fingerprint_samples,
 };
 pub use hash::Landmark;
 pub use peaks::Peak;

@@ -744,18 +744,13 @@ mod tests {
     use super::*;
     use crate::catalog::{CatalogWriter, NewTrack};
     use crate::tracks::TrackMeta;
-    use earmark_engine::Fingerprinter;
     use earmark_engine::fingerprint::SCHEME;
     use earmark_engine::testutil::{mix_at_snr, noise, song};
 
     const RATE: u32 = 8_000;
 
     fn fingerprint(samples: &[f32], options: &FingerprintOptions) -> Fingerprint {
-        let mut fp = Fingerprinter::try_new(options, RATE).expect("8 kHz");
-        let mut out = Fingerprint::default();
-        fp.push(samples, &mut out);
-        fp.flush(&mut out);
-        out
+        earmark_engine::fingerprint_samples(samples, RATE, options).expect("8 kHz")
     }
 
     #[test]
