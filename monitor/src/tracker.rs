@@ -222,13 +222,13 @@ impl Tracker {
         let id = matcher.identify_with(&window.fingerprint, !following);
         let span = (window.start, window.start + window.fingerprint.frames);
         let middle = (span.0 + span.1) as f64 / 2.0;
+        // Where in its track a candidate puts the window's middle.
+        let heard_at = |c: &Candidate| c.start_frame + c.tempo as f64 * (middle - span.0 as f64);
         // A play not yet announced is confirmed only by a window that
         // identifies it again on its own, by the accept rule, leaving aside
         // the other plays under way (a crossfade's outgoing track): a check
         // where it is expected shares most of its audio with the window that
         // found it, and so its chance alignments.
-        // Where in its track a candidate puts the window's middle.
-        let heard_at = |c: &Candidate| c.start_frame + c.tempo as f64 * (middle - span.0 as f64);
         let rival = |track: TrackId| {
             (id.candidates.iter())
                 .filter(|c| c.track != track && self.active.iter().all(|a| a.play.track != c.track))
