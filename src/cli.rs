@@ -96,6 +96,30 @@ pub struct ServeArgs {
     /// Seconds before a request is answered 408.
     #[arg(long, default_value_t = 30.0)]
     pub timeout_s: f64,
+    /// NATS server of a cluster (with JetStream on).
+    #[arg(long, env = "EARMARK_NATS", default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+    /// Serve shard k of K of a cluster over NATS (no HTTP): `--db` holds
+    /// this shard's tracks (`index add --shard k/K`).
+    #[arg(long, conflicts_with = "gateway")]
+    pub shard: Option<crate::cluster::Shard>,
+    /// This replica's name, unique within its shard: it keeps its place in
+    /// the stream of recordings to add (default: the host and the catalog
+    /// directory).
+    #[arg(long, requires = "shard")]
+    pub replica: Option<String>,
+    /// Serve the HTTP API as a cluster's gateway: identify and track
+    /// lookups go to the shards; keys, licences, rights and uploaded plays
+    /// are kept in `--db`.
+    #[arg(long, requires = "shards")]
+    pub gateway: bool,
+    /// How many shards the gateway's cluster has.
+    #[arg(long, requires = "gateway")]
+    pub shards: Option<u32>,
+    /// Milliseconds a gateway waits for one replica of a shard before
+    /// asking another.
+    #[arg(long, default_value_t = 1000)]
+    pub shard_timeout_ms: u64,
 }
 
 /// Arguments of `keys add`.
@@ -267,6 +291,10 @@ pub struct AddArgs {
     /// CPU time of indexing compares with decoding alone.
     #[arg(long)]
     pub compare_decode: bool,
+    /// Add only the files that belong to shard k of K of a cluster (by
+    /// content hash); the others are counted and left out.
+    #[arg(long)]
+    pub shard: Option<crate::cluster::Shard>,
     /// Files or folders to add.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use earmark_engine::{AudioFile, Fingerprint, FingerprintOptions, fingerprint_samples};
-use earmark_index::{Catalog, Identification, MatchOptions, Matcher};
+use earmark_index::{Catalog, Identification, Match, MatchOptions, Matcher, Track};
 
 use crate::Outcome;
 use crate::cli::IdentifyArgs;
@@ -68,10 +68,14 @@ pub fn round(value: f64, decimals: i32) -> f64 {
 
 /// The JSON form of an identification, as `identify --json` prints it.
 pub fn match_json(catalog: &Catalog, id: &Identification) -> serde_json::Value {
-    let Some(m) = id.best else {
-        return serde_json::Value::Null;
-    };
-    let track = catalog.tracks().get(m.candidate.track);
+    match id.best {
+        Some(m) => matched_json(catalog.tracks().get(m.candidate.track), &m),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// The JSON form of an accepted match of `track`.
+pub fn matched_json(track: Option<&Track>, m: &Match) -> serde_json::Value {
     json!({
         "track_id": track.map(|t| t.meta.external_id.as_str()),
         "title": track.map(|t| t.meta.title.as_str()),

@@ -15,6 +15,7 @@ use earmark_index::{Catalog, CatalogWriter, NewTrack, TrackMeta};
 
 use crate::Outcome;
 use crate::cli::{AddArgs, InfoArgs, VerifyArgs};
+use crate::cluster::Shard;
 use crate::cpu::process_time;
 
 /// Extensions picked up when walking folders (files named explicitly are
@@ -167,12 +168,13 @@ pub fn add(args: &AddArgs) -> anyhow::Result<Outcome> {
     let bar = progress(files.len(), "indexing");
     let mut failures = Vec::new();
     let (mut added, mut skipped, mut hours) = (0usize, 0usize, 0.0f64);
+    let mut elsewhere = 0usize;
     let mut seen: HashSet<String> = HashSet::new();
     for batch in files.chunks(BATCH) {
-        let results: Vec<(PathBuf, anyhow::Result<Option<NewTrack>>)> = batch
+        let results: Vec<(PathBuf, anyhow::Result<Prepared>)> = batch
             .par_iter()
             .map(|path| {
-                let r = prepare(path, &options, writer.catalog(), &metadata);
+                let r = prepare(path, &options, writer.catalog(), &metadata, args.shard);
                 bar.inc(1);
                 (path.clone(), r)
             })
@@ -180,7 +182,7 @@ pub fn add(args: &AddArgs) -> anyhow::Result<Outcome> {
         let mut ready = Vec::new();
         for (path, result) in results {
             match result {
-                Ok(Some(mut track)) => {
+                Ok(Prepared::New(mut track)) => {
                     if !seen.insert(track.content_hash.clone()) {
                         skipped += 1;
                         continue;
@@ -198,9 +200,10 @@ pub fn add(args: &AddArgs) -> anyhow::Result<Outcome> {
                             format!("{}-{}", track.meta.external_id, &track.content_hash[..8]);
                     }
                     hours += track.duration_s / 3600.0;
-                    ready.push(track);
+                    ready.push(*track);
                 }
-                Ok(None) => skipped += 1,
+                Ok(Prepared::Indexed) => skipped += 1,
+                Ok(Prepared::OtherShard) => elsewhere += 1,
                 Err(e) => {
                     bar.suspend(|| eprintln!("earmark: skipped {}: {e:#}", path.display()));
                     failures.push(path);
@@ -220,6 +223,9 @@ pub fn add(args: &AddArgs) -> anyhow::Result<Outcome> {
         cpu.as_secs_f64(),
         failures.len()
     );
+    if let Some(shard) = args.shard {
+        println!("{elsewhere} belong to other shards than {shard}");
+    }
     println!(
         "catalog: {} tracks, {:.2} h, {} postings, {:.2} MB ({:.3} MB per hour)",
         info.tracks,
@@ -258,21 +264,35 @@ fn decode_only(path: &Path) -> anyhow::Result<u64> {
     Ok(n)
 }
 
-/// Fingerprints a file for the catalog; `None` if it is already indexed.
+/// A file made ready for the catalog, or why it is not added.
+enum Prepared {
+    /// Fingerprinted.
+    New(Box<NewTrack>),
+    /// Already in the catalog.
+    Indexed,
+    /// Another shard's.
+    OtherShard,
+}
+
+/// Fingerprints a file for the catalog (or for `shard` of it).
 fn prepare(
     path: &Path,
     options: &FingerprintOptions,
     catalog: &Catalog,
     metadata: &HashMap<PathBuf, TrackMeta>,
-) -> anyhow::Result<Option<NewTrack>> {
+    shard: Option<Shard>,
+) -> anyhow::Result<Prepared> {
     let hash = content_hash(path)?;
+    if shard.is_some_and(|s| !s.owns(&hash)) {
+        return Ok(Prepared::OtherShard);
+    }
     if catalog.tracks().by_content_hash(&hash).is_some() {
-        return Ok(None);
+        return Ok(Prepared::Indexed);
     }
     let mut audio = AudioFile::open(path)?;
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_owned());
     let meta = meta_for(path, metadata.get(&canonical));
-    prepare_audio(&mut audio, options, meta, &canonical, hash).map(Some)
+    prepare_audio(&mut audio, options, meta, &canonical, hash).map(|t| Prepared::New(Box::new(t)))
 }
 
 /// Fingerprints an open recording for the catalog, to be stored as `path`.

@@ -4,6 +4,7 @@
 //! the exit code: 0 on success, 1 when a query found no match, 2 on error.
 
 mod cli;
+mod cluster;
 mod cpu;
 mod eval;
 mod identify;

@@ -684,6 +684,18 @@ impl CatalogWriter {
         })
     }
 
+    /// Publishes the catalog if it never was, so that it opens while it holds
+    /// no tracks (a cluster's gateway keeps only rights and licences).
+    ///
+    /// # Errors
+    /// Any I/O error.
+    pub fn ensure_published(&mut self) -> Result<()> {
+        match read_manifest(self.dir())? {
+            Some(_) => Ok(()),
+            None => self.publish(self.current.manifest.clone()),
+        }
+    }
+
     /// Writes `manifest` (the commit point), reloads and removes orphans.
     fn publish(&mut self, manifest: Manifest) -> Result<()> {
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Corrupt {

@@ -104,10 +104,16 @@ impl MatchOptions {
             && candidate.matched >= self.min_matched
             && candidate.score - runner_up_score >= self.min_margin
     }
+
+    /// How far an accepted `score` clears the threshold, in `[0.5, 1]`: 0.5
+    /// at the threshold, approaching 1 at twice the threshold.
+    pub fn confidence(&self, score: f32) -> f32 {
+        0.5 + 0.5 * ((score - self.min_score) / self.min_score).clamp(0.0, 1.0)
+    }
 }
 
 /// A track whose hash votes line up, with the verification of its alignment.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Candidate {
     /// The track.
     pub track: TrackId,
@@ -381,8 +387,7 @@ impl<'c> Matcher<'c> {
         o.accepts(&top, runner_up_score).then(|| Match {
             candidate: self.refine(top),
             runner_up_score,
-            // 0.5 at the threshold, approaching 1 at twice the threshold.
-            confidence: 0.5 + 0.5 * ((top.score - o.min_score) / o.min_score).clamp(0.0, 1.0),
+            confidence: o.confidence(top.score),
         })
     }
 

@@ -9,7 +9,7 @@
 mod error;
 mod metrics;
 mod plays;
-mod routes;
+pub(crate) mod routes;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -26,10 +26,12 @@ use tokio::sync::{Mutex, Semaphore};
 use tower::limit::ConcurrencyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use earmark_index::Catalog;
+use earmark_engine::fingerprint::SCHEME;
+use earmark_index::{Catalog, CatalogWriter};
 
 use crate::Outcome;
 use crate::cli::ServeArgs;
+use crate::cluster::gateway::Gateway;
 use crate::keys::KeyStore;
 use metrics::Metrics;
 use plays::PlayStore;
@@ -59,6 +61,8 @@ pub struct AppState {
     /// Held while a track is being added.
     adding: Mutex<()>,
     limits: Limits,
+    /// The shards, when this is a cluster's gateway.
+    cluster: Option<Gateway>,
 }
 
 impl AppState {
@@ -81,7 +85,13 @@ impl AppState {
             cpu: Semaphore::new(cores),
             adding: Mutex::new(()),
             limits,
+            cluster: None,
         })
+    }
+
+    /// The catalog directory.
+    pub fn db(&self) -> &Path {
+        &self.db
     }
 
     /// The catalog as last published.
@@ -227,7 +237,7 @@ async fn watch(state: Arc<AppState>) {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -250,34 +260,59 @@ async fn shutdown() {
 
 /// `earmark serve`.
 pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
-    let state = Arc::new(AppState::open(
+    if args.gateway {
+        CatalogWriter::open(&args.db, SCHEME)?.ensure_published()?;
+    }
+    let mut state = AppState::open(
         &args.db,
         Limits {
             max_clip_s: args.max_clip_s,
             max_body: args.max_body_mb * 1024 * 1024,
         },
-    )?);
-    if state.keys().keys().is_empty() {
-        eprintln!(
-            "earmark serve: no API keys yet: every /v1 request is refused until \
-             `earmark keys add --db {} --role admin` makes one",
-            args.db.display()
-        );
-    }
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        if let Some(shard) = args.shard {
+            let replica = args
+                .replica
+                .clone()
+                .unwrap_or_else(|| replica_name(&state.db));
+            let state = Arc::new(state);
+            tokio::spawn(watch(Arc::clone(&state)));
+            crate::cluster::shard::run(state, &args.nats, shard, &replica).await?;
+            return Ok(Outcome::Done);
+        }
+        if let Some(shards) = args.shards {
+            let patience = Duration::from_millis(args.shard_timeout_ms.max(1));
+            state.cluster = Some(Gateway::connect(&args.nats, shards, patience).await?);
+        }
+        let state = Arc::new(state);
+        if state.keys().keys().is_empty() {
+            eprintln!(
+                "earmark serve: no API keys yet: every /v1 request is refused until \
+                 `earmark keys add --db {} --role admin` makes one",
+                args.db.display()
+            );
+        }
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
-        eprintln!(
-            "earmark serve: {} tracks from {}, listening on http://{address}",
-            state.catalog().tracks().len(),
-            args.db.display()
-        );
+        match &state.cluster {
+            Some(cluster) => eprintln!(
+                "earmark serve: gateway to {} shards on {}, listening on http://{address}",
+                cluster.shards(),
+                args.nats
+            ),
+            None => eprintln!(
+                "earmark serve: {} tracks from {}, listening on http://{address}",
+                state.catalog().tracks().len(),
+                args.db.display()
+            ),
+        }
         tokio::spawn(watch(Arc::clone(&state)));
         let app = router(
             Arc::clone(&state),
@@ -291,4 +326,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
         eprintln!("earmark serve: stopped");
         Ok(Outcome::Done)
     })
+}
+
+/// A replica's default name: the host and a hash of its catalog directory.
+fn replica_name(db: &Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = (host.trim().chars())
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let dir = blake3::hash(db.as_os_str().as_encoded_bytes()).to_hex();
+    format!("{host}-{}", &dir[..12])
 }

@@ -25,7 +25,9 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::plays::valid_event_id;
 use crate::cli::ReportFormat;
-use crate::identify::{identify_clip, match_json, read_clip, round};
+use crate::cluster::gateway::{ClusterError, Gateway};
+use crate::cluster::{TrackQuery, TrackUpload};
+use crate::identify::{match_json, matched_json, query_fingerprint, read_clip, round};
 use crate::ingest::prepare_audio;
 use crate::keys::{ApiKey, Role};
 use crate::report::{CueSheet, Licensing, parse_time};
@@ -142,7 +144,7 @@ async fn read_upload(request: Request) -> ApiResult<Upload> {
 }
 
 /// Runs CPU work on the blocking pool, one job per core at a time.
-async fn compute<T: Send + 'static>(
+pub(crate) async fn compute<T: Send + 'static>(
     state: &AppState,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> ApiResult<T> {
@@ -170,30 +172,38 @@ async fn identify_inner(
     let upload = read_upload(request).await?;
     authorize(state, headers, &[Role::Lookup])?;
     let started = Instant::now();
-    let catalog = state.catalog();
     let max_s = state.limits.max_clip_s;
     let name = upload.name.clone();
-    let found = compute(state, move || {
+    let query = compute(state, move || {
         let mut file = AudioFile::from_bytes(&name, upload.audio.to_vec())?;
         let clip = read_clip(&mut file, max_s + 0.5)?;
         if clip.duration_s() > max_s {
-            return Ok(Err(clip.duration_s()));
+            return Ok(None);
         }
-        let mut matcher = Matcher::new(&catalog, MatchOptions::default());
-        let id = identify_clip(&mut matcher, &clip)?;
-        Ok::<_, earmark_engine::Error>(Ok((match_json(&catalog, &id), id.best.is_some())))
+        query_fingerprint(&clip).map(Some)
     })
-    .await?;
-    let (found, matched) = match found {
-        Ok(Ok(found)) => found,
-        Ok(Err(_)) => {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_long",
-                format!("clips are limited to {max_s} s"),
-            ));
+    .await?
+    .map_err(|e| ApiError::bad_audio(e.to_string()))?
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_long",
+            format!("clips are limited to {max_s} s"),
+        )
+    })?;
+    let (found, matched) = match &state.cluster {
+        Some(cluster) => match cluster.identify(&query).await.map_err(cluster_error)? {
+            Some((track, m)) => (matched_json(Some(&track), &m), true),
+            None => (Value::Null, false),
+        },
+        None => {
+            let catalog = state.catalog();
+            compute(state, move || {
+                let id = Matcher::new(&catalog, MatchOptions::default()).identify(&query);
+                (match_json(&catalog, &id), id.best.is_some())
+            })
+            .await?
         }
-        Err(e) => return Err(ApiError::bad_audio(e.to_string())),
     };
     state.metrics.identified(matched);
     Ok(json!({
@@ -203,8 +213,22 @@ async fn identify_inner(
     }))
 }
 
+/// A cluster's failure as an answer: 503 when shards are missing.
+fn cluster_error(e: ClusterError) -> ApiError {
+    let code = match e {
+        ClusterError::Unavailable(_) => "shards_unavailable",
+        ClusterError::Failed(_) => "cluster_failed",
+        ClusterError::TooLarge(_) => "too_large",
+    };
+    let status = match e {
+        ClusterError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    ApiError::new(status, code, e.to_string())
+}
+
 /// A track with its rights metadata, as the API shows it.
-fn track_json(catalog: &Catalog, track: &Track) -> Value {
+pub(crate) fn track_json(catalog: &Catalog, track: &Track) -> Value {
     json!({
         "id": track.meta.external_id,
         "title": track.meta.title,
@@ -224,10 +248,19 @@ pub async fn track(
 ) -> ApiResult<Json<Value>> {
     authorize(&state, &headers, &[Role::Lookup])?;
     let catalog = state.catalog();
-    let track = catalog
-        .tracks()
-        .by_external_id(&id)
-        .ok_or_else(|| ApiError::not_found(format!("no track {id}")))?;
+    let missing = || ApiError::not_found(format!("no track {id}"));
+    if let Some(cluster) = &state.cluster {
+        let query = TrackQuery {
+            id: Some(id.clone()),
+            limit: 1,
+            ..TrackQuery::default()
+        };
+        let found = cluster.lookup(&query).await.map_err(cluster_error)?;
+        let mut track = found.tracks.into_iter().next().ok_or_else(missing)?;
+        with_rights(&catalog, &mut track);
+        return Ok(Json(track));
+    }
+    let track = catalog.tracks().by_external_id(&id).ok_or_else(missing)?;
     Ok(Json(track_json(&catalog, track)))
 }
 
@@ -258,7 +291,34 @@ pub async fn tracks(
         .map(|q| q.split_whitespace().map(str::to_lowercase).collect())
         .unwrap_or_default();
     let catalog = state.catalog();
-    let found: Vec<&Track> = catalog
+    if let Some(cluster) = &state.cluster {
+        let query = TrackQuery {
+            isrc,
+            words,
+            limit: offset + limit,
+            ..TrackQuery::default()
+        };
+        let found = cluster.lookup(&query).await.map_err(cluster_error)?;
+        let mut page: Vec<Value> = found.tracks.into_iter().skip(offset).take(limit).collect();
+        page.iter_mut().for_each(|t| with_rights(&catalog, t));
+        return Ok(Json(json!({"total": found.total, "tracks": page})));
+    }
+    let found = matching_tracks(&catalog, isrc.as_deref(), &words);
+    let page: Vec<Value> = (found.iter().skip(offset).take(limit))
+        .map(|t| track_json(&catalog, t))
+        .collect();
+    Ok(Json(json!({"total": found.len(), "tracks": page})))
+}
+
+/// The tracks whose ISRC (their own or their rights') is `isrc`, if given,
+/// and whose id, title, artists or rights title contain every one of `words`
+/// (lower case).
+pub(crate) fn matching_tracks<'c>(
+    catalog: &'c Catalog,
+    isrc: Option<&str>,
+    words: &[String],
+) -> Vec<&'c Track> {
+    catalog
         .tracks()
         .iter()
         .filter(|t| {
@@ -267,7 +327,7 @@ pub async fn tracks(
                 t.meta.isrc.as_deref(),
                 rights.and_then(|r| r.isrc.as_deref()),
             ];
-            let isrc_ok = isrc.as_deref().is_none_or(|want| {
+            let isrc_ok = isrc.is_none_or(|want| {
                 isrcs
                     .into_iter()
                     .flatten()
@@ -284,11 +344,7 @@ pub async fn tracks(
             .to_lowercase();
             isrc_ok && words.iter().all(|w| text.contains(w.as_str()))
         })
-        .collect();
-    let page: Vec<Value> = (found.iter().skip(offset).take(limit))
-        .map(|t| track_json(&catalog, t))
-        .collect();
-    Ok(Json(json!({"total": found.len(), "tracks": page})))
+        .collect()
 }
 
 /// `POST /v1/tracks`: a reference recording, with metadata as form fields
@@ -300,7 +356,7 @@ pub async fn add_track(
     request: Request,
 ) -> Response {
     match add_track_inner(&state, &headers, query, request).await {
-        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Ok((status, v)) => (status, Json(v)).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -310,7 +366,7 @@ async fn add_track_inner(
     headers: &HeaderMap,
     query: Params,
     request: Request,
-) -> ApiResult<Value> {
+) -> ApiResult<(StatusCode, Value)> {
     let upload = read_upload(request).await?;
     authorize(state, headers, &[])?;
     let mut fields = params(query)?;
@@ -338,21 +394,10 @@ async fn add_track_inner(
         return Err(ApiError::bad_request("a track needs an `id`"));
     }
     let _adding = state.adding.lock().await;
-    let catalog = state.catalog();
-    if catalog.tracks().by_external_id(&meta.external_id).is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "exists",
-            format!("track {} is already in the catalog", meta.external_id),
-        ));
-    }
     let hash = blake3::hash(&upload.audio).to_hex().to_string();
-    if let Some(t) = catalog.tracks().by_content_hash(&hash) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "exists",
-            format!("this recording is already track {}", t.meta.external_id),
-        ));
+    refuse_known(state, &meta.external_id, &hash).await?;
+    if let Some(cluster) = &state.cluster {
+        return queue_track(state, cluster, upload.name, &upload.audio, meta, hash).await;
     }
     let db = state.db.clone();
     let name = upload.name.clone();
@@ -367,11 +412,90 @@ async fn add_track_inner(
         .tracks()
         .by_external_id(&id)
         .ok_or_else(|| ApiError::internal(format!("track {id} vanished after its commit")))?;
-    Ok(track_json(&catalog, track))
+    Ok((StatusCode::CREATED, track_json(&catalog, track)))
+}
+
+/// Refuses a recording the catalog holds already, by id or by content.
+async fn refuse_known(state: &AppState, id: &str, hash: &str) -> ApiResult<()> {
+    let exists = |message: String| Err(ApiError::new(StatusCode::CONFLICT, "exists", message));
+    let held = match &state.cluster {
+        Some(cluster) => {
+            let by_id = TrackQuery {
+                id: Some(id.to_owned()),
+                ..TrackQuery::default()
+            };
+            let by_content = TrackQuery {
+                content_hash: Some(hash.to_owned()),
+                limit: 1,
+                ..TrackQuery::default()
+            };
+            if cluster.lookup(&by_id).await.map_err(cluster_error)?.total > 0 {
+                return exists(format!("track {id} is already in the catalog"));
+            }
+            let found = cluster.lookup(&by_content).await.map_err(cluster_error)?;
+            (found.tracks.first()).map(|t| t["id"].as_str().unwrap_or_default().to_owned())
+        }
+        None => {
+            let catalog = state.catalog();
+            if catalog.tracks().by_external_id(id).is_some() {
+                return exists(format!("track {id} is already in the catalog"));
+            }
+            (catalog.tracks().by_content_hash(hash)).map(|t| t.meta.external_id.clone())
+        }
+    };
+    match held {
+        Some(other) => exists(format!("this recording is already track {other}")),
+        None => Ok(()),
+    }
+}
+
+/// Queues a recording for its shard and waits a while for it to be
+/// searchable: 201 with the track if it is, else 202 with where it went.
+async fn queue_track(
+    state: &AppState,
+    cluster: &Gateway,
+    name: String,
+    audio: &[u8],
+    meta: TrackMeta,
+    content_hash: String,
+) -> ApiResult<(StatusCode, Value)> {
+    let queued = TrackUpload {
+        meta,
+        name,
+        content_hash,
+    };
+    let shard = (cluster.add(&queued, audio).await).map_err(cluster_error)?;
+    let query = TrackQuery {
+        content_hash: Some(queued.content_hash.clone()),
+        limit: 1,
+        ..TrackQuery::default()
+    };
+    let patience = Instant::now() + std::time::Duration::from_secs(30);
+    while Instant::now() < patience {
+        let found = cluster.lookup(&query).await.map_err(cluster_error)?;
+        if let Some(mut track) = found.tracks.into_iter().next() {
+            with_rights(&state.catalog(), &mut track);
+            return Ok((StatusCode::CREATED, track));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        json!({"status": "queued", "shard": shard, "content_hash": queued.content_hash}),
+    ))
+}
+
+/// Puts the gateway's rights of a track into a shard's view of it (a
+/// cluster keeps rights and licences at its gateways).
+fn with_rights(catalog: &Catalog, track: &mut Value) {
+    let id = track["id"].as_str().unwrap_or_default();
+    if let Some(rights) = catalog.rights().get(id) {
+        track["rights"] = json!(rights);
+    }
 }
 
 /// Keeps the recording under `DB/uploads/`, fingerprints and commits it.
-fn add_recording(
+pub(crate) fn add_recording(
     db: &std::path::Path,
     name: &str,
     audio: &Bytes,
@@ -455,23 +579,34 @@ pub async fn coverage(
     let q: CoverageQuery =
         serde_json::from_slice(&body?).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let catalog = state.catalog();
-    let track = match (&q.track_id, &q.isrc) {
-        (Some(id), _) => catalog.tracks().by_external_id(id),
-        (None, Some(isrc)) => {
-            let want = normalise_isrc(isrc)
-                .ok_or_else(|| ApiError::bad_request(format!("{isrc:?} is not an ISRC")))?;
-            catalog.tracks().iter().find(|t| {
-                let rights = catalog.rights().get(&t.meta.external_id);
-                [
-                    t.meta.isrc.as_deref(),
-                    rights.and_then(|r| r.isrc.as_deref()),
-                ]
-                .into_iter()
-                .flatten()
-                .any(|have| normalise_isrc(have).as_deref() == Some(want.as_str()))
-            })
+    let isrc = match &q.isrc {
+        Some(isrc) => Some(
+            normalise_isrc(isrc)
+                .ok_or_else(|| ApiError::bad_request(format!("{isrc:?} is not an ISRC")))?,
+        ),
+        None => None,
+    };
+    if q.track_id.is_none() && isrc.is_none() {
+        return Err(ApiError::bad_request("give `track_id` or `isrc`"));
+    }
+    let track_id = match &state.cluster {
+        Some(cluster) => {
+            let query = TrackQuery {
+                id: q.track_id.clone(),
+                isrc,
+                limit: 1,
+                ..TrackQuery::default()
+            };
+            let found = cluster.lookup(&query).await.map_err(cluster_error)?;
+            (found.tracks.first()).and_then(|t| t["id"].as_str().map(str::to_owned))
         }
-        (None, None) => return Err(ApiError::bad_request("give `track_id` or `isrc`")),
+        None => match &q.track_id {
+            Some(id) => catalog.tracks().by_external_id(id),
+            None => matching_tracks(&catalog, isrc.as_deref(), &[])
+                .first()
+                .copied(),
+        }
+        .map(|t| t.meta.external_id.clone()),
     }
     .ok_or_else(|| ApiError::not_found("no such track in the catalog"))?;
     let licences = match (&q.licence, &q.event) {
@@ -494,10 +629,10 @@ pub async fn coverage(
         start,
         end: end.unwrap_or(start),
     });
-    let rights = catalog.rights().get(&track.meta.external_id);
+    let rights = catalog.rights().get(&track_id);
     let decision = decide(rights, heard, &licences);
     Ok(Json(json!({
-        "track_id": track.meta.external_id,
+        "track_id": track_id,
         "decision": decision,
     })))
 }

@@ -1,0 +1,183 @@
+//! A gateway's way to the shards: every query goes to every shard, whose
+//! replicas share the work; the answers are merged as one node would.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::client::RequestErrorKind;
+use async_nats::jetstream;
+use axum::body::Bytes;
+use futures_util::future::join_all;
+use serde::de::DeserializeOwned;
+
+use earmark_engine::Fingerprint;
+use earmark_index::{Match, MatchOptions, Track};
+
+use super::{
+    Reply, Shard, ShardAnswer, TrackList, TrackQuery, TrackUpload, add_subject, encode_query,
+    identify_subject, lookup_subject, merge_answers,
+};
+
+/// Tries of one shard before it counts as down: a replica that dies with a
+/// query in hand leaves it unanswered, and the next try goes to another.
+const TRIES: usize = 3;
+
+/// Why the cluster could not answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClusterError {
+    /// No replica of these shards answered: any answer would be partial.
+    Unavailable(Vec<u32>),
+    /// A shard answered with an error, or NATS failed.
+    Failed(String),
+    /// The recording is larger than NATS carries.
+    TooLarge(usize),
+}
+
+impl std::fmt::Display for ClusterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unavailable(shards) => {
+                let names: Vec<String> = shards.iter().map(u32::to_string).collect();
+                write!(
+                    f,
+                    "no replica of shard {} answered: the answer would be partial",
+                    names.join(", ")
+                )
+            }
+            Self::Failed(why) => write!(f, "the cluster failed: {why}"),
+            Self::TooLarge(max) => write!(f, "recordings over {max} bytes do not fit a message"),
+        }
+    }
+}
+
+/// A connection to the shards of a cluster.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    client: async_nats::Client,
+    shards: u32,
+    /// How long one try of a shard may take.
+    patience: Duration,
+    options: MatchOptions,
+}
+
+impl Gateway {
+    /// Connects to NATS at `url`, for a catalog split into `shards`.
+    pub async fn connect(url: &str, shards: u32, patience: Duration) -> anyhow::Result<Self> {
+        let client = async_nats::connect(url)
+            .await
+            .with_context(|| format!("cannot reach NATS at {url}"))?;
+        Ok(Self {
+            client,
+            shards,
+            patience,
+            options: MatchOptions::default(),
+        })
+    }
+
+    /// How many shards the catalog is split into.
+    pub fn shards(&self) -> u32 {
+        self.shards
+    }
+
+    /// Asks one replica of a shard, trying others when one does not answer.
+    async fn ask(&self, subject: String, payload: Bytes) -> Result<Bytes, Option<String>> {
+        let mut why = None;
+        for _ in 0..TRIES {
+            let request = async_nats::Request::new()
+                .payload(payload.clone())
+                .timeout(Some(self.patience));
+            match self.client.send_request(subject.clone(), request).await {
+                Ok(message) => return Ok(message.payload),
+                Err(e) if e.kind() == RequestErrorKind::NoResponders => {
+                    // A replica may be on its way back.
+                    tokio::time::sleep(self.patience / 10).await;
+                }
+                Err(e) if e.kind() == RequestErrorKind::TimedOut => {}
+                Err(e) => why = Some(e.to_string()),
+            }
+        }
+        Err(why)
+    }
+
+    /// Sends `payload` to every shard on the subject `subject(k)`; their
+    /// answers in shard order.
+    async fn scatter<T: DeserializeOwned>(
+        &self,
+        subject: fn(u32) -> String,
+        payload: Bytes,
+    ) -> Result<Vec<T>, ClusterError> {
+        let asks = (1..=self.shards).map(|k| self.ask(subject(k), payload.clone()));
+        let replies = join_all(asks).await;
+        let mut missing = Vec::new();
+        let mut answers = Vec::with_capacity(replies.len());
+        for (k, reply) in (1..).zip(replies) {
+            match reply {
+                Ok(bytes) => match serde_json::from_slice::<Reply<T>>(&bytes) {
+                    Ok(Reply::Ok(answer)) => answers.push(answer),
+                    Ok(Reply::Error(why)) => {
+                        return Err(ClusterError::Failed(format!("shard {k}: {why}")));
+                    }
+                    Err(e) => return Err(ClusterError::Failed(format!("shard {k}: {e}"))),
+                },
+                Err(Some(why)) => return Err(ClusterError::Failed(format!("shard {k}: {why}"))),
+                Err(None) => missing.push(k),
+            }
+        }
+        if missing.is_empty() {
+            Ok(answers)
+        } else {
+            Err(ClusterError::Unavailable(missing))
+        }
+    }
+
+    /// Identifies a query fingerprint against the whole catalog.
+    pub async fn identify(
+        &self,
+        query: &Fingerprint,
+    ) -> Result<Option<(Track, Match)>, ClusterError> {
+        let answers: Vec<ShardAnswer> = self
+            .scatter(identify_subject, encode_query(query).into())
+            .await?;
+        Ok(merge_answers(&self.options, answers))
+    }
+
+    /// Looks tracks up in every shard: the total and the first
+    /// `query.limit` tracks of each shard, in shard order.
+    pub async fn lookup(&self, query: &TrackQuery) -> Result<TrackList, ClusterError> {
+        let payload = serde_json::to_vec(query).map_err(|e| ClusterError::Failed(e.to_string()))?;
+        let lists: Vec<TrackList> = self.scatter(lookup_subject, payload.into()).await?;
+        Ok(TrackList {
+            total: lists.iter().map(|l| l.total).sum(),
+            tracks: lists.into_iter().flat_map(|l| l.tracks).collect(),
+        })
+    }
+
+    /// Queues a recording for the replicas of the shard that owns it; the
+    /// shard. The same recording queued twice is stored once (JetStream
+    /// drops a message id it has seen within a day, and the replicas skip
+    /// a content hash they hold).
+    pub async fn add(&self, upload: &TrackUpload, audio: &[u8]) -> Result<u32, ClusterError> {
+        let failed = |e: &dyn std::fmt::Display| ClusterError::Failed(e.to_string());
+        let message = upload.encode(audio);
+        let max = self.client.server_info().max_payload;
+        if message.len() > max {
+            return Err(ClusterError::TooLarge(max));
+        }
+        let js = jetstream::new(self.client.clone());
+        super::shard::tracks_stream(&js)
+            .await
+            .map_err(|e| failed(&e))?;
+        let shard = Shard::of(&upload.content_hash, self.shards);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            upload.content_hash.as_str(),
+        );
+        js.publish_with_headers(add_subject(shard), headers, message.into())
+            .await
+            .map_err(|e| failed(&e))?
+            .await
+            .map_err(|e| failed(&e))?;
+        Ok(shard)
+    }
+}

@@ -1,0 +1,334 @@
+//! earmark as a cluster on NATS.
+//!
+//! The catalog is split by track into K shards (by content hash, so every
+//! node agrees where a recording belongs without asking). Each shard node
+//! (`serve --shard k/K`) holds the whole index of its tracks and answers on
+//! its shard's identify subject; its replicas share a queue group, so NATS
+//! balances the load and routes around a dead replica. A gateway (`serve
+//! --gateway`) fingerprints a clip once, sends the peaks to every shard,
+//! merges the best candidates of each and applies the single node's accept
+//! rule. New recordings go to a JetStream stream that every replica of the
+//! owning shard consumes; scan jobs go to a JetStream work queue that
+//! `earmark worker` processes pull from.
+
+pub mod gateway;
+pub mod shard;
+
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use earmark_engine::{Fingerprint, FingerprintOptions, Landmarker, Peak};
+use earmark_index::{Candidate, Match, MatchOptions, Track, TrackMeta};
+
+/// The JetStream stream of recordings to add, one subject per shard.
+pub const TRACKS_STREAM: &str = "EARMARK_TRACKS";
+
+/// The part of a sharded catalog a node holds: the tracks whose content hash
+/// falls to shard `index` (1-based) of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// Which shard, from 1.
+    pub index: u32,
+    /// How many shards the catalog is split into.
+    pub count: u32,
+}
+
+impl Shard {
+    /// The shard (1-based) of `count` that a recording with this BLAKE3
+    /// content hash (hex) belongs to.
+    pub fn of(content_hash: &str, count: u32) -> u32 {
+        let head = content_hash.get(..16).unwrap_or(content_hash);
+        let value = u64::from_str_radix(head, 16).unwrap_or(0);
+        (value % count.max(1) as u64) as u32 + 1
+    }
+
+    /// Whether this shard holds the recording with `content_hash`.
+    pub fn owns(&self, content_hash: &str) -> bool {
+        Self::of(content_hash, self.count) == self.index
+    }
+}
+
+impl FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not a shard: write k/K, e.g. 2/3");
+        let (index, count) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            index.trim().parse().map_err(|_| bad())?,
+            count.trim().parse().map_err(|_| bad())?,
+        );
+        if !(1..=count).contains(&index) || count > 4096 {
+            return Err(format!(
+                "shard {index}/{count}: k must be in 1..=K, K at most 4096"
+            ));
+        }
+        Ok(Self { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// The subject a shard's replicas answer identify queries on.
+pub fn identify_subject(shard: u32) -> String {
+    format!("earmark.shard.{shard}.identify")
+}
+
+/// The subject a shard's replicas answer track lookups on.
+pub fn lookup_subject(shard: u32) -> String {
+    format!("earmark.shard.{shard}.tracks")
+}
+
+/// The subject of recordings to add to a shard (in [`TRACKS_STREAM`]).
+pub fn add_subject(shard: u32) -> String {
+    format!("earmark.tracks.{shard}")
+}
+
+const QUERY_MAGIC: &[u8; 4] = b"EMQ1";
+const PEAK_BYTES: usize = 16;
+
+/// A query's peaks as sent to the shards: `EMQ1`, frames, then per peak its
+/// frame, bin, strength and rank (little-endian, 16 bytes). The landmarks are
+/// made again from the peaks on the shard, which is cheaper than sending them.
+pub fn encode_query(query: &Fingerprint) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + query.peaks.len() * PEAK_BYTES);
+    out.extend_from_slice(QUERY_MAGIC);
+    out.extend_from_slice(&query.frames.to_le_bytes());
+    for p in &query.peaks {
+        out.extend_from_slice(&p.frame.to_le_bytes());
+        out.extend_from_slice(&p.bin.to_le_bytes());
+        out.extend_from_slice(&p.strength.to_le_bytes());
+        out.extend_from_slice(&p.rank.to_le_bytes());
+    }
+    out
+}
+
+/// The query fingerprint [`encode_query`] sent, landmarks made again.
+pub fn decode_query(bytes: &[u8]) -> Result<Fingerprint, String> {
+    let body = bytes
+        .strip_prefix(QUERY_MAGIC)
+        .filter(|b| b.len() >= 4 && (b.len() - 4) % PEAK_BYTES == 0)
+        .ok_or("not an earmark query (EMQ1 and whole peaks)")?;
+    let word = |b: &[u8], at: usize| [b[at], b[at + 1], b[at + 2], b[at + 3]];
+    let frames = u32::from_le_bytes(word(body, 0));
+    let mut query = Fingerprint {
+        frames,
+        ..Fingerprint::default()
+    };
+    let mut landmarker = Landmarker::new(&FingerprintOptions::query());
+    for chunk in body[4..].chunks_exact(PEAK_BYTES) {
+        let peak = Peak {
+            frame: u32::from_le_bytes(word(chunk, 0)),
+            bin: f32::from_le_bytes(word(chunk, 4)),
+            strength: f32::from_le_bytes(word(chunk, 8)),
+            rank: u32::from_le_bytes(word(chunk, 12)),
+        };
+        if peak.frame >= frames || query.peaks.last().is_some_and(|p| p.frame > peak.frame) {
+            return Err("peaks out of frame order".into());
+        }
+        query.peaks.push(peak);
+        landmarker.push(peak, &mut query.landmarks);
+    }
+    landmarker.flush(&mut query.landmarks);
+    Ok(query)
+}
+
+/// A shard's candidate: the track and how well it matched.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardCandidate {
+    /// The track (its id is the shard's own).
+    pub track: Track,
+    /// The verified candidate, as ranked.
+    pub candidate: Candidate,
+    /// Its tempo sharpened, when the shard accepted it itself.
+    pub refined: Option<Candidate>,
+}
+
+/// A shard's answer to a query: its best candidates, best first. Two are
+/// enough: the merged best and runner-up are among the shards' best two.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShardAnswer {
+    /// The best candidates.
+    pub candidates: Vec<ShardCandidate>,
+}
+
+/// A track lookup sent to every shard: by id, by content hash, or a search.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrackQuery {
+    /// The catalog's id of the track.
+    pub id: Option<String>,
+    /// The BLAKE3 hash of its recording.
+    pub content_hash: Option<String>,
+    /// An ISRC (normalised) the track or its rights carry.
+    pub isrc: Option<String>,
+    /// Words (lower case) its id, title or artists contain.
+    pub words: Vec<String>,
+    /// Most tracks to send back.
+    pub limit: usize,
+}
+
+/// A shard's answer to a [`TrackQuery`]: how many tracks match and the
+/// first `limit` of them, as the API shows them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrackList {
+    /// Tracks matching.
+    pub total: usize,
+    /// The first of them.
+    pub tracks: Vec<serde_json::Value>,
+}
+
+/// A shard's reply: its answer or why it has none.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reply<T> {
+    /// The answer.
+    Ok(T),
+    /// What went wrong.
+    Error(String),
+}
+
+/// A recording to add, as the gateway puts it in [`TRACKS_STREAM`]: its
+/// metadata as one JSON line, then the file's bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrackUpload {
+    /// Descriptive metadata.
+    pub meta: TrackMeta,
+    /// The uploaded file's name (its extension helps decoding).
+    pub name: String,
+    /// BLAKE3 of the file's bytes.
+    pub content_hash: String,
+}
+
+impl TrackUpload {
+    /// The message: the metadata line and the audio.
+    pub fn encode(&self, audio: &[u8]) -> Vec<u8> {
+        let mut out = serde_json::to_vec(self).unwrap_or_default();
+        out.push(b'\n');
+        out.extend_from_slice(audio);
+        out
+    }
+
+    /// The metadata and the audio of a message [`TrackUpload::encode`] made.
+    pub fn decode(message: &[u8]) -> Result<(Self, &[u8]), String> {
+        let split = (message.iter().position(|&b| b == b'\n'))
+            .ok_or("a track upload starts with a line of JSON")?;
+        let upload = serde_json::from_slice(&message[..split]).map_err(|e| e.to_string())?;
+        Ok((upload, &message[split + 1..]))
+    }
+}
+
+/// Candidates a shard sends back.
+pub const CANDIDATES_PER_SHARD: usize = 2;
+
+/// The accepted match among the shards' answers, by the single node's
+/// rule: the best score must clear the threshold and the best other track's
+/// score by the margin.
+pub fn merge_answers(
+    options: &MatchOptions,
+    answers: impl IntoIterator<Item = ShardAnswer>,
+) -> Option<(Track, Match)> {
+    let mut all: Vec<ShardCandidate> = answers.into_iter().flat_map(|a| a.candidates).collect();
+    all.sort_by(|a, b| {
+        (b.candidate.score.total_cmp(&a.candidate.score))
+            .then_with(|| a.track.meta.external_id.cmp(&b.track.meta.external_id))
+    });
+    let mut ranked = all.into_iter();
+    let top = ranked.next()?;
+    let runner_up_score = ranked.next().map_or(0.0, |c| c.candidate.score.max(0.0));
+    options.accepts(&top.candidate, runner_up_score).then(|| {
+        let m = Match {
+            candidate: top.refined.unwrap_or(top.candidate),
+            runner_up_score,
+            confidence: options.confidence(top.candidate.score),
+        };
+        (top.track, m)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use earmark_index::TrackId;
+
+    #[test]
+    fn shards_parse_and_split_hashes_between_them() {
+        let shard: Shard = "2/3".parse().unwrap();
+        assert_eq!((shard.index, shard.count), (2, 3));
+        for bad in ["0/3", "4/3", "3", "a/b", "1/0"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+        let hashes: Vec<String> = (0..300u32)
+            .map(|i| blake3::hash(&i.to_le_bytes()).to_hex().to_string())
+            .collect();
+        let mut counts = [0; 3];
+        for h in &hashes {
+            let owners: Vec<u32> = (1..=3)
+                .filter(|&k| Shard { index: k, count: 3 }.owns(h))
+                .collect();
+            assert_eq!(owners.len(), 1, "exactly one shard owns {h}");
+            counts[owners[0] as usize - 1] += 1;
+        }
+        assert!(counts.iter().all(|&n| n > 70), "{counts:?}");
+    }
+
+    #[test]
+    fn a_query_crosses_the_wire_with_the_same_peaks_and_landmarks() {
+        let song = earmark_engine::testutil::song(8000, 12.0, 7);
+        let query =
+            earmark_engine::fingerprint_samples(&song, 8000, &FingerprintOptions::query()).unwrap();
+        assert!(query.landmarks.len() > 100);
+        let sent = decode_query(&encode_query(&query)).unwrap();
+        assert_eq!(sent, query);
+        assert!(decode_query(b"EMQ1\x01").is_err());
+        assert!(decode_query(b"nope").is_err());
+    }
+
+    fn answer(id: &str, score: f32) -> ShardAnswer {
+        let candidate = Candidate {
+            track: TrackId(0),
+            votes: 10,
+            start_frame: 0.0,
+            tempo: 1.0,
+            pitch: 1.0,
+            peaks: 100,
+            matched: 50,
+            score,
+            pivot_frame: 0.0,
+        };
+        let track = Track {
+            id: TrackId(0),
+            meta: TrackMeta {
+                external_id: id.into(),
+                ..TrackMeta::default()
+            },
+            duration_s: 60.0,
+            path: String::new(),
+            content_hash: String::new(),
+            landmarks: 0,
+        };
+        ShardAnswer {
+            candidates: vec![ShardCandidate {
+                track,
+                candidate,
+                refined: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn merging_applies_the_margin_across_shards() {
+        let o = MatchOptions::default();
+        let (track, m) = merge_answers(&o, [answer("a", 30.0), answer("b", 9.0)]).unwrap();
+        assert_eq!(track.meta.external_id, "a");
+        assert_eq!(m.runner_up_score, 9.0);
+        // Each shard alone would accept its track; together neither wins.
+        assert!(merge_answers(&o, [answer("a", 30.0), answer("b", 28.0)]).is_none());
+        assert!(merge_answers(&o, [answer("a", 3.0)]).is_none());
+        assert!(merge_answers(&o, []).is_none());
+    }
+}

@@ -1,0 +1,232 @@
+//! A shard node: `earmark serve --shard k/K --nats URL`. It answers identify
+//! queries and track lookups for its part of the catalog, and indexes the
+//! recordings the gateways queue for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::{self, consumer::pull, stream};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use earmark_index::{Catalog, Identification, MatchOptions, Matcher};
+
+use super::{
+    CANDIDATES_PER_SHARD, Reply, Shard, ShardAnswer, ShardCandidate, TRACKS_STREAM, TrackList,
+    TrackQuery, TrackUpload, add_subject, decode_query, identify_subject, lookup_subject,
+};
+use crate::serve::AppState;
+use crate::serve::routes::{add_recording, compute, matching_tracks, track_json};
+
+/// Serves shard `shard` of the catalog in `state` over NATS at `url` until
+/// interrupted; `replica` names this replica's place in the stream of
+/// recordings to add (each replica indexes every one of them).
+pub async fn run(
+    state: Arc<AppState>,
+    url: &str,
+    shard: Shard,
+    replica: &str,
+) -> anyhow::Result<()> {
+    let client = async_nats::connect(url)
+        .await
+        .with_context(|| format!("cannot reach NATS at {url}"))?;
+    let group = format!("earmark-shard-{}", shard.index);
+    let mut queries = client
+        .queue_subscribe(identify_subject(shard.index), group.clone())
+        .await?;
+    let mut lookups = client
+        .queue_subscribe(lookup_subject(shard.index), group)
+        .await?;
+    let additions = consume_additions(Arc::clone(&state), client.clone(), shard, replica);
+    let catalog = state.catalog();
+    eprintln!(
+        "earmark serve: shard {shard} ({} tracks) replica {replica} on {url}",
+        catalog.tracks().len()
+    );
+    let serve = async {
+        loop {
+            tokio::select! {
+                Some(message) = queries.next() => {
+                    let (state, client) = (Arc::clone(&state), client.clone());
+                    tokio::spawn(async move {
+                        let answer = identify(&state, &message.payload).await;
+                        respond(&client, message.reply, &answer).await;
+                    });
+                }
+                Some(message) = lookups.next() => {
+                    let answer = lookup(&state.catalog(), &message.payload);
+                    respond(&client, message.reply, &answer).await;
+                }
+                else => break,
+            }
+        }
+    };
+    tokio::select! {
+        _ = serve => {}
+        r = additions => r?,
+        _ = crate::serve::shutdown() => {}
+    }
+    // Leaves the queue groups before going, so no query waits on this node.
+    client.drain().await.ok();
+    eprintln!("earmark serve: shard {shard} stopped");
+    Ok(())
+}
+
+async fn respond<T: Serialize>(
+    client: &async_nats::Client,
+    reply: Option<async_nats::Subject>,
+    answer: &Reply<T>,
+) {
+    let Some(reply) = reply else { return };
+    let bytes = serde_json::to_vec(answer).unwrap_or_default();
+    if let Err(e) = client.publish(reply, bytes.into()).await {
+        eprintln!("earmark serve: answer not sent: {e}");
+    }
+}
+
+/// Votes a query against this shard's catalog.
+async fn identify(state: &Arc<AppState>, payload: &[u8]) -> Reply<ShardAnswer> {
+    let query = match decode_query(payload) {
+        Ok(q) => q,
+        Err(e) => return Reply::Error(e),
+    };
+    let catalog = state.catalog();
+    let answer = compute(state, move || {
+        let mut matcher = Matcher::new(&catalog, MatchOptions::default());
+        shard_answer(&catalog, matcher.identify(&query))
+    })
+    .await;
+    match answer {
+        Ok(a) => Reply::Ok(a),
+        Err(e) => Reply::Error(e.to_string()),
+    }
+}
+
+/// The best candidates of an identification, with their tracks.
+fn shard_answer(catalog: &Catalog, id: Identification) -> ShardAnswer {
+    let candidates = (id.candidates.iter().take(CANDIDATES_PER_SHARD))
+        .filter_map(|&c| {
+            let refined = (id.best)
+                .filter(|m| m.candidate.track == c.track)
+                .map(|m| m.candidate);
+            Some(ShardCandidate {
+                track: catalog.tracks().get(c.track)?.clone(),
+                candidate: c,
+                refined,
+            })
+        })
+        .collect();
+    ShardAnswer { candidates }
+}
+
+/// Looks tracks up in this shard's catalog.
+fn lookup(catalog: &Catalog, payload: &[u8]) -> Reply<TrackList> {
+    let query: TrackQuery = match serde_json::from_slice(payload) {
+        Ok(q) => q,
+        Err(e) => return Reply::Error(format!("not a track query: {e}")),
+    };
+    let tracks = catalog.tracks();
+    let found = match (&query.id, &query.content_hash) {
+        (Some(id), _) => tracks.by_external_id(id).into_iter().collect(),
+        (None, Some(hash)) => tracks.by_content_hash(hash).into_iter().collect(),
+        (None, None) => matching_tracks(catalog, query.isrc.as_deref(), &query.words),
+    };
+    Reply::Ok(TrackList {
+        total: found.len(),
+        tracks: (found.iter().take(query.limit))
+            .map(|t| track_json(catalog, t))
+            .collect(),
+    })
+}
+
+/// Indexes the recordings queued for this shard, each once per replica:
+/// the replica's durable consumer remembers where it got to.
+async fn consume_additions(
+    state: Arc<AppState>,
+    client: async_nats::Client,
+    shard: Shard,
+    replica: &str,
+) -> anyhow::Result<()> {
+    let js = jetstream::new(client);
+    let stream = tracks_stream(&js).await?;
+    let name = format!("shard-{}-{replica}", shard.index);
+    let consumer = stream
+        .get_or_create_consumer(
+            &name,
+            pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: add_subject(shard.index),
+                ack_wait: Duration::from_secs(120),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("consumer {name} of {TRACKS_STREAM}"))?;
+    let mut messages = consumer.messages().await?;
+    while let Some(message) = messages.next().await {
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("earmark serve: shard {shard}: {e}");
+                continue;
+            }
+        };
+        let payload = message.payload.clone();
+        let shared = Arc::clone(&state);
+        let added = compute(&state, move || add(&shared, &payload)).await;
+        match added {
+            Ok(Ok(Some(id))) => eprintln!("earmark serve: shard {shard} added track {id}"),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => eprintln!("earmark serve: shard {shard}: recording refused: {e}"),
+            Err(e) => eprintln!("earmark serve: shard {shard}: {e}"),
+        }
+        // A recording that cannot be indexed never will be: it is not
+        // offered again.
+        if let Err(e) = message.ack().await {
+            eprintln!("earmark serve: shard {shard}: not acknowledged: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// The stream of recordings to add, created if it is not there yet.
+pub async fn tracks_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
+    js.get_or_create_stream(stream::Config {
+        name: TRACKS_STREAM.into(),
+        subjects: vec!["earmark.tracks.*".into()],
+        duplicate_window: Duration::from_secs(24 * 3600),
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("JetStream stream {TRACKS_STREAM} (is JetStream on?)"))
+}
+
+/// Indexes one queued recording unless this replica has it already; the
+/// id of the track added.
+fn add(state: &AppState, message: &[u8]) -> anyhow::Result<Option<String>> {
+    let (upload, audio) = TrackUpload::decode(message).map_err(anyhow::Error::msg)?;
+    let catalog = state.catalog();
+    if catalog
+        .tracks()
+        .by_content_hash(&upload.content_hash)
+        .is_some()
+    {
+        return Ok(None);
+    }
+    let hash = blake3::hash(audio).to_hex().to_string();
+    anyhow::ensure!(
+        hash == upload.content_hash,
+        "its bytes do not match its hash"
+    );
+    let id = add_recording(
+        state.db(),
+        &upload.name,
+        &audio.to_vec().into(),
+        upload.meta,
+        hash,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    state.reload()?;
+    Ok(Some(id))
+}
