@@ -64,7 +64,7 @@ pub struct MatchOptions {
     pub max_pitch_semitones: f32,
     /// Smallest score (standard deviations above chance) accepted.
     pub min_score: f32,
-    /// Smallest score the quick look accepts (see [`Matcher::identify`]).
+    /// Smallest score the quick look accepts (see [`Matcher::quick_candidates`]).
     pub quick_min_score: f32,
     /// Fewest reference peaks that must be found again.
     pub min_matched: u32,
@@ -103,6 +103,12 @@ impl MatchOptions {
         candidate.score >= self.min_score
             && candidate.matched >= self.min_matched
             && candidate.score - runner_up_score >= self.min_margin
+    }
+
+    /// Whether the quick look may answer with `best`, an accepted match: only
+    /// on strong evidence, a score of at least `quick_min_score`.
+    pub fn answers_quickly(&self, best: &Match) -> bool {
+        best.candidate.score >= self.quick_min_score
     }
 
     /// How far an accepted `score` clears the threshold, in `[0.5, 1]`: 0.5
@@ -259,21 +265,26 @@ impl<'c> Matcher<'c> {
     /// that found a strong match, by the full query, which also weighs the
     /// quick look's candidates.
     pub fn identify(&mut self, query: &Fingerprint) -> Identification {
-        match self.quick_look(query) {
-            Ok(id) => id,
-            Err(seen) => self.full_query(query, true, seen),
+        let mut quick = self.quick_candidates(query);
+        match self.accept(&mut quick) {
+            Some(best) if self.options.answers_quickly(&best) => Identification {
+                best: Some(best),
+                candidates: quick,
+                query_landmarks: self.query.len() as u32,
+            },
+            _ => self.full_query(query, true, quick),
         }
     }
 
-    /// Looks up only the pairs the catalog itself makes (of the query's
-    /// strongest peaks, a tenth of the query's own landmarks) and accepts
-    /// the best candidate only on strong evidence, at least
-    /// `quick_min_score`: an easy query (clean, coded, reverberant, a few
-    /// percent off tempo) is then answered without the dense lookups, and
-    /// anything less certain gets the full query. In a large catalog, where
-    /// the full query's lookups are capped, these are the ones that count.
-    /// Without a strong match, returns the candidates it verified.
-    fn quick_look(&mut self, query: &Fingerprint) -> Result<Identification, Vec<Candidate>> {
+    /// The quick look's candidates: it looks up only the pairs the catalog
+    /// itself makes (of the query's strongest peaks, a tenth of the query's
+    /// own landmarks), and its best is accepted only on strong evidence (see
+    /// [`MatchOptions::answers_quickly`]): an easy query (clean, coded,
+    /// reverberant, a few percent off tempo) is then answered without the
+    /// dense lookups, and anything less certain gets the full query. In a
+    /// large catalog, where the full query's lookups are capped, these are
+    /// the ones that count.
+    pub fn quick_candidates(&mut self, query: &Fingerprint) -> Vec<Candidate> {
         let mut pairs = PairHasher::new(FingerprintOptions::reference().pairs);
         let mut landmarks = std::mem::take(&mut self.quick);
         landmarks.clear();
@@ -281,18 +292,9 @@ impl<'c> Matcher<'c> {
             pairs.push(p, &mut |l| landmarks.push(l));
         }
         pairs.flush(&mut |l| landmarks.push(l));
-        let mut candidates = self.pair_path(query, &landmarks, self.options.quick_candidates);
+        let candidates = self.pair_path(query, &landmarks, self.options.quick_candidates);
         self.quick = landmarks;
-        match self.accept(&mut candidates) {
-            Some(best) if best.candidate.score >= self.options.quick_min_score => {
-                Ok(Identification {
-                    best: Some(best),
-                    candidates,
-                    query_landmarks: self.query.len() as u32,
-                })
-            }
-            _ => Err(candidates),
-        }
+        candidates
     }
 
     /// Identifies a query fingerprint, trying the stretch path (tempo and
@@ -309,9 +311,8 @@ impl<'c> Matcher<'c> {
         stretch: bool,
         seen: Vec<Candidate>,
     ) -> Identification {
-        let mut candidates = self.pair_path(query, &query.landmarks, self.options.max_candidates);
+        let mut candidates = self.full_candidates(query, seen);
         let query_landmarks = self.query.len() as u32;
-        merge(&mut candidates, seen);
         let mut best = self.accept(&mut candidates);
         if best.is_none() && stretch {
             self.add_stretched(query, &mut candidates);
@@ -322,6 +323,14 @@ impl<'c> Matcher<'c> {
             candidates,
             query_landmarks,
         }
+    }
+
+    /// The full query's candidates (every landmark of the query looked up),
+    /// weighed with those already `seen`: of a track, the better counts.
+    pub fn full_candidates(&mut self, query: &Fingerprint, seen: Vec<Candidate>) -> Vec<Candidate> {
+        let mut candidates = self.pair_path(query, &query.landmarks, self.options.max_candidates);
+        merge(&mut candidates, seen);
+        candidates
     }
 
     /// The pair path: votes of `landmarks` (made from `query`'s peaks), the
@@ -361,7 +370,7 @@ impl<'c> Matcher<'c> {
 
     /// Adds the stretch path's candidates, keeping the better of two for a
     /// track.
-    fn add_stretched(&mut self, query: &Fingerprint, candidates: &mut Vec<Candidate>) {
+    pub fn add_stretched(&mut self, query: &Fingerprint, candidates: &mut Vec<Candidate>) {
         self.peaks.build(&query.peaks, query.frames as usize);
         let stretched = self.stretch();
         merge(candidates, stretched);
@@ -389,6 +398,12 @@ impl<'c> Matcher<'c> {
             runner_up_score,
             confidence: o.confidence(top.score),
         })
+    }
+
+    /// A candidate of the query last looked up with its tempo sharpened, as
+    /// it is when accepted.
+    pub fn refined(&self, c: Candidate) -> Candidate {
+        self.refine(c)
     }
 
     /// Sharpens the tempo of an accepted candidate: the pair path only tries

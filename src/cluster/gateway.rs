@@ -1,7 +1,7 @@
 //! A gateway's way to the shards: every query goes to every shard, whose
 //! replicas share the work; the answers are merged as one node would.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::client::RequestErrorKind;
@@ -14,8 +14,8 @@ use earmark_engine::Fingerprint;
 use earmark_index::{Match, MatchOptions, Track};
 
 use super::{
-    Reply, Shard, ShardAnswer, TrackList, TrackQuery, TrackUpload, add_subject, encode_query,
-    identify_subject, lookup_subject, merge_answers,
+    Reply, Round, Shard, ShardAnswer, TrackList, TrackQuery, TrackUpload, add_subject,
+    encode_query, identify_subject, lookup_subject, merge_answers,
 };
 
 /// Tries of one shard before it counts as down: a replica that dies with a
@@ -50,6 +50,16 @@ impl std::fmt::Display for ClusterError {
     }
 }
 
+/// The cluster's answer to a query.
+#[derive(Debug, Clone)]
+pub struct Identified {
+    /// The accepted match and its track.
+    pub best: Option<(Track, Match)>,
+    /// Time the answers spent between gateway and shards: per round, the
+    /// round trip less the shard's work, of the slowest shard.
+    pub hop: Duration,
+}
+
 /// A connection to the shards of a cluster.
 #[derive(Debug, Clone)]
 pub struct Gateway {
@@ -80,14 +90,19 @@ impl Gateway {
     }
 
     /// Asks one replica of a shard, trying others when one does not answer.
-    async fn ask(&self, subject: String, payload: Bytes) -> Result<Bytes, Option<String>> {
+    async fn ask(
+        &self,
+        subject: String,
+        payload: Bytes,
+    ) -> Result<(Bytes, Duration), Option<String>> {
         let mut why = None;
         for _ in 0..TRIES {
+            let started = Instant::now();
             let request = async_nats::Request::new()
                 .payload(payload.clone())
                 .timeout(Some(self.patience));
             match self.client.send_request(subject.clone(), request).await {
-                Ok(message) => return Ok(message.payload),
+                Ok(message) => return Ok((message.payload, started.elapsed())),
                 Err(e) if e.kind() == RequestErrorKind::NoResponders => {
                     // A replica may be on its way back.
                     tokio::time::sleep(self.patience / 10).await;
@@ -100,20 +115,20 @@ impl Gateway {
     }
 
     /// Sends `payload` to every shard on the subject `subject(k)`; their
-    /// answers in shard order.
+    /// answers in shard order, each with the time its last try took.
     async fn scatter<T: DeserializeOwned>(
         &self,
-        subject: fn(u32) -> String,
+        subject: impl Fn(u32) -> String,
         payload: Bytes,
-    ) -> Result<Vec<T>, ClusterError> {
+    ) -> Result<Vec<(T, Duration)>, ClusterError> {
         let asks = (1..=self.shards).map(|k| self.ask(subject(k), payload.clone()));
         let replies = join_all(asks).await;
         let mut missing = Vec::new();
         let mut answers = Vec::with_capacity(replies.len());
         for (k, reply) in (1..).zip(replies) {
             match reply {
-                Ok(bytes) => match serde_json::from_slice::<Reply<T>>(&bytes) {
-                    Ok(Reply::Ok(answer)) => answers.push(answer),
+                Ok((bytes, took)) => match serde_json::from_slice::<Reply<T>>(&bytes) {
+                    Ok(Reply::Ok(answer)) => answers.push((answer, took)),
                     Ok(Reply::Error(why)) => {
                         return Err(ClusterError::Failed(format!("shard {k}: {why}")));
                     }
@@ -130,25 +145,51 @@ impl Gateway {
         }
     }
 
-    /// Identifies a query fingerprint against the whole catalog.
-    pub async fn identify(
-        &self,
-        query: &Fingerprint,
-    ) -> Result<Option<(Track, Match)>, ClusterError> {
-        let answers: Vec<ShardAnswer> = self
-            .scatter(identify_subject, encode_query(query).into())
-            .await?;
-        Ok(merge_answers(&self.options, answers))
+    /// Identifies a query fingerprint against the whole catalog, deciding
+    /// as one node would: the quick look first, and the full query only if
+    /// the quick look found no strong match. With the match, the time the
+    /// answers spent on the way rather than at work (per round, the
+    /// slowest shard's).
+    pub async fn identify(&self, query: &Fingerprint) -> Result<Identified, ClusterError> {
+        let payload: Bytes = encode_query(query).into();
+        let mut hop = Duration::ZERO;
+        for round in [Round::Quick, Round::Full] {
+            let answers: Vec<(ShardAnswer, Duration)> = self
+                .scatter(|k| identify_subject(k, round), payload.clone())
+                .await?;
+            hop += (answers.iter())
+                .map(|(a, took)| took.saturating_sub(Duration::from_micros(a.work_us)))
+                .max()
+                .unwrap_or_default();
+            let decisions = answers
+                .iter()
+                .map(|(a, _)| a.lists.len())
+                .max()
+                .unwrap_or(0);
+            for decision in 0..decisions {
+                let lists = (answers.iter()).filter_map(|(a, _)| a.lists.get(decision).cloned());
+                let best = merge_answers(&self.options, lists);
+                let done = match (&best, round) {
+                    (Some((_, m)), Round::Quick) => self.options.answers_quickly(m),
+                    (found, _) => found.is_some(),
+                };
+                if done {
+                    return Ok(Identified { best, hop });
+                }
+            }
+        }
+        Ok(Identified { best: None, hop })
     }
 
     /// Looks tracks up in every shard: the total and the first
     /// `query.limit` tracks of each shard, in shard order.
     pub async fn lookup(&self, query: &TrackQuery) -> Result<TrackList, ClusterError> {
         let payload = serde_json::to_vec(query).map_err(|e| ClusterError::Failed(e.to_string()))?;
-        let lists: Vec<TrackList> = self.scatter(lookup_subject, payload.into()).await?;
+        let lists: Vec<(TrackList, Duration)> =
+            self.scatter(lookup_subject, payload.into()).await?;
         Ok(TrackList {
-            total: lists.iter().map(|l| l.total).sum(),
-            tracks: lists.into_iter().flat_map(|l| l.tracks).collect(),
+            total: lists.iter().map(|(l, _)| l.total).sum(),
+            tracks: lists.into_iter().flat_map(|(l, _)| l.tracks).collect(),
         })
     }
 

@@ -74,9 +74,31 @@ impl std::fmt::Display for Shard {
     }
 }
 
-/// The subject a shard's replicas answer identify queries on.
-pub fn identify_subject(shard: u32) -> String {
-    format!("earmark.shard.{shard}.identify")
+/// A round of a query through the cluster: the stages of
+/// [`earmark_index::Matcher::identify`], each decided over every shard's
+/// candidates before the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Round {
+    /// The quick look; its answer is one list of candidates.
+    Quick,
+    /// The full query (weighing the quick look's candidates), then the
+    /// stretch path; its answer is two lists, before and after the stretch.
+    Full,
+}
+
+impl Round {
+    /// Its name in subjects.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Quick => "quick",
+            Self::Full => "full",
+        }
+    }
+}
+
+/// The subject a shard's replicas answer a round of identify queries on.
+pub fn identify_subject(shard: u32, round: Round) -> String {
+    format!("earmark.shard.{shard}.identify.{}", round.name())
 }
 
 /// The subject a shard's replicas answer track lookups on.
@@ -145,16 +167,20 @@ pub struct ShardCandidate {
     pub track: Track,
     /// The verified candidate, as ranked.
     pub candidate: Candidate,
-    /// Its tempo sharpened, when the shard accepted it itself.
-    pub refined: Option<Candidate>,
+    /// Its tempo sharpened, as it is reported when accepted.
+    pub refined: Candidate,
 }
 
-/// A shard's answer to a query: its best candidates, best first. Two are
-/// enough: the merged best and runner-up are among the shards' best two.
+/// A shard's answer to a round of a query: lists of its best candidates,
+/// best first, one per decision the round makes. Two per list are enough:
+/// the merged best and runner-up are among the shards' best two.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ShardAnswer {
-    /// The best candidates.
-    pub candidates: Vec<ShardCandidate>,
+    /// The best candidates, per decision.
+    pub lists: Vec<Vec<ShardCandidate>>,
+    /// Microseconds the shard spent on the query, from its arrival to its
+    /// answer (the rest of the round trip is the network's).
+    pub work_us: u64,
 }
 
 /// A track lookup sent to every shard: by id, by content hash, or a search.
@@ -225,14 +251,14 @@ impl TrackUpload {
 /// Candidates a shard sends back.
 pub const CANDIDATES_PER_SHARD: usize = 2;
 
-/// The accepted match among the shards' answers, by the single node's
-/// rule: the best score must clear the threshold and the best other track's
-/// score by the margin.
+/// The accepted match among the shards' lists for one decision, by the
+/// single node's rule: the best score must clear the threshold and the best
+/// other track's score by the margin.
 pub fn merge_answers(
     options: &MatchOptions,
-    answers: impl IntoIterator<Item = ShardAnswer>,
+    lists: impl IntoIterator<Item = Vec<ShardCandidate>>,
 ) -> Option<(Track, Match)> {
-    let mut all: Vec<ShardCandidate> = answers.into_iter().flat_map(|a| a.candidates).collect();
+    let mut all: Vec<ShardCandidate> = lists.into_iter().flatten().collect();
     all.sort_by(|a, b| {
         (b.candidate.score.total_cmp(&a.candidate.score))
             .then_with(|| a.track.meta.external_id.cmp(&b.track.meta.external_id))
@@ -242,7 +268,7 @@ pub fn merge_answers(
     let runner_up_score = ranked.next().map_or(0.0, |c| c.candidate.score.max(0.0));
     options.accepts(&top.candidate, runner_up_score).then(|| {
         let m = Match {
-            candidate: top.refined.unwrap_or(top.candidate),
+            candidate: top.refined,
             runner_up_score,
             confidence: options.confidence(top.candidate.score),
         };
@@ -288,7 +314,7 @@ mod tests {
         assert!(decode_query(b"nope").is_err());
     }
 
-    fn answer(id: &str, score: f32) -> ShardAnswer {
+    fn list(id: &str, score: f32) -> Vec<ShardCandidate> {
         let candidate = Candidate {
             track: TrackId(0),
             votes: 10,
@@ -311,24 +337,25 @@ mod tests {
             content_hash: String::new(),
             landmarks: 0,
         };
-        ShardAnswer {
-            candidates: vec![ShardCandidate {
-                track,
-                candidate,
-                refined: None,
-            }],
-        }
+        vec![ShardCandidate {
+            track,
+            candidate,
+            refined: Candidate {
+                tempo: 1.01,
+                ..candidate
+            },
+        }]
     }
 
     #[test]
     fn merging_applies_the_margin_across_shards() {
         let o = MatchOptions::default();
-        let (track, m) = merge_answers(&o, [answer("a", 30.0), answer("b", 9.0)]).unwrap();
+        let (track, m) = merge_answers(&o, [list("a", 30.0), list("b", 9.0)]).unwrap();
         assert_eq!(track.meta.external_id, "a");
-        assert_eq!(m.runner_up_score, 9.0);
+        assert_eq!((m.runner_up_score, m.candidate.tempo), (9.0, 1.01));
         // Each shard alone would accept its track; together neither wins.
-        assert!(merge_answers(&o, [answer("a", 30.0), answer("b", 28.0)]).is_none());
-        assert!(merge_answers(&o, [answer("a", 3.0)]).is_none());
+        assert!(merge_answers(&o, [list("a", 30.0), list("b", 28.0)]).is_none());
+        assert!(merge_answers(&o, [list("a", 3.0)]).is_none());
         assert!(merge_answers(&o, []).is_none());
     }
 }

@@ -3,18 +3,18 @@
 //! recordings the gateways queue for it.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use earmark_index::{Catalog, Identification, MatchOptions, Matcher};
+use earmark_index::{Candidate, Catalog, MatchOptions, Matcher};
 
 use super::{
-    CANDIDATES_PER_SHARD, Reply, Shard, ShardAnswer, ShardCandidate, TRACKS_STREAM, TrackList,
-    TrackQuery, TrackUpload, add_subject, decode_query, identify_subject, lookup_subject,
+    CANDIDATES_PER_SHARD, Reply, Round, Shard, ShardAnswer, ShardCandidate, TRACKS_STREAM,
+    TrackList, TrackQuery, TrackUpload, add_subject, decode_query, lookup_subject,
 };
 use crate::serve::AppState;
 use crate::serve::routes::{add_recording, compute, matching_tracks, track_json};
@@ -33,7 +33,10 @@ pub async fn run(
         .with_context(|| format!("cannot reach NATS at {url}"))?;
     let group = format!("earmark-shard-{}", shard.index);
     let mut queries = client
-        .queue_subscribe(identify_subject(shard.index), group.clone())
+        .queue_subscribe(
+            format!("earmark.shard.{}.identify.*", shard.index),
+            group.clone(),
+        )
         .await?;
     let mut lookups = client
         .queue_subscribe(lookup_subject(shard.index), group)
@@ -50,7 +53,12 @@ pub async fn run(
                 Some(message) = queries.next() => {
                     let (state, client) = (Arc::clone(&state), client.clone());
                     tokio::spawn(async move {
-                        let answer = identify(&state, &message.payload).await;
+                        let round = if message.subject.ends_with(Round::Quick.name()) {
+                            Round::Quick
+                        } else {
+                            Round::Full
+                        };
+                        let answer = identify(&state, round, &message.payload).await;
                         respond(&client, message.reply, &answer).await;
                     });
                 }
@@ -85,8 +93,9 @@ async fn respond<T: Serialize>(
     }
 }
 
-/// Votes a query against this shard's catalog.
-async fn identify(state: &Arc<AppState>, payload: &[u8]) -> Reply<ShardAnswer> {
+/// Votes a round of a query against this shard's catalog.
+async fn identify(state: &Arc<AppState>, round: Round, payload: &[u8]) -> Reply<ShardAnswer> {
+    let started = Instant::now();
     let query = match decode_query(payload) {
         Ok(q) => q,
         Err(e) => return Reply::Error(e),
@@ -94,7 +103,21 @@ async fn identify(state: &Arc<AppState>, payload: &[u8]) -> Reply<ShardAnswer> {
     let catalog = state.catalog();
     let answer = compute(state, move || {
         let mut matcher = Matcher::new(&catalog, MatchOptions::default());
-        shard_answer(&catalog, matcher.identify(&query))
+        let quick = matcher.quick_candidates(&query);
+        let mut lists = Vec::new();
+        match round {
+            Round::Quick => lists.push(best_of(&catalog, &matcher, quick)),
+            Round::Full => {
+                let mut candidates = matcher.full_candidates(&query, quick);
+                lists.push(best_of(&catalog, &matcher, candidates.clone()));
+                matcher.add_stretched(&query, &mut candidates);
+                lists.push(best_of(&catalog, &matcher, candidates));
+            }
+        }
+        ShardAnswer {
+            lists,
+            work_us: started.elapsed().as_micros() as u64,
+        }
     })
     .await;
     match answer {
@@ -103,21 +126,22 @@ async fn identify(state: &Arc<AppState>, payload: &[u8]) -> Reply<ShardAnswer> {
     }
 }
 
-/// The best candidates of an identification, with their tracks.
-fn shard_answer(catalog: &Catalog, id: Identification) -> ShardAnswer {
-    let candidates = (id.candidates.iter().take(CANDIDATES_PER_SHARD))
-        .filter_map(|&c| {
-            let refined = (id.best)
-                .filter(|m| m.candidate.track == c.track)
-                .map(|m| m.candidate);
+/// The best candidates of a decision, with their tracks.
+fn best_of(
+    catalog: &Catalog,
+    matcher: &Matcher<'_>,
+    mut candidates: Vec<Candidate>,
+) -> Vec<ShardCandidate> {
+    candidates.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.track.cmp(&b.track)));
+    (candidates.into_iter().take(CANDIDATES_PER_SHARD))
+        .filter_map(|c| {
             Some(ShardCandidate {
                 track: catalog.tracks().get(c.track)?.clone(),
                 candidate: c,
-                refined,
+                refined: matcher.refined(c),
             })
         })
-        .collect();
-    ShardAnswer { candidates }
+        .collect()
 }
 
 /// Looks tracks up in this shard's catalog.

@@ -260,7 +260,7 @@ pub(crate) async fn shutdown() {
 
 /// `earmark serve`.
 pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
-    if args.gateway {
+    if args.gateway || args.shard.is_some() {
         CatalogWriter::open(&args.db, SCHEME)?.ensure_published()?;
     }
     let mut state = AppState::open(

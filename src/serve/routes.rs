@@ -191,11 +191,16 @@ async fn identify_inner(
             format!("clips are limited to {max_s} s"),
         )
     })?;
+    let mut hop_ms = None;
     let (found, matched) = match &state.cluster {
-        Some(cluster) => match cluster.identify(&query).await.map_err(cluster_error)? {
-            Some((track, m)) => (matched_json(Some(&track), &m), true),
-            None => (Value::Null, false),
-        },
+        Some(cluster) => {
+            let identified = cluster.identify(&query).await.map_err(cluster_error)?;
+            hop_ms = Some(round(identified.hop.as_secs_f64() * 1e3, 2));
+            match identified.best {
+                Some((track, m)) => (matched_json(Some(&track), &m), true),
+                None => (Value::Null, false),
+            }
+        }
         None => {
             let catalog = state.catalog();
             compute(state, move || {
@@ -206,11 +211,15 @@ async fn identify_inner(
         }
     };
     state.metrics.identified(matched);
-    Ok(json!({
+    let mut answer = json!({
         "file": upload.name,
         "match": found,
         "elapsed_ms": round(started.elapsed().as_secs_f64() * 1e3, 2),
-    }))
+    });
+    if let Some(hop_ms) = hop_ms {
+        answer["nats_hop_ms"] = json!(hop_ms);
+    }
+    Ok(answer)
 }
 
 /// A cluster's failure as an answer: 503 when shards are missing.

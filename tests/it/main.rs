@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod cli;
+mod cluster;
 mod coverage;
 mod crash;
 mod monitor;

@@ -14,14 +14,14 @@ use earmark_engine::testutil::write_wav;
 use crate::util::{Fixture, RATE, earmark, path, run, stderr, stdout};
 
 /// A running `earmark serve`, killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     agent: ureq::Agent,
 }
 
 impl Server {
-    fn start(db: &Path, extra: &[&str]) -> Self {
+    pub(crate) fn start(db: &Path, extra: &[&str]) -> Self {
         let mut child = earmark()
             .args(["serve", "--db", path(db), "--listen", "127.0.0.1:0"])
             .args(extra)
@@ -49,7 +49,7 @@ impl Server {
         Self { child, url, agent }
     }
 
-    fn get(&self, route: &str, key: Option<&str>) -> (u16, String) {
+    pub(crate) fn get(&self, route: &str, key: Option<&str>) -> (u16, String) {
         let mut request = self.agent.get(format!("{}{route}", self.url));
         if let Some(k) = key {
             request = request.header("Authorization", &format!("Bearer {k}"));
@@ -57,7 +57,7 @@ impl Server {
         answer(request.call(), route)
     }
 
-    fn post(
+    pub(crate) fn post(
         &self,
         route: &str,
         key: Option<&str>,
@@ -119,12 +119,12 @@ fn answer(
     (status, response.body_mut().read_to_string().expect("body"))
 }
 
-fn json(text: &str) -> Value {
+pub(crate) fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 /// The error code of an error answer.
-fn code(text: &str) -> String {
+pub(crate) fn code(text: &str) -> String {
     json(text)["error"]["code"]
         .as_str()
         .unwrap_or("")
@@ -132,7 +132,7 @@ fn code(text: &str) -> String {
 }
 
 /// A multipart form with an `audio` file part and text fields.
-fn form(audio: &[u8], fields: &[(&str, &str)]) -> (String, Vec<u8>) {
+pub(crate) fn form(audio: &[u8], fields: &[(&str, &str)]) -> (String, Vec<u8>) {
     let boundary = "earmark-test-boundary";
     let mut body = Vec::new();
     for (name, value) in fields {
@@ -162,7 +162,7 @@ struct Keys {
     monitor: String,
 }
 
-fn add_key(db: &Path, role: &str, extra: &[&str]) -> String {
+pub(crate) fn add_key(db: &Path, role: &str, extra: &[&str]) -> String {
     let mut args = vec![
         "keys",
         "add",
