@@ -54,6 +54,9 @@ enum Command {
     Report(ReportArgs),
     /// Answer the HTTP API: identify, tracks, coverage, plays, reports.
     Serve(ServeArgs),
+    /// Scan recordings that `scan --cluster` queued, the shards of a
+    /// cluster doing the matching.
+    Worker(WorkerArgs),
     /// Manage the API keys of `earmark serve`.
     Keys {
         #[command(subcommand)]
@@ -426,9 +429,13 @@ pub struct EvalCoversArgs {
 /// Arguments of `scan`.
 #[derive(Debug, clap::Args)]
 pub struct ScanArgs {
-    /// Catalog directory.
+    /// Catalog directory (with `--cluster`: only for its licences).
+    #[arg(long, required_unless_present = "cluster")]
+    pub db: Option<PathBuf>,
+    /// NATS server of a cluster: queue the recordings as jobs for `earmark
+    /// worker`s (the shards do the matching) and wait for their results.
     #[arg(long)]
-    pub db: PathBuf,
+    pub cluster: Option<String>,
     /// JSON lines for machines: one per play, then one per recording.
     #[arg(long)]
     pub json: bool,
@@ -449,6 +456,31 @@ pub struct ScanArgs {
     /// Recordings or folders of them.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+}
+
+/// Arguments of `worker`.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// NATS server of the cluster (with JetStream on).
+    #[arg(long, env = "EARMARK_NATS", default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+    /// How many shards the cluster has.
+    #[arg(long)]
+    pub shards: u32,
+    /// This worker's name in logs and results (default: host and process).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Threads for decoding and fingerprinting (default: all cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Seconds without word from a worker before its job goes to another
+    /// (a live worker keeps extending it).
+    #[arg(long, default_value_t = 30.0)]
+    pub ack_wait_s: f64,
+    /// Milliseconds to wait for one replica of a shard before asking
+    /// another.
+    #[arg(long, default_value_t = 1000)]
+    pub shard_timeout_ms: u64,
 }
 
 /// Arguments of `eval-session`.
@@ -616,6 +648,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         Command::Devices(a) => crate::monitor::devices(&a),
         Command::Report(a) => crate::report::run(&a),
         Command::Serve(a) => crate::serve::run(&a),
+        Command::Worker(a) => crate::cluster::worker::run(&a),
         Command::Keys { command } => match command {
             KeysCommand::Add(a) => crate::keys::add(&a),
             KeysCommand::List(a) => crate::keys::list(&a),

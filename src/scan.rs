@@ -57,6 +57,35 @@ const SETTLE_FRAMES: u32 = 128;
 /// is followed (windows, tracker) as a parallel job, and plays that cross
 /// the borders are joined.
 pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
+    let mut heard = listen(path, &|job, base| follow(catalog, job, base))?;
+    let plays = join(std::mem::take(&mut heard.plays));
+    let unidentified = heard.unidentified(&plays, Some(catalog));
+    Ok(Scanned {
+        plays,
+        audio_s: heard.audio_s,
+        unidentified,
+    })
+}
+
+/// What [`listen`] heard in a recording.
+pub struct Heard {
+    /// The plays of every job, in no order, halves of plays that cross a
+    /// job's border not yet joined.
+    pub plays: Vec<Play>,
+    /// Decoded duration in seconds.
+    pub audio_s: f64,
+    /// Frame powers of each second.
+    powers: Vec<Vec<f32>>,
+    /// The recording's chroma.
+    chroma: earmark_engine::chroma::ChromaFrames,
+}
+
+/// Decodes and fingerprints a recording, handing every 10 minutes of its
+/// fingerprint (from stream frame `base`) to `follow` as a parallel job.
+pub fn listen(
+    path: &Path,
+    follow: &(dyn Fn(&Fingerprint, u32) -> Vec<Play> + Sync),
+) -> anyhow::Result<Heard> {
     let mut file = AudioFile::open(path)?;
     // Chroma too, for the works nearest any music no play explains.
     let options = FingerprintOptions {
@@ -80,12 +109,12 @@ pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
         // a few, this thread follows the stretch itself.
         let follow = |job: Fingerprint, base: u32| {
             if in_flight.load(Ordering::SeqCst) >= MAX_QUEUED_JOBS {
-                keep(follow(catalog, &job, base));
+                keep(follow(&job, base));
                 return;
             }
             in_flight.fetch_add(1, Ordering::SeqCst);
             scope.spawn(move |_| {
-                keep(follow(catalog, &job, base));
+                keep(follow(&job, base));
                 in_flight.fetch_sub(1, Ordering::SeqCst);
             });
         };
@@ -137,36 +166,49 @@ pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
             }
         }
     })?;
-    let found = found_plays
+    let plays = found_plays
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a scan job panicked"))?;
-    let plays = join(found);
-    let chroma = fingerprinter.take_chroma().unwrap_or_default();
-    let frame_s = earmark_engine::fingerprint::frame_seconds();
-    let unidentified = (unidentified(&plays, &powers, &chroma.onset)
-        .into_iter()
-        .enumerate())
-    .map(|(i, (start_s, end_s))| {
-        let frame = |s: f64| (s / frame_s).round() as usize;
-        let mut record = UnidentifiedRecord {
-            segment: i as u64 + 1,
-            start_s,
-            end_s,
-            started_at: None,
-            clip: String::new(),
-            similar: Vec::new(),
-            embedding: chroma.embedding(frame(start_s), frame(end_s)),
-            beat_chroma: chroma.beat_chroma(frame(start_s), frame(end_s)),
-        };
-        record.find_similar(catalog);
-        record
-    })
-    .collect();
-    Ok(Scanned {
+    Ok(Heard {
         plays,
         audio_s,
-        unidentified,
+        powers,
+        chroma: fingerprinter.take_chroma().unwrap_or_default(),
     })
+}
+
+impl Heard {
+    /// Music that none of `plays` explains, with the works of `catalog`
+    /// nearest it when there is a catalog to ask.
+    pub fn unidentified(
+        &self,
+        plays: &[Play],
+        catalog: Option<&Catalog>,
+    ) -> Vec<UnidentifiedRecord> {
+        let frame_s = earmark_engine::fingerprint::frame_seconds();
+        let chroma = &self.chroma;
+        (unidentified(plays, &self.powers, &chroma.onset)
+            .into_iter()
+            .enumerate())
+        .map(|(i, (start_s, end_s))| {
+            let frame = |s: f64| (s / frame_s).round() as usize;
+            let mut record = UnidentifiedRecord {
+                segment: i as u64 + 1,
+                start_s,
+                end_s,
+                started_at: None,
+                clip: String::new(),
+                similar: Vec::new(),
+                embedding: chroma.embedding(frame(start_s), frame(end_s)),
+                beat_chroma: chroma.beat_chroma(frame(start_s), frame(end_s)),
+            };
+            if let Some(catalog) = catalog {
+                record.find_similar(catalog);
+            }
+            record
+        })
+        .collect()
+    }
 }
 
 /// Runs of seconds that sound like music and that no play covers (give or
@@ -192,7 +234,7 @@ fn unidentified(plays: &[Play], powers: &[Vec<f32>], onset: &[f32]) -> Vec<(f64,
 }
 
 /// The plays of one job, in stream frames.
-fn follow(catalog: &Catalog, job: &Fingerprint, base: u32) -> Vec<Play> {
+pub fn follow(catalog: &Catalog, job: &Fingerprint, base: u32) -> Vec<Play> {
     let mut follower = Follower::new(catalog, ListenerOptions::default(), 1);
     let mut events = follower.push(job);
     events.extend(follower.finish());
@@ -215,7 +257,7 @@ fn follow(catalog: &Catalog, job: &Fingerprint, base: u32) -> Vec<Play> {
 /// of a play that crossed a border joined: same track, same alignment
 /// (within 2 s), at most 15 s apart (a job's end of a play is where its
 /// own evidence stopped, which a wrong early tempo can put seconds early).
-fn join(mut plays: Vec<Play>) -> Vec<Play> {
+pub fn join(mut plays: Vec<Play>) -> Vec<Play> {
     plays.sort_by(|a, b| a.start_frame.total_cmp(&b.start_frame));
     let mut joined: Vec<Play> = Vec::with_capacity(plays.len());
     let second = 1.0 / earmark_engine::fingerprint::frame_seconds();
@@ -277,7 +319,7 @@ fn with_file(file: &Path, value: impl serde::Serialize) -> serde_json::Value {
 
 /// How one recording of a batch fared.
 enum Fate {
-    Scanned(Scanned),
+    Scanned { show: Show, audio_s: f64 },
     Skipped,
     Failed(String),
 }
@@ -285,42 +327,66 @@ enum Fate {
 /// `earmark scan`.
 pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
     crate::cli::set_jobs(args.jobs)?;
-    let catalog = Catalog::open(&args.db)?;
-    let licensing = Licensing::select(
-        &catalog,
-        args.event.as_deref(),
-        args.licence.as_deref(),
-        None,
-    )?;
+    let catalog = args.db.as_deref().map(Catalog::open).transpose()?;
+    let licensing = match &catalog {
+        Some(c) => Licensing::select(c, args.event.as_deref(), args.licence.as_deref(), None)?,
+        None if args.event.is_some() || args.licence.is_some() => {
+            anyhow::bail!("--event and --licence need --db, the catalog that holds the licences")
+        }
+        None => None,
+    };
     let files = collect_audio_files(&args.paths)?;
     let manifest = match &args.out {
         Some(dir) => Some(Manifest::open(dir)?),
         None => None,
     };
     let started = Instant::now();
-    let bar = crate::ingest::progress(files.len(), "scanning");
-    let fates: Vec<(PathBuf, Fate)> = files
-        .par_iter()
-        .map(|file| {
-            let fate = scan_one(&catalog, manifest.as_ref(), licensing.as_ref(), file);
-            bar.inc(1);
-            if let (Fate::Scanned(s), false) = (&fate, args.json) {
-                bar.suspend(|| print_table(&catalog, file, s));
+    let fates: Vec<(PathBuf, Fate)> = match (&args.cluster, &catalog) {
+        (Some(url), _) => {
+            let fates = scan_on_cluster(
+                url,
+                &files,
+                manifest.as_ref(),
+                catalog.as_ref(),
+                licensing.as_ref(),
+            )?;
+            for (file, fate) in &fates {
+                if let (Fate::Scanned { show, .. }, false) = (fate, args.json) {
+                    print_table(file, show);
+                }
             }
-            (file.clone(), fate)
-        })
-        .collect();
-    bar.finish_and_clear();
+            fates
+        }
+        (None, Some(catalog)) => {
+            let bar = crate::ingest::progress(files.len(), "scanning");
+            let fates = files
+                .par_iter()
+                .map(|file| {
+                    let fate = scan_one(catalog, manifest.as_ref(), licensing.as_ref(), file);
+                    bar.inc(1);
+                    if let (Fate::Scanned { show, .. }, false) = (&fate, args.json) {
+                        bar.suspend(|| print_table(file, show));
+                    }
+                    (file.clone(), fate)
+                })
+                .collect();
+            bar.finish_and_clear();
+            fates
+        }
+        (None, None) => anyhow::bail!("give --db (or --cluster)"),
+    };
     let (mut done, mut skipped, mut plays, mut audio_s) = (0, 0, 0, 0.0);
     let mut failed = Vec::new();
     let mut statuses = Vec::with_capacity(fates.len());
     for (file, fate) in &fates {
         let status = match fate {
-            Fate::Scanned(s) => {
+            Fate::Scanned {
+                show,
+                audio_s: seconds,
+            } => {
                 done += 1;
-                plays += s.plays.len();
-                audio_s += s.audio_s;
-                let show = s.show(&catalog, file, licensing.as_ref());
+                plays += show.plays.len();
+                audio_s += seconds;
                 if args.json {
                     for p in &show.plays {
                         println!("{}", with_file(file, p));
@@ -329,9 +395,9 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
                         println!("{}", with_file(file, json!({"unidentified": u})));
                     }
                 }
-                let summary = CueSheet::new(&show, Some(&catalog), licensing.as_ref()).summary;
+                let summary = CueSheet::new(show, catalog.as_ref(), licensing.as_ref()).summary;
                 json!({"file": file.display().to_string(), "status": "scanned",
-                       "plays": s.plays.len(), "audio_s": s.audio_s, "summary": summary})
+                       "plays": show.plays.len(), "audio_s": seconds, "summary": summary})
             }
             Fate::Skipped => {
                 skipped += 1;
@@ -395,13 +461,75 @@ fn scan_one(
         Ok(scanned) => scanned,
         Err(e) => return Fate::Failed(error_reason(&e)),
     };
-    let show = || scanned.show(catalog, file, licensing);
-    if let Some(Err(e)) =
-        manifest.map(|m| m.record(catalog, licensing, &hash, &show(), scanned.audio_s))
-    {
-        return Fate::Failed(format!("{e:#}"));
+    let show = scanned.show(catalog, file, licensing);
+    finish(
+        manifest,
+        Some(catalog),
+        licensing,
+        &hash,
+        show,
+        scanned.audio_s,
+    )
+}
+
+/// Records a scanned recording in the manifest, if there is one.
+fn finish(
+    manifest: Option<&Manifest>,
+    catalog: Option<&Catalog>,
+    licensing: Option<&Licensing>,
+    hash: &str,
+    show: Show,
+    audio_s: f64,
+) -> Fate {
+    match manifest.map(|m| m.record(catalog, licensing, hash, &show, audio_s)) {
+        Some(Err(e)) => Fate::Failed(format!("{e:#}")),
+        _ => Fate::Scanned { show, audio_s },
     }
-    Fate::Scanned(scanned)
+}
+
+/// Scans recordings on a cluster: queues those not done yet as jobs for
+/// `earmark worker`s and waits for their results.
+fn scan_on_cluster(
+    url: &str,
+    files: &[PathBuf],
+    manifest: Option<&Manifest>,
+    catalog: Option<&Catalog>,
+    licensing: Option<&Licensing>,
+) -> anyhow::Result<Vec<(PathBuf, Fate)>> {
+    let mut fates = Vec::with_capacity(files.len());
+    let mut jobs = Vec::new();
+    for file in files {
+        match content_hash(file) {
+            Ok(hash) if manifest.is_some_and(|m| m.contains(&hash)) => {
+                fates.push((file.clone(), Fate::Skipped));
+            }
+            Ok(hash) => jobs.push((file.clone(), hash)),
+            Err(e) => fates.push((file.clone(), Fate::Failed(format!("{e:#}")))),
+        }
+    }
+    let results = crate::cluster::worker::submit(url, &jobs)?;
+    for ((file, hash), result) in jobs.into_iter().zip(results) {
+        let fate = match result.error {
+            Some(reason) => Fate::Failed(reason),
+            None => {
+                let plays = (result.plays.into_iter())
+                    .map(|mut record| {
+                        record.coverage = licensing.map(|l| l.judge(&record));
+                        record
+                    })
+                    .collect();
+                let show = Show {
+                    source: result.path,
+                    runs: None,
+                    plays,
+                    unidentified: result.unidentified,
+                };
+                finish(manifest, catalog, licensing, &hash, show, result.audio_s)
+            }
+        };
+        fates.push((file, fate));
+    }
+    Ok(fates)
 }
 
 /// The reason of a failure without the file name, which the caller prints.
@@ -413,20 +541,16 @@ fn error_reason(e: &anyhow::Error) -> String {
     }
 }
 
-fn print_table(catalog: &Catalog, file: &Path, scanned: &Scanned) {
+fn print_table(file: &Path, show: &Show) {
     println!("{}", file.display());
-    let plays = scanned.plays.iter().map(|p| {
-        let track = catalog.tracks().get(p.track);
+    let plays = show.plays.iter().map(|p| {
         let what = format!(
             "{:<12} {} (from {:.1} s, tempo {:.3})",
-            track.map_or("?", |t| t.meta.external_id.as_str()),
-            track.map_or("", |t| t.meta.title.as_str()),
-            p.track_start_s(),
-            p.tempo
+            p.track_id, p.title, p.track_start_s, p.tempo
         );
-        (p.start_s(), p.end_s(), what)
+        (p.start_s, p.end_s, what)
     });
-    let unknown = (scanned.unidentified.iter()).map(|u| {
+    let unknown = (show.unidentified.iter()).map(|u| {
         let near = (u.similar.first()).map_or(String::new(), |w| {
             format!("; nearest work {} ({:.3})", w.track_id, w.distance)
         });
@@ -486,7 +610,7 @@ impl Manifest {
 
     fn record(
         &self,
-        catalog: &Catalog,
+        catalog: Option<&Catalog>,
         licensing: Option<&Licensing>,
         hash: &str,
         show: &Show,
@@ -506,7 +630,7 @@ impl Manifest {
             &self.dir.join(format!("{name}.plays.json")),
             &serde_json::to_vec_pretty(&result)?,
         )?;
-        let sheet = CueSheet::new(show, Some(catalog), licensing);
+        let sheet = CueSheet::new(show, catalog, licensing);
         write_atomically(&self.dir.join(format!("{name}.cue.csv")), &sheet.csv()?)?;
         write_atomically(&self.dir.join(format!("{name}.cue.html")), &sheet.html())?;
         let line = json!({"file": file.display().to_string(), "content_hash": hash,

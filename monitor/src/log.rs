@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use earmark_engine::AudioFile;
 use earmark_engine::chroma::{CHROMA, ChromaFrames, cross_similarity};
 use earmark_index::coverage::decide;
-use earmark_index::{Catalog, Decision, Heard, Licence, TrackId};
+use earmark_index::{Catalog, Decision, Heard, Licence, Track, TrackId};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::Error;
@@ -267,7 +267,16 @@ impl PlayRecord {
     /// position of the play's stream start, `clock` that start's wall-clock
     /// time when the stream is live.
     pub fn new(catalog: &Catalog, play: &Play, offset_s: f64, clock: Option<SystemTime>) -> Self {
-        let track = catalog.tracks().get(play.track);
+        Self::of(catalog.tracks().get(play.track), play, offset_s, clock)
+    }
+
+    /// As [`PlayRecord::new`], with the play's track given.
+    pub fn of(
+        track: Option<&Track>,
+        play: &Play,
+        offset_s: f64,
+        clock: Option<SystemTime>,
+    ) -> Self {
         let text = |f: fn(&earmark_index::Track) -> &str| track.map(f).unwrap_or("").to_owned();
         let wall = |s: f64| clock.map(|c| timestamp(c + std::time::Duration::from_secs_f64(s)));
         Self {

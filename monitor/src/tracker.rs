@@ -66,7 +66,7 @@ impl Default for TrackerOptions {
 }
 
 /// One play of a catalog track.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Play {
     /// Number of the play in its stream, from 1 (0 until it is confirmed).
     pub id: u64,

@@ -14,13 +14,15 @@ use earmark_engine::Fingerprint;
 use earmark_index::{Match, MatchOptions, Track};
 
 use super::{
-    Reply, Round, Shard, ShardAnswer, TrackList, TrackQuery, TrackUpload, add_subject,
-    encode_query, identify_subject, lookup_subject, merge_answers,
+    Reply, Round, Shard, ShardAnswer, ShardPlay, TrackList, TrackQuery, TrackUpload, add_subject,
+    encode_job, encode_query, follow_subject, identify_subject, lookup_subject, merge_answers,
 };
 
 /// Tries of one shard before it counts as down: a replica that dies with a
 /// query in hand leaves it unanswered, and the next try goes to another.
 const TRIES: usize = 3;
+/// How long a shard may take to follow 10 minutes of a recording.
+const FOLLOW_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Why the cluster could not answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +86,11 @@ impl Gateway {
         })
     }
 
+    /// The NATS connection.
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
+    }
+
     /// How many shards the catalog is split into.
     pub fn shards(&self) -> u32 {
         self.shards
@@ -94,18 +101,19 @@ impl Gateway {
         &self,
         subject: String,
         payload: Bytes,
+        patience: Duration,
     ) -> Result<(Bytes, Duration), Option<String>> {
         let mut why = None;
         for _ in 0..TRIES {
             let started = Instant::now();
             let request = async_nats::Request::new()
                 .payload(payload.clone())
-                .timeout(Some(self.patience));
+                .timeout(Some(patience));
             match self.client.send_request(subject.clone(), request).await {
                 Ok(message) => return Ok((message.payload, started.elapsed())),
                 Err(e) if e.kind() == RequestErrorKind::NoResponders => {
                     // A replica may be on its way back.
-                    tokio::time::sleep(self.patience / 10).await;
+                    tokio::time::sleep(patience / 10).await;
                 }
                 Err(e) if e.kind() == RequestErrorKind::TimedOut => {}
                 Err(e) => why = Some(e.to_string()),
@@ -120,8 +128,9 @@ impl Gateway {
         &self,
         subject: impl Fn(u32) -> String,
         payload: Bytes,
+        patience: Duration,
     ) -> Result<Vec<(T, Duration)>, ClusterError> {
-        let asks = (1..=self.shards).map(|k| self.ask(subject(k), payload.clone()));
+        let asks = (1..=self.shards).map(|k| self.ask(subject(k), payload.clone(), patience));
         let replies = join_all(asks).await;
         let mut missing = Vec::new();
         let mut answers = Vec::with_capacity(replies.len());
@@ -155,7 +164,11 @@ impl Gateway {
         let mut hop = Duration::ZERO;
         for round in [Round::Quick, Round::Full] {
             let answers: Vec<(ShardAnswer, Duration)> = self
-                .scatter(|k| identify_subject(k, round), payload.clone())
+                .scatter(
+                    |k| identify_subject(k, round),
+                    payload.clone(),
+                    self.patience,
+                )
                 .await?;
             hop += (answers.iter())
                 .map(|(a, took)| took.saturating_sub(Duration::from_micros(a.work_us)))
@@ -185,12 +198,27 @@ impl Gateway {
     /// `query.limit` tracks of each shard, in shard order.
     pub async fn lookup(&self, query: &TrackQuery) -> Result<TrackList, ClusterError> {
         let payload = serde_json::to_vec(query).map_err(|e| ClusterError::Failed(e.to_string()))?;
-        let lists: Vec<(TrackList, Duration)> =
-            self.scatter(lookup_subject, payload.into()).await?;
+        let lists: Vec<(TrackList, Duration)> = self
+            .scatter(lookup_subject, payload.into(), self.patience)
+            .await?;
         Ok(TrackList {
             total: lists.iter().map(|(l, _)| l.total).sum(),
             tracks: lists.into_iter().flat_map(|(l, _)| l.tracks).collect(),
         })
+    }
+
+    /// The plays every shard follows in a stretch of a recording from
+    /// stream frame `base`, with their tracks.
+    pub async fn follow(
+        &self,
+        job: &Fingerprint,
+        base: u32,
+    ) -> Result<Vec<ShardPlay>, ClusterError> {
+        let payload: Bytes = encode_job(job, base).into();
+        let lists: Vec<(Vec<ShardPlay>, Duration)> = self
+            .scatter(follow_subject, payload, FOLLOW_PATIENCE)
+            .await?;
+        Ok(lists.into_iter().flat_map(|(plays, _)| plays).collect())
     }
 
     /// Queues a recording for the replicas of the shard that owns it; the

@@ -13,6 +13,7 @@
 
 pub mod gateway;
 pub mod shard;
+pub mod worker;
 
 use std::str::FromStr;
 
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use earmark_engine::{Fingerprint, FingerprintOptions, Landmarker, Peak};
 use earmark_index::{Candidate, Match, MatchOptions, Track, TrackMeta};
+use earmark_monitor::Play;
 
 /// The JetStream stream of recordings to add, one subject per shard.
 pub const TRACKS_STREAM: &str = "EARMARK_TRACKS";
@@ -101,6 +103,12 @@ pub fn identify_subject(shard: u32, round: Round) -> String {
     format!("earmark.shard.{shard}.identify.{}", round.name())
 }
 
+/// The subject a shard's replicas follow a stretch of a recording on (see
+/// [`crate::scan::follow`]).
+pub fn follow_subject(shard: u32) -> String {
+    format!("earmark.shard.{shard}.follow")
+}
+
 /// The subject a shard's replicas answer track lookups on.
 pub fn lookup_subject(shard: u32) -> String {
     format!("earmark.shard.{shard}.tracks")
@@ -128,6 +136,23 @@ pub fn encode_query(query: &Fingerprint) -> Vec<u8> {
         out.extend_from_slice(&p.rank.to_le_bytes());
     }
     out
+}
+
+/// A stretch of a recording to follow, from stream frame `base`: `base`
+/// (little-endian), then the stretch as [`encode_query`] writes it.
+pub fn encode_job(job: &Fingerprint, base: u32) -> Vec<u8> {
+    let mut out = base.to_le_bytes().to_vec();
+    out.extend_from_slice(&encode_query(job));
+    out
+}
+
+/// The stretch and its base [`encode_job`] sent.
+pub fn decode_job(bytes: &[u8]) -> Result<(Fingerprint, u32), String> {
+    let (base, query) = bytes
+        .split_at_checked(4)
+        .ok_or("a job starts with its base")?;
+    let base = u32::from_le_bytes([base[0], base[1], base[2], base[3]]);
+    Ok((decode_query(query)?, base))
 }
 
 /// The query fingerprint [`encode_query`] sent, landmarks made again.
@@ -181,6 +206,15 @@ pub struct ShardAnswer {
     /// Microseconds the shard spent on the query, from its arrival to its
     /// answer (the rest of the round trip is the network's).
     pub work_us: u64,
+}
+
+/// A play a shard followed, with its track.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardPlay {
+    /// The play (its track id is the shard's own).
+    pub play: Play,
+    /// The track.
+    pub track: Track,
 }
 
 /// A track lookup sent to every shard: by id, by content hash, or a search.
@@ -312,6 +346,9 @@ mod tests {
         assert_eq!(sent, query);
         assert!(decode_query(b"EMQ1\x01").is_err());
         assert!(decode_query(b"nope").is_err());
+        let (job, base) = decode_job(&encode_job(&query, 930)).unwrap();
+        assert_eq!((job, base), (query, 930));
+        assert!(decode_job(b"EM").is_err());
     }
 
     fn list(id: &str, score: f32) -> Vec<ShardCandidate> {

@@ -13,8 +13,9 @@ use serde::Serialize;
 use earmark_index::{Candidate, Catalog, MatchOptions, Matcher};
 
 use super::{
-    CANDIDATES_PER_SHARD, Reply, Round, Shard, ShardAnswer, ShardCandidate, TRACKS_STREAM,
-    TrackList, TrackQuery, TrackUpload, add_subject, decode_query, lookup_subject,
+    CANDIDATES_PER_SHARD, Reply, Round, Shard, ShardAnswer, ShardCandidate, ShardPlay,
+    TRACKS_STREAM, TrackList, TrackQuery, TrackUpload, add_subject, decode_job, decode_query,
+    follow_subject, lookup_subject,
 };
 use crate::serve::AppState;
 use crate::serve::routes::{add_recording, compute, matching_tracks, track_json};
@@ -39,7 +40,10 @@ pub async fn run(
         )
         .await?;
     let mut lookups = client
-        .queue_subscribe(lookup_subject(shard.index), group)
+        .queue_subscribe(lookup_subject(shard.index), group.clone())
+        .await?;
+    let mut jobs = client
+        .queue_subscribe(follow_subject(shard.index), group)
         .await?;
     let additions = consume_additions(Arc::clone(&state), client.clone(), shard, replica);
     let catalog = state.catalog();
@@ -59,6 +63,13 @@ pub async fn run(
                             Round::Full
                         };
                         let answer = identify(&state, round, &message.payload).await;
+                        respond(&client, message.reply, &answer).await;
+                    });
+                }
+                Some(message) = jobs.next() => {
+                    let (state, client) = (Arc::clone(&state), client.clone());
+                    tokio::spawn(async move {
+                        let answer = follow(&state, &message.payload).await;
                         respond(&client, message.reply, &answer).await;
                     });
                 }
@@ -142,6 +153,28 @@ fn best_of(
             })
         })
         .collect()
+}
+
+/// Follows a stretch of a recording through this shard's catalog.
+async fn follow(state: &Arc<AppState>, payload: &[u8]) -> Reply<Vec<ShardPlay>> {
+    let (job, base) = match decode_job(payload) {
+        Ok(j) => j,
+        Err(e) => return Reply::Error(e),
+    };
+    let catalog = state.catalog();
+    let plays = compute(state, move || {
+        (crate::scan::follow(&catalog, &job, base).into_iter())
+            .filter_map(|play| {
+                let track = catalog.tracks().get(play.track)?.clone();
+                Some(ShardPlay { play, track })
+            })
+            .collect()
+    })
+    .await;
+    match plays {
+        Ok(p) => Reply::Ok(p),
+        Err(e) => Reply::Error(e.to_string()),
+    }
 }
 
 /// Looks tracks up in this shard's catalog.

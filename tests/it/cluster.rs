@@ -2,7 +2,8 @@
 //! JetStream, 3 shards x 2 replicas and a gateway, each its own process. The
 //! gateway answers as one node would, keeps answering when a replica of
 //! every shard dies, says which shards are missing when none is left, and
-//! grows the catalog through JetStream.
+//! grows the catalog through JetStream. A scan job whose worker is killed
+//! completes on another worker, its result stored once.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -215,6 +216,133 @@ fn a_sharded_cluster_answers_like_one_node_survives_dead_replicas_and_grows() {
     assert_eq!(answer["error"]["code"], "shards_unavailable");
     let message = answer["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("shard 2 "), "{message}");
+}
+
+/// Indexes `fx`'s songs as shards of `dir` and starts one replica of each.
+fn shards(fx: &Fixture, dir: &Path, nats: &str) -> Vec<Process> {
+    (1..=SHARDS)
+        .map(|k| {
+            let db = dir.join(format!("shard{k}"));
+            let (shard, music) = (format!("{k}/{SHARDS}"), fx.music());
+            let out = run(&[
+                "index",
+                "add",
+                "--db",
+                path(&db),
+                "--shard",
+                &shard,
+                path(&music),
+            ]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            replica(&db, k, "a", nats)
+        })
+        .collect()
+}
+
+/// `earmark worker` named `name`, its log lines sent to `lines`.
+fn worker(name: &str, nats: &str, lines: std::sync::mpsc::Sender<String>) -> Process {
+    let mut child = earmark()
+        .args(["worker", "--nats", nats, "--shards", "3", "--name", name])
+        .args(["--ack-wait-s", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a worker");
+    let log = BufReader::new(child.stderr.take().expect("stderr"));
+    std::thread::spawn(move || {
+        for line in log.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    Process(child)
+}
+
+/// Waits for a log line containing `what`.
+fn wait_for(lines: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no {what:?} in the log"));
+        if line.contains(what) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn a_scan_job_whose_worker_dies_completes_on_another_and_is_stored_once() {
+    let fx = Fixture::songs(4, 30.0);
+    let dir = fx.dir.path();
+    let (_nats, nats) = nats_server(dir);
+    let _shards = shards(&fx, dir, &nats);
+    // Eight minutes: the four songs, four times over.
+    let show: Vec<f32> = (0..4)
+        .flat_map(|_| fx.songs.iter().flat_map(|(_, s)| s.iter().copied()))
+        .collect();
+    let recording = dir.join("show.wav");
+    earmark_engine::testutil::write_wav(&recording, crate::util::RATE, 1, &show).expect("write");
+    let out_dir = dir.join("out");
+
+    let (first_log, first) = std::sync::mpsc::channel();
+    let doomed = worker("first", &nats, first_log);
+    wait_for(&first, "waiting for jobs");
+    let scan = earmark()
+        .args([
+            "scan",
+            "--cluster",
+            &nats,
+            "--json",
+            "--out",
+            path(&out_dir),
+        ])
+        .arg(&recording)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start scan --cluster");
+    wait_for(&first, "scanning");
+    drop(doomed); // SIGKILL, mid-recording
+    let (second_log, second) = std::sync::mpsc::channel();
+    let _survivor = worker("second", &nats, second_log);
+    let stored = wait_for(&second, "stored");
+    assert!(stored.contains("show.wav"), "{stored}");
+
+    let out = scan.wait_with_output().expect("scan --cluster");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(json)
+        .collect();
+    let plays: Vec<&str> = (lines.iter())
+        .filter_map(|l| l["track_id"].as_str())
+        .collect();
+    assert!(plays.len() >= 12, "{plays:?}");
+    assert!(plays.iter().all(|t| t.starts_with("song")), "{plays:?}");
+    // The first worker never stored it; the second stored it once.
+    assert!(first.try_iter().all(|l| !l.contains("stored")));
+    assert!(second.try_iter().all(|l| !l.contains("stored")));
+    let manifest = std::fs::read_to_string(out_dir.join("manifest.jsonl")).expect("manifest");
+    assert_eq!(manifest.lines().count(), 1);
+
+    // Scanned again: the manifest says it is done.
+    let again = run(&[
+        "scan",
+        "--cluster",
+        &nats,
+        "--out",
+        path(&out_dir),
+        path(&recording),
+    ]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("1 already scanned"),
+        "{}",
+        stderr(&again)
+    );
 }
 
 /// Copies a catalog directory (its files; catalogs have no subfolders).
