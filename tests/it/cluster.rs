@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,20 +91,7 @@ fn a_sharded_cluster_answers_like_one_node_survives_dead_replicas_and_grows() {
     let dir = fx.dir.path();
     let mut replicas = Vec::new();
     let (_nats, nats) = nats_server(dir);
-    for k in 1..=SHARDS {
-        let db = dir.join(format!("shard{k}"));
-        let shard = format!("{k}/{SHARDS}");
-        let music = fx.music();
-        let out = run(&[
-            "index",
-            "add",
-            "--db",
-            path(&db),
-            "--shard",
-            &shard,
-            path(&music),
-        ]);
-        assert!(out.status.success(), "{}", stderr(&out));
+    for (k, db) in (1..).zip(index_shards(&fx, dir)) {
         for r in ["a", "b"] {
             let copy = dir.join(format!("shard{k}{r}"));
             copy_dir(&db, &copy);
@@ -218,8 +205,9 @@ fn a_sharded_cluster_answers_like_one_node_survives_dead_replicas_and_grows() {
     assert!(message.contains("shard 2 "), "{message}");
 }
 
-/// Indexes `fx`'s songs as shards of `dir` and starts one replica of each.
-fn shards(fx: &Fixture, dir: &Path, nats: &str) -> Vec<Process> {
+/// Indexes `fx`'s songs as the shards of a cluster in `dir`; their
+/// directories.
+fn index_shards(fx: &Fixture, dir: &Path) -> Vec<PathBuf> {
     (1..=SHARDS)
         .map(|k| {
             let db = dir.join(format!("shard{k}"));
@@ -234,7 +222,7 @@ fn shards(fx: &Fixture, dir: &Path, nats: &str) -> Vec<Process> {
                 path(&music),
             ]);
             assert!(out.status.success(), "{}", stderr(&out));
-            replica(&db, k, "a", nats)
+            db
         })
         .collect()
 }
@@ -274,7 +262,10 @@ fn a_scan_job_whose_worker_dies_completes_on_another_and_is_stored_once() {
     let fx = Fixture::songs(4, 30.0);
     let dir = fx.dir.path();
     let (_nats, nats) = nats_server(dir);
-    let _shards = shards(&fx, dir, &nats);
+    let _replicas: Vec<Process> = (1..)
+        .zip(index_shards(&fx, dir))
+        .map(|(k, db)| replica(&db, k, "a", &nats))
+        .collect();
     // Eight minutes: the four songs, four times over.
     let show: Vec<f32> = (0..4)
         .flat_map(|_| fx.songs.iter().flat_map(|(_, s)| s.iter().copied()))
