@@ -27,6 +27,6 @@ pub use coverage::{Coverage, Decision, Heard, Reason};
 pub use error::{Error, Result};
 pub use licence::{Licence, LicenceKind, Period, Works};
 pub use rights::{Rights, RightsTable};
-pub use tracks::{Track, TrackId, TrackMeta, TrackTable};
+pub use tracks::{Track, TrackId, TrackMeta, TrackTable, content_key};
 pub use verify::Alignment;
-pub use vote::{Candidate, Identification, Match, MatchOptions, Matcher};
+pub use vote::{Candidate, Identification, Match, MatchOptions, Matcher, ranked};

@@ -43,10 +43,19 @@ pub struct Track {
     pub landmarks: u64,
 }
 
+/// The first 64 bits of a hex content hash (0 if it is not hex): a number
+/// every catalog holding the recording agrees on, whatever its track id.
+pub fn content_key(content_hash: &str) -> u64 {
+    let head = content_hash.get(..16).unwrap_or(content_hash);
+    u64::from_str_radix(head, 16).unwrap_or(0)
+}
+
 /// All tracks of a catalog, with lookups by id, external id and content.
 #[derive(Debug, Clone, Default)]
 pub struct TrackTable {
     tracks: Vec<Track>,
+    /// The [`content_key`] of each track, by id.
+    keys: Vec<u64>,
     by_external: HashMap<String, TrackId>,
     by_content: HashMap<String, TrackId>,
 }
@@ -91,6 +100,7 @@ impl TrackTable {
         self.by_external
             .insert(track.meta.external_id.clone(), track.id);
         self.by_content.insert(track.content_hash.clone(), track.id);
+        self.keys.push(content_key(&track.content_hash));
         self.tracks.push(track);
         Ok(())
     }
@@ -103,6 +113,11 @@ impl TrackTable {
     /// The track with this id.
     pub fn get(&self, id: TrackId) -> Option<&Track> {
         self.tracks.get(id.0 as usize)
+    }
+
+    /// The [`content_key`] of a track (0 for an unknown id).
+    pub fn key(&self, id: TrackId) -> u64 {
+        self.keys.get(id.0 as usize).copied().unwrap_or(0)
     }
 
     /// The track with this external id.

@@ -105,6 +105,19 @@ impl MatchOptions {
             && candidate.score - runner_up_score >= self.min_margin
     }
 
+    /// These options for one of `parts` equal parts of a catalog (a
+    /// cluster's shards, split by content hash): the lookup budgets, which
+    /// count postings of the whole catalog, are divided among the parts, so
+    /// that together they look up what the whole would.
+    pub fn part_of(self, parts: u32) -> Self {
+        let parts = parts.max(1);
+        Self {
+            max_postings_per_hash: self.max_postings_per_hash / parts as usize,
+            max_hits: self.max_hits / parts as u64,
+            ..self
+        }
+    }
+
     /// Whether the quick look may answer with `best`, an accepted match: only
     /// on strong evidence, a score of at least `quick_min_score`.
     pub fn answers_quickly(&self, best: &Match) -> bool {
@@ -141,6 +154,18 @@ pub struct Candidate {
     /// Query frame where the alignment is best known (the middle of the
     /// hash hits it came from); a change of tempo pivots around it.
     pub pivot_frame: f64,
+    /// What chose it for verification: its aligned votes on the pair paths,
+    /// how far its densest band of hits stands above chance on the stretch
+    /// path (see [`ranked`]).
+    pub rank: f32,
+}
+
+/// The order in which tracks are chosen for verification: by rank, best
+/// first, ties by content key (see [`crate::content_key`]), so that
+/// catalogs holding parts of one catalog (a cluster's shards) choose as the
+/// whole would.
+pub fn ranked((rank_a, key_a): (f32, u64), (rank_b, key_b): (f32, u64)) -> std::cmp::Ordering {
+    rank_b.total_cmp(&rank_a).then(key_a.cmp(&key_b))
 }
 
 impl Candidate {
@@ -200,6 +225,8 @@ pub struct Matcher<'c> {
     runs: Vec<Run>,
     /// Longest postings list looked up.
     postings_limit: u64,
+    /// The rank and content key of each track the last stretch path chose.
+    stretch_ranks: Vec<(f32, u64)>,
 }
 
 /// A vote packs track, offset and query frame into one sortable word:
@@ -248,6 +275,7 @@ impl<'c> Matcher<'c> {
             mask: PeakMask::default(),
             peaks: QueryPeaks::default(),
             hits: Vec::new(),
+            stretch_ranks: Vec::new(),
         }
     }
 
@@ -400,6 +428,14 @@ impl<'c> Matcher<'c> {
         })
     }
 
+    /// The rank and content key (see [`ranked`]) of every track the last
+    /// stretch path chose to examine, best first, whether or not it became
+    /// a candidate: a caller merging several catalogs' stretch candidates
+    /// needs the rank of the last one chosen.
+    pub fn stretch_ranks(&self) -> &[(f32, u64)] {
+        &self.stretch_ranks
+    }
+
     /// A candidate of the query last looked up with its tempo sharpened, as
     /// it is when accepted.
     pub fn refined(&self, c: Candidate) -> Candidate {
@@ -493,7 +529,9 @@ impl<'c> Matcher<'c> {
         radsort::sort_by_key(&mut self.votes, |v| v >> QUERY_BITS);
         let mut best = tally(&self.votes, self.options.offset_tolerance as i64);
         best.retain(|v| v.votes >= self.options.min_votes);
-        best.sort_unstable_by(|a, b| b.votes.cmp(&a.votes).then(a.track.cmp(&b.track)));
+        let tracks = self.catalog.tracks();
+        let rank = |v: &Voted| (v.votes as f32, tracks.key(v.track));
+        best.sort_unstable_by(|a, b| ranked(rank(a), rank(b)).then(a.track.cmp(&b.track)));
         best.truncate(max_candidates);
         best
     }
@@ -614,20 +652,21 @@ impl<'c> Matcher<'c> {
         // the hits a band of that width collects by chance.
         let query_frames = self.mask.frames() as f64;
         let width = 8.0 + o.max_tempo_change as f64 * query_frames / 2.0;
-        let mut tracks: Vec<(f64, u32)> = (0..n_tracks as u32)
+        let table = self.catalog.tracks();
+        let mut tracks: Vec<(f32, u32)> = (0..n_tracks as u32)
             .filter(|&t| counts[t as usize] >= o.min_votes)
             .map(|t| {
                 let run = &self.hits[firsts[t as usize]..firsts[t as usize + 1]];
-                let frames = self
-                    .catalog
-                    .tracks()
-                    .get(TrackId(t))
-                    .map_or(1.0, |x| x.duration_s / frame_seconds());
-                (band_excess(run, width, frames + query_frames), t)
+                let frames =
+                    (table.get(TrackId(t))).map_or(1.0, |x| x.duration_s / frame_seconds());
+                (band_excess(run, width, frames + query_frames) as f32, t)
             })
             .collect();
-        tracks.sort_unstable_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+        let rank = |&(excess, t): &(f32, u32)| (excess, table.key(TrackId(t)));
+        tracks.sort_unstable_by(|x, y| ranked(rank(x), rank(y)).then(x.1.cmp(&y.1)));
         tracks.truncate(o.stretch_candidates);
+        self.stretch_ranks.clear();
+        self.stretch_ranks.extend(tracks.iter().map(rank));
         let change = o.max_tempo_change as f64;
         let range = TempoRange {
             min: 1.0 - change,
@@ -641,7 +680,7 @@ impl<'c> Matcher<'c> {
         let reach = change * query_frames + 2.0 * width;
         let mut near = Vec::new();
         let mut out = Vec::new();
-        for (_, track) in tracks {
+        for (excess, track) in tracks {
             let run = &self.hits[firsts[track as usize]..firsts[track as usize + 1]];
             let dense = dense_offsets(run, width, DENSE_BANDS, reach);
             near.clear();
@@ -663,7 +702,9 @@ impl<'c> Matcher<'c> {
                 .unwrap_or(1.0);
             let a = Alignment { pitch, ..line };
             let (overlap, score) = self.mask.score(&peaks, a);
-            out.push(candidate(track, votes, (a, pivot), overlap, score));
+            let mut c = candidate(track, votes, (a, pivot), overlap, score);
+            c.rank = excess;
+            out.push(c);
         }
         out
     }
@@ -697,6 +738,7 @@ fn candidate(
         matched: overlap.matched,
         score,
         pivot_frame,
+        rank: votes as f32,
     }
 }
 

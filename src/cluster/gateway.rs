@@ -14,8 +14,9 @@ use earmark_engine::Fingerprint;
 use earmark_index::{Match, MatchOptions, Track};
 
 use super::{
-    Reply, Round, Shard, ShardAnswer, ShardPlay, TrackList, TrackQuery, TrackUpload, add_subject,
-    encode_job, encode_query, follow_subject, identify_subject, lookup_subject, merge_answers,
+    Reply, Round, Shard, ShardAnswer, ShardList, ShardPlay, TrackList, TrackQuery, TrackUpload,
+    add_subject, choose, decide, encode_job, encode_query, follow_subject, identify_subject,
+    lookup_subject, merge,
 };
 
 /// Tries of one shard before it counts as down: a replica that dies with a
@@ -160,38 +161,53 @@ impl Gateway {
     /// answers spent on the way rather than at work (per round, the
     /// slowest shard's).
     pub async fn identify(&self, query: &Fingerprint) -> Result<Identified, ClusterError> {
+        let o = &self.options;
         let payload: Bytes = encode_query(query).into();
-        let mut hop = Duration::ZERO;
-        for round in [Round::Quick, Round::Full] {
-            let answers: Vec<(ShardAnswer, Duration)> = self
-                .scatter(
-                    |k| identify_subject(k, round),
-                    payload.clone(),
-                    self.patience,
-                )
-                .await?;
-            hop += (answers.iter())
-                .map(|(a, took)| took.saturating_sub(Duration::from_micros(a.work_us)))
-                .max()
-                .unwrap_or_default();
-            let decisions = answers
-                .iter()
-                .map(|(a, _)| a.lists.len())
-                .max()
-                .unwrap_or(0);
-            for decision in 0..decisions {
-                let lists = (answers.iter()).filter_map(|(a, _)| a.lists.get(decision).cloned());
-                let best = merge_answers(&self.options, lists);
-                let done = match (&best, round) {
-                    (Some((_, m)), Round::Quick) => self.options.answers_quickly(m),
-                    (found, _) => found.is_some(),
-                };
-                if done {
-                    return Ok(Identified { best, hop });
-                }
+        let (mut paths, mut hop) = self.round(Round::Quick, &payload).await?;
+        let quick = choose(paths.next().unwrap_or_default(), o.quick_candidates);
+        let best = decide(o, &quick).filter(|(_, m)| o.answers_quickly(m));
+        if best.is_some() {
+            return Ok(Identified { best, hop });
+        }
+        let (mut paths, full_hop) = self.round(Round::Full, &payload).await?;
+        hop += full_hop;
+        let mut candidates = choose(paths.next().unwrap_or_default(), o.max_candidates);
+        merge(&mut candidates, quick);
+        let mut best = decide(o, &candidates);
+        if best.is_none() {
+            let stretched = choose(paths.next().unwrap_or_default(), o.stretch_candidates);
+            merge(&mut candidates, stretched);
+            best = decide(o, &candidates);
+        }
+        Ok(Identified { best, hop })
+    }
+
+    /// A round of a query on every shard: per path, the shards' lists; and
+    /// the time the slowest answer spent on the way.
+    async fn round(
+        &self,
+        round: Round,
+        payload: &Bytes,
+    ) -> Result<(impl Iterator<Item = Vec<ShardList>>, Duration), ClusterError> {
+        let answers: Vec<(ShardAnswer, Duration)> = self
+            .scatter(
+                |k| identify_subject(k, round),
+                payload.clone(),
+                self.patience,
+            )
+            .await?;
+        let hop = (answers.iter())
+            .map(|(a, took)| took.saturating_sub(Duration::from_micros(a.work_us)))
+            .max()
+            .unwrap_or_default();
+        let mut paths: Vec<Vec<ShardList>> = Vec::new();
+        for (answer, _) in answers {
+            for (i, list) in answer.lists.into_iter().enumerate() {
+                paths.resize_with(paths.len().max(i + 1), Vec::new);
+                paths[i].push(list);
             }
         }
-        Ok(Identified { best: None, hop })
+        Ok((paths.into_iter(), hop))
     }
 
     /// Looks tracks up in every shard: the total and the first

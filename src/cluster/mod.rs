@@ -20,7 +20,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use earmark_engine::{Fingerprint, FingerprintOptions, Landmarker, Peak};
-use earmark_index::{Candidate, Match, MatchOptions, Track, TrackMeta};
+use earmark_index::{Candidate, Match, MatchOptions, Track, TrackMeta, content_key, ranked};
 use earmark_monitor::Play;
 
 /// The JetStream stream of recordings to add, one subject per shard.
@@ -40,9 +40,7 @@ impl Shard {
     /// The shard (1-based) of `count` that a recording with this BLAKE3
     /// content hash (hex) belongs to.
     pub fn of(content_hash: &str, count: u32) -> u32 {
-        let head = content_hash.get(..16).unwrap_or(content_hash);
-        let value = u64::from_str_radix(head, 16).unwrap_or(0);
-        (value % count.max(1) as u64) as u32 + 1
+        (content_key(content_hash) % count.max(1) as u64) as u32 + 1
     }
 
     /// Whether this shard holds the recording with `content_hash`.
@@ -81,10 +79,9 @@ impl std::fmt::Display for Shard {
 /// candidates before the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Round {
-    /// The quick look; its answer is one list of candidates.
+    /// The quick look; its answer is one list.
     Quick,
-    /// The full query (weighing the quick look's candidates), then the
-    /// stretch path; its answer is two lists, before and after the stretch.
+    /// The full query and the stretch path; its answer is a list of each.
     Full,
 }
 
@@ -190,22 +187,90 @@ pub fn decode_query(bytes: &[u8]) -> Result<Fingerprint, String> {
 pub struct ShardCandidate {
     /// The track (its id is the shard's own).
     pub track: Track,
-    /// The verified candidate, as ranked.
+    /// The verified candidate.
     pub candidate: Candidate,
-    /// Its tempo sharpened, as it is reported when accepted.
-    pub refined: Candidate,
+    /// Its tempo sharpened as it is when accepted, if its score and matched
+    /// peaks could be accepted at all.
+    pub refined: Option<Candidate>,
 }
 
-/// A shard's answer to a round of a query: lists of its best candidates,
-/// best first, one per decision the round makes. Two per list are enough:
-/// the merged best and runner-up are among the shards' best two.
+impl ShardCandidate {
+    /// What chose it, in the order [`ranked`] sorts.
+    fn rank(&self) -> (f32, u64) {
+        (self.candidate.rank, content_key(&self.track.content_hash))
+    }
+}
+
+/// The candidates one of a shard's paths verified.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShardList {
+    /// The candidates.
+    pub candidates: Vec<ShardCandidate>,
+    /// The rank and content key of every track the path chose to verify
+    /// (the stretch path drops some), best first.
+    pub chosen: Vec<(f32, u64)>,
+}
+
+/// A shard's answer to a round of a query: a list per path the round runs.
+/// Each holds what the shard chose as if it were the whole catalog (the
+/// most candidates a path verifies); the gateway keeps what the whole
+/// catalog would have chosen.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ShardAnswer {
-    /// The best candidates, per decision.
-    pub lists: Vec<Vec<ShardCandidate>>,
+    /// The quick look's list, or the full query's and the stretch path's.
+    pub lists: Vec<ShardList>,
     /// Microseconds the shard spent on the query, from its arrival to its
     /// answer (the rest of the round trip is the network's).
     pub work_us: u64,
+}
+
+/// Of the shards' lists of one path, the candidates the whole catalog
+/// would have chosen: the `most` best ranked tracks of all.
+pub fn choose(lists: impl IntoIterator<Item = ShardList>, most: usize) -> Vec<ShardCandidate> {
+    let (mut chosen, mut candidates) = (Vec::new(), Vec::new());
+    for list in lists {
+        chosen.extend(list.chosen);
+        candidates.extend(list.candidates);
+    }
+    chosen.sort_by(|&a, &b| ranked(a, b));
+    chosen.truncate(most);
+    let Some(&last) = chosen.last() else {
+        return Vec::new();
+    };
+    candidates.retain(|c| ranked(c.rank(), last).is_le());
+    candidates
+}
+
+/// Adds `more` to `candidates`, keeping the better of two for a track.
+pub fn merge(candidates: &mut Vec<ShardCandidate>, more: Vec<ShardCandidate>) {
+    for c in more {
+        let same = |x: &&mut ShardCandidate| x.track.content_hash == c.track.content_hash;
+        match candidates.iter_mut().find(same) {
+            Some(x) if x.candidate.score >= c.candidate.score => {}
+            Some(x) => *x = c,
+            None => candidates.push(c),
+        }
+    }
+}
+
+/// The accepted match among candidates of the whole catalog, by the single
+/// node's rule: the best score must clear the threshold and the best other
+/// track's score by the margin.
+pub fn decide(options: &MatchOptions, candidates: &[ShardCandidate]) -> Option<(Track, Match)> {
+    let mut ranked: Vec<&ShardCandidate> = candidates.iter().collect();
+    ranked.sort_by(|a, b| {
+        (b.candidate.score.total_cmp(&a.candidate.score)).then_with(|| a.rank().1.cmp(&b.rank().1))
+    });
+    let top = ranked.first()?;
+    let runner_up_score = ranked.get(1).map_or(0.0, |c| c.candidate.score.max(0.0));
+    options.accepts(&top.candidate, runner_up_score).then(|| {
+        let m = Match {
+            candidate: top.refined.unwrap_or(top.candidate),
+            runner_up_score,
+            confidence: options.confidence(top.candidate.score),
+        };
+        (top.track.clone(), m)
+    })
 }
 
 /// A play a shard followed, with its track.
@@ -282,34 +347,6 @@ impl TrackUpload {
     }
 }
 
-/// Candidates a shard sends back.
-pub const CANDIDATES_PER_SHARD: usize = 2;
-
-/// The accepted match among the shards' lists for one decision, by the
-/// single node's rule: the best score must clear the threshold and the best
-/// other track's score by the margin.
-pub fn merge_answers(
-    options: &MatchOptions,
-    lists: impl IntoIterator<Item = Vec<ShardCandidate>>,
-) -> Option<(Track, Match)> {
-    let mut all: Vec<ShardCandidate> = lists.into_iter().flatten().collect();
-    all.sort_by(|a, b| {
-        (b.candidate.score.total_cmp(&a.candidate.score))
-            .then_with(|| a.track.meta.external_id.cmp(&b.track.meta.external_id))
-    });
-    let mut ranked = all.into_iter();
-    let top = ranked.next()?;
-    let runner_up_score = ranked.next().map_or(0.0, |c| c.candidate.score.max(0.0));
-    options.accepts(&top.candidate, runner_up_score).then(|| {
-        let m = Match {
-            candidate: top.refined,
-            runner_up_score,
-            confidence: options.confidence(top.candidate.score),
-        };
-        (top.track, m)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,7 +388,7 @@ mod tests {
         assert!(decode_job(b"EM").is_err());
     }
 
-    fn list(id: &str, score: f32) -> Vec<ShardCandidate> {
+    fn candidate(id: &str, rank: f32, score: f32) -> ShardCandidate {
         let candidate = Candidate {
             track: TrackId(0),
             votes: 10,
@@ -362,6 +399,7 @@ mod tests {
             matched: 50,
             score,
             pivot_frame: 0.0,
+            rank,
         };
         let track = Track {
             id: TrackId(0),
@@ -371,28 +409,62 @@ mod tests {
             },
             duration_s: 60.0,
             path: String::new(),
-            content_hash: String::new(),
+            content_hash: blake3::hash(id.as_bytes()).to_hex().to_string(),
             landmarks: 0,
         };
-        vec![ShardCandidate {
+        ShardCandidate {
             track,
             candidate,
-            refined: Candidate {
+            refined: Some(Candidate {
                 tempo: 1.01,
                 ..candidate
-            },
-        }]
+            }),
+        }
+    }
+
+    fn list(candidates: Vec<ShardCandidate>, dropped: &[f32]) -> ShardList {
+        let mut chosen: Vec<(f32, u64)> = candidates.iter().map(ShardCandidate::rank).collect();
+        chosen.extend(dropped.iter().map(|&r| (r, 0)));
+        chosen.sort_by(|&a, &b| ranked(a, b));
+        ShardList { candidates, chosen }
+    }
+
+    #[test]
+    fn the_shards_lists_are_cut_where_the_whole_catalog_would_cut() {
+        let ids = |c: &[ShardCandidate]| -> Vec<String> {
+            let mut ids: Vec<String> = c.iter().map(|c| c.track.meta.external_id.clone()).collect();
+            ids.sort();
+            ids
+        };
+        let a = list(
+            vec![candidate("a1", 9.0, 1.0), candidate("a2", 5.0, 1.0)],
+            &[],
+        );
+        // b's best choice could not be verified; it still takes a place.
+        let b = list(vec![candidate("b1", 7.0, 1.0)], &[8.0]);
+        assert_eq!(ids(&choose([a.clone(), b.clone()], 3)), ["a1", "b1"]);
+        assert_eq!(ids(&choose([a.clone(), b.clone()], 4)), ["a1", "a2", "b1"]);
+        assert!(choose([a, b], 0).is_empty());
     }
 
     #[test]
     fn merging_applies_the_margin_across_shards() {
         let o = MatchOptions::default();
-        let (track, m) = merge_answers(&o, [list("a", 30.0), list("b", 9.0)]).unwrap();
+        let (track, m) =
+            decide(&o, &[candidate("a", 9.0, 30.0), candidate("b", 9.0, 9.0)]).unwrap();
         assert_eq!(track.meta.external_id, "a");
         assert_eq!((m.runner_up_score, m.candidate.tempo), (9.0, 1.01));
         // Each shard alone would accept its track; together neither wins.
-        assert!(merge_answers(&o, [list("a", 30.0), list("b", 28.0)]).is_none());
-        assert!(merge_answers(&o, [list("a", 3.0)]).is_none());
-        assert!(merge_answers(&o, []).is_none());
+        assert!(decide(&o, &[candidate("a", 9.0, 30.0), candidate("b", 9.0, 28.0)]).is_none());
+        assert!(decide(&o, &[candidate("a", 9.0, 3.0)]).is_none());
+        assert!(decide(&o, &[]).is_none());
+        // Of a track in two lists, the better counts.
+        let mut merged = vec![candidate("a", 9.0, 30.0)];
+        merge(
+            &mut merged,
+            vec![candidate("a", 3.0, 31.0), candidate("b", 3.0, 5.0)],
+        );
+        let scores: Vec<f32> = merged.iter().map(|c| c.candidate.score).collect();
+        assert_eq!(scores, [31.0, 5.0]);
     }
 }

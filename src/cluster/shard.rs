@@ -13,9 +13,9 @@ use serde::Serialize;
 use earmark_index::{Candidate, Catalog, MatchOptions, Matcher};
 
 use super::{
-    CANDIDATES_PER_SHARD, Reply, Round, Shard, ShardAnswer, ShardCandidate, ShardPlay,
-    TRACKS_STREAM, TrackList, TrackQuery, TrackUpload, add_subject, decode_job, decode_query,
-    follow_subject, lookup_subject,
+    Reply, Round, Shard, ShardAnswer, ShardCandidate, ShardList, ShardPlay, TRACKS_STREAM,
+    TrackList, TrackQuery, TrackUpload, add_subject, decode_job, decode_query, follow_subject,
+    lookup_subject,
 };
 use crate::serve::AppState;
 use crate::serve::routes::{add_recording, compute, matching_tracks, track_json};
@@ -62,7 +62,7 @@ pub async fn run(
                         } else {
                             Round::Full
                         };
-                        let answer = identify(&state, round, &message.payload).await;
+                        let answer = identify(&state, shard, round, &message.payload).await;
                         respond(&client, message.reply, &answer).await;
                     });
                 }
@@ -105,7 +105,12 @@ async fn respond<T: Serialize>(
 }
 
 /// Votes a round of a query against this shard's catalog.
-async fn identify(state: &Arc<AppState>, round: Round, payload: &[u8]) -> Reply<ShardAnswer> {
+async fn identify(
+    state: &Arc<AppState>,
+    shard: Shard,
+    round: Round,
+    payload: &[u8],
+) -> Reply<ShardAnswer> {
     let started = Instant::now();
     let query = match decode_query(payload) {
         Ok(q) => q,
@@ -113,18 +118,25 @@ async fn identify(state: &Arc<AppState>, round: Round, payload: &[u8]) -> Reply<
     };
     let catalog = state.catalog();
     let answer = compute(state, move || {
-        let mut matcher = Matcher::new(&catalog, MatchOptions::default());
-        let quick = matcher.quick_candidates(&query);
-        let mut lists = Vec::new();
-        match round {
-            Round::Quick => lists.push(best_of(&catalog, &matcher, quick)),
-            Round::Full => {
-                let mut candidates = matcher.full_candidates(&query, quick);
-                lists.push(best_of(&catalog, &matcher, candidates.clone()));
-                matcher.add_stretched(&query, &mut candidates);
-                lists.push(best_of(&catalog, &matcher, candidates));
+        let options = MatchOptions::default().part_of(shard.count);
+        let mut matcher = Matcher::new(&catalog, options);
+        let lists = match round {
+            Round::Quick => {
+                let quick = matcher.quick_candidates(&query);
+                vec![shard_list(&catalog, &matcher, quick, None)]
             }
-        }
+            Round::Full => {
+                let full = matcher.full_candidates(&query, Vec::new());
+                let full = shard_list(&catalog, &matcher, full, None);
+                let mut stretched = Vec::new();
+                matcher.add_stretched(&query, &mut stretched);
+                let chosen = matcher.stretch_ranks().to_vec();
+                vec![
+                    full,
+                    shard_list(&catalog, &matcher, stretched, Some(chosen)),
+                ]
+            }
+        };
         ShardAnswer {
             lists,
             work_us: started.elapsed().as_micros() as u64,
@@ -137,22 +149,33 @@ async fn identify(state: &Arc<AppState>, round: Round, payload: &[u8]) -> Reply<
     }
 }
 
-/// The best candidates of a decision, with their tracks.
-fn best_of(
+/// A path's candidates with their tracks, sharpened when they could be
+/// accepted, and the ranks of the tracks chosen (those of the candidates,
+/// unless given).
+fn shard_list(
     catalog: &Catalog,
     matcher: &Matcher<'_>,
-    mut candidates: Vec<Candidate>,
-) -> Vec<ShardCandidate> {
-    candidates.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.track.cmp(&b.track)));
-    (candidates.into_iter().take(CANDIDATES_PER_SHARD))
+    candidates: Vec<Candidate>,
+    chosen: Option<Vec<(f32, u64)>>,
+) -> ShardList {
+    let o = matcher.options();
+    let tracks = catalog.tracks();
+    let chosen = chosen.unwrap_or_else(|| {
+        (candidates.iter())
+            .map(|c| (c.rank, tracks.key(c.track)))
+            .collect()
+    });
+    let candidates = (candidates.into_iter())
         .filter_map(|c| {
+            let acceptable = c.score >= o.min_score && c.matched >= o.min_matched;
             Some(ShardCandidate {
-                track: catalog.tracks().get(c.track)?.clone(),
+                track: tracks.get(c.track)?.clone(),
                 candidate: c,
-                refined: matcher.refined(c),
+                refined: acceptable.then(|| matcher.refined(c)),
             })
         })
-        .collect()
+        .collect();
+    ShardList { candidates, chosen }
 }
 
 /// Follows a stretch of a recording through this shard's catalog.
