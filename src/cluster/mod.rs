@@ -182,22 +182,23 @@ pub fn decode_query(bytes: &[u8]) -> Result<Fingerprint, String> {
     Ok(query)
 }
 
-/// A shard's candidate: the track and how well it matched.
+/// A shard's candidate: how well a track matched.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShardCandidate {
-    /// The track (its id is the shard's own).
-    pub track: Track,
-    /// The verified candidate.
+    /// The track's content key (see [`content_key`]).
+    pub key: u64,
+    /// The verified candidate (its track id is the shard's own).
     pub candidate: Candidate,
-    /// Its tempo sharpened as it is when accepted, if its score and matched
-    /// peaks could be accepted at all.
-    pub refined: Option<Candidate>,
+    /// Only when its score and matched peaks could be accepted: its track,
+    /// and the candidate with its tempo sharpened as an accepted match
+    /// reports it. The others go without, which keeps answers small.
+    pub acceptable: Option<(Track, Candidate)>,
 }
 
 impl ShardCandidate {
     /// What chose it, in the order [`ranked`] sorts.
     fn rank(&self) -> (f32, u64) {
-        (self.candidate.rank, content_key(&self.track.content_hash))
+        (self.candidate.rank, self.key)
     }
 }
 
@@ -244,7 +245,7 @@ pub fn choose(lists: impl IntoIterator<Item = ShardList>, most: usize) -> Vec<Sh
 /// Adds `more` to `candidates`, keeping the better of two for a track.
 pub fn merge(candidates: &mut Vec<ShardCandidate>, more: Vec<ShardCandidate>) {
     for c in more {
-        let same = |x: &&mut ShardCandidate| x.track.content_hash == c.track.content_hash;
+        let same = |x: &&mut ShardCandidate| x.key == c.key;
         match candidates.iter_mut().find(same) {
             Some(x) if x.candidate.score >= c.candidate.score => {}
             Some(x) => *x = c,
@@ -258,19 +259,20 @@ pub fn merge(candidates: &mut Vec<ShardCandidate>, more: Vec<ShardCandidate>) {
 /// track's score by the margin.
 pub fn decide(options: &MatchOptions, candidates: &[ShardCandidate]) -> Option<(Track, Match)> {
     let mut ranked: Vec<&ShardCandidate> = candidates.iter().collect();
-    ranked.sort_by(|a, b| {
-        (b.candidate.score.total_cmp(&a.candidate.score)).then_with(|| a.rank().1.cmp(&b.rank().1))
-    });
+    ranked
+        .sort_by(|a, b| (b.candidate.score.total_cmp(&a.candidate.score)).then(a.key.cmp(&b.key)));
     let top = ranked.first()?;
     let runner_up_score = ranked.get(1).map_or(0.0, |c| c.candidate.score.max(0.0));
-    options.accepts(&top.candidate, runner_up_score).then(|| {
-        let m = Match {
-            candidate: top.refined.unwrap_or(top.candidate),
-            runner_up_score,
-            confidence: options.confidence(top.candidate.score),
-        };
-        (top.track.clone(), m)
-    })
+    if !options.accepts(&top.candidate, runner_up_score) {
+        return None;
+    }
+    let (track, refined) = top.acceptable.clone()?;
+    let m = Match {
+        candidate: refined,
+        runner_up_score,
+        confidence: options.confidence(top.candidate.score),
+    };
+    Some((track, m))
 }
 
 /// A play a shard followed, with its track.
@@ -412,13 +414,14 @@ mod tests {
             content_hash: blake3::hash(id.as_bytes()).to_hex().to_string(),
             landmarks: 0,
         };
+        let refined = Candidate {
+            tempo: 1.01,
+            ..candidate
+        };
         ShardCandidate {
-            track,
+            key: content_key(&track.content_hash),
             candidate,
-            refined: Some(Candidate {
-                tempo: 1.01,
-                ..candidate
-            }),
+            acceptable: Some((track, refined)),
         }
     }
 
@@ -432,7 +435,9 @@ mod tests {
     #[test]
     fn the_shards_lists_are_cut_where_the_whole_catalog_would_cut() {
         let ids = |c: &[ShardCandidate]| -> Vec<String> {
-            let mut ids: Vec<String> = c.iter().map(|c| c.track.meta.external_id.clone()).collect();
+            let mut ids: Vec<String> = (c.iter().filter_map(|c| c.acceptable.as_ref()))
+                .map(|(t, _)| t.meta.external_id.clone())
+                .collect();
             ids.sort();
             ids
         };

@@ -166,13 +166,14 @@ fn shard_list(
             .collect()
     });
     let candidates = (candidates.into_iter())
-        .filter_map(|c| {
+        .map(|c| {
             let acceptable = c.score >= o.min_score && c.matched >= o.min_matched;
-            Some(ShardCandidate {
-                track: tracks.get(c.track)?.clone(),
+            ShardCandidate {
+                key: tracks.key(c.track),
                 candidate: c,
-                refined: acceptable.then(|| matcher.refined(c)),
-            })
+                acceptable: (acceptable.then(|| tracks.get(c.track)).flatten())
+                    .map(|t| (t.clone(), matcher.refined(c))),
+            }
         })
         .collect();
     ShardList { candidates, chosen }
