@@ -249,9 +249,7 @@ impl Gateway {
             return Err(ClusterError::TooLarge(max));
         }
         let js = jetstream::new(self.client.clone());
-        super::shard::tracks_stream(&js)
-            .await
-            .map_err(|e| failed(&e))?;
+        super::tracks_stream(&js).await.map_err(|e| failed(&e))?;
         let shard = Shard::of(&upload.content_hash, self.shards);
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(

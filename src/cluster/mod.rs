@@ -17,6 +17,9 @@ pub mod worker;
 
 use std::str::FromStr;
 
+use anyhow::Context;
+use async_nats::jetstream::{self, stream};
+
 use serde::{Deserialize, Serialize};
 
 use earmark_engine::{Fingerprint, FingerprintOptions, Landmarker, Peak};
@@ -24,7 +27,7 @@ use earmark_index::{Candidate, Match, MatchOptions, Track, TrackMeta, content_ke
 use earmark_monitor::Play;
 
 /// The JetStream stream of recordings to add, one subject per shard.
-pub const TRACKS_STREAM: &str = "EARMARK_TRACKS";
+const TRACKS_STREAM: &str = "EARMARK_TRACKS";
 
 /// The part of a sharded catalog a node holds: the tracks whose content hash
 /// falls to shard `index` (1-based) of `count`.
@@ -93,6 +96,28 @@ impl Round {
             Self::Full => "full",
         }
     }
+}
+
+/// A JetStream stream, created with `config` if it is not there yet.
+pub async fn stream(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> anyhow::Result<stream::Stream> {
+    let name = config.name.clone();
+    js.get_or_create_stream(config)
+        .await
+        .with_context(|| format!("JetStream stream {name} (is JetStream on?)"))
+}
+
+/// The stream of recordings to add, one subject per shard.
+pub async fn tracks_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
+    let config = stream::Config {
+        name: TRACKS_STREAM.into(),
+        subjects: vec!["earmark.tracks.*".into()],
+        duplicate_window: std::time::Duration::from_secs(24 * 3600),
+        ..Default::default()
+    };
+    stream(js, config).await
 }
 
 /// The subject a shard's replicas answer a round of identify queries on.

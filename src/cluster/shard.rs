@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use async_nats::jetstream::{self, consumer::pull, stream};
+use async_nats::jetstream::{self, consumer::pull};
 use futures_util::StreamExt;
 use serde::Serialize;
 
 use earmark_index::{Candidate, Catalog, MatchOptions, Matcher};
 
 use super::{
-    Reply, Round, Shard, ShardAnswer, ShardCandidate, ShardList, ShardPlay, TRACKS_STREAM,
-    TrackList, TrackQuery, TrackUpload, add_subject, decode_job, decode_query, follow_subject,
-    lookup_subject,
+    Reply, Round, Shard, ShardAnswer, ShardCandidate, ShardList, ShardPlay, TrackList, TrackQuery,
+    TrackUpload, add_subject, decode_job, decode_query, follow_subject, lookup_subject,
+    tracks_stream,
 };
 use crate::serve::AppState;
 use crate::serve::routes::{add_recording, compute, matching_tracks, track_json};
@@ -243,7 +243,7 @@ async fn consume_additions(
             },
         )
         .await
-        .with_context(|| format!("consumer {name} of {TRACKS_STREAM}"))?;
+        .with_context(|| format!("consumer {name} of the recordings to add"))?;
     let mut messages = consumer.messages().await?;
     while let Some(message) = messages.next().await {
         let message = match message {
@@ -269,18 +269,6 @@ async fn consume_additions(
         }
     }
     Ok(())
-}
-
-/// The stream of recordings to add, created if it is not there yet.
-pub async fn tracks_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
-    js.get_or_create_stream(stream::Config {
-        name: TRACKS_STREAM.into(),
-        subjects: vec!["earmark.tracks.*".into()],
-        duplicate_window: Duration::from_secs(24 * 3600),
-        ..Default::default()
-    })
-    .await
-    .with_context(|| format!("JetStream stream {TRACKS_STREAM} (is JetStream on?)"))
 }
 
 /// Indexes one queued recording unless this replica has it already; the

@@ -27,11 +27,11 @@ use crate::Outcome;
 use crate::cli::WorkerArgs;
 
 /// The JetStream work queue of scan jobs.
-pub const JOBS_STREAM: &str = "EARMARK_SCAN_JOBS";
+const JOBS_STREAM: &str = "EARMARK_SCAN_JOBS";
 /// The subject of scan jobs.
-pub const JOBS_SUBJECT: &str = "earmark.scan.jobs";
+const JOBS_SUBJECT: &str = "earmark.scan.jobs";
 /// The JetStream stream of results, one subject per recording.
-pub const RESULTS_STREAM: &str = "EARMARK_SCAN_RESULTS";
+const RESULTS_STREAM: &str = "EARMARK_SCAN_RESULTS";
 /// The durable consumer all workers share: each job goes to one of them.
 const WORKERS: &str = "earmark-workers";
 
@@ -65,29 +65,27 @@ pub struct ScanResult {
 
 /// The work queue, created if it is not there yet. The same recording
 /// queued twice within a day is one job.
-pub async fn jobs_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
-    js.get_or_create_stream(stream::Config {
+async fn jobs_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
+    let config = stream::Config {
         name: JOBS_STREAM.into(),
         subjects: vec![JOBS_SUBJECT.into()],
         retention: stream::RetentionPolicy::WorkQueue,
         duplicate_window: Duration::from_secs(24 * 3600),
         ..Default::default()
-    })
-    .await
-    .with_context(|| format!("JetStream stream {JOBS_STREAM} (is JetStream on?)"))
+    };
+    super::stream(js, config).await
 }
 
 /// The stream of results, created if it is not there yet.
-pub async fn results_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
-    js.get_or_create_stream(stream::Config {
+async fn results_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
+    let config = stream::Config {
         name: RESULTS_STREAM.into(),
         subjects: vec![result_subject("*")],
         max_messages_per_subject: 1,
         duplicate_window: Duration::from_secs(24 * 3600),
         ..Default::default()
-    })
-    .await
-    .with_context(|| format!("JetStream stream {RESULTS_STREAM} (is JetStream on?)"))
+    };
+    super::stream(js, config).await
 }
 
 /// The subject of a recording's result.
