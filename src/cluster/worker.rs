@@ -365,6 +365,12 @@ pub fn submit(url: &str, files: &[(PathBuf, String)]) -> anyhow::Result<Vec<Scan
                 .await
                 .with_context(|| format!("queueing {}", path.display()))?;
         }
+        if !files.is_empty() {
+            eprintln!(
+                "earmark scan: {} recordings queued on {url}; waiting for `earmark worker`s",
+                files.len()
+            );
+        }
         let bar = crate::ingest::progress(files.len(), "scanning on the cluster");
         let mut found: HashMap<&str, ScanResult> = HashMap::new();
         while found.len() < files.len() {
