@@ -100,9 +100,34 @@ impl MatchOptions {
     /// The accept rule: whether `candidate` is a match when the best other
     /// track scores `runner_up_score`.
     pub fn accepts(&self, candidate: &Candidate, runner_up_score: f32) -> bool {
-        candidate.score >= self.min_score
-            && candidate.matched >= self.min_matched
-            && candidate.score - runner_up_score >= self.min_margin
+        self.could_accept(candidate) && candidate.score - runner_up_score >= self.min_margin
+    }
+
+    /// Whether `candidate` clears the threshold (score and peaks matched), so
+    /// that no more than a margin over the best other track stands between
+    /// it and a match.
+    pub fn could_accept(&self, candidate: &Candidate) -> bool {
+        candidate.score >= self.min_score && candidate.matched >= self.min_matched
+    }
+
+    /// The match of the best candidate `top`, if the accept rule passes
+    /// against the best other track's candidate `runner_up`; `reported`
+    /// gives the candidate the match reports (its tempo sharpened).
+    pub fn decide(
+        &self,
+        top: &Candidate,
+        runner_up: Option<&Candidate>,
+        reported: impl FnOnce() -> Candidate,
+    ) -> Option<Match> {
+        let runner_up_score = runner_up.map_or(0.0, |c| c.score.max(0.0));
+        if !self.accepts(top, runner_up_score) {
+            return None;
+        }
+        Some(Match {
+            candidate: reported(),
+            runner_up_score,
+            confidence: self.confidence(top.score),
+        })
     }
 
     /// These options for one of `parts` equal parts of a catalog (a
@@ -126,7 +151,7 @@ impl MatchOptions {
 
     /// How far an accepted `score` clears the threshold, in `[0.5, 1]`: 0.5
     /// at the threshold, approaching 1 at twice the threshold.
-    pub fn confidence(&self, score: f32) -> f32 {
+    fn confidence(&self, score: f32) -> f32 {
         0.5 + 0.5 * ((score - self.min_score) / self.min_score).clamp(0.0, 1.0)
     }
 }
@@ -419,13 +444,7 @@ impl<'c> Matcher<'c> {
     fn accept(&self, candidates: &mut [Candidate]) -> Option<Match> {
         candidates.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.track.cmp(&b.track)));
         let top = *candidates.first()?;
-        let runner_up_score = candidates.get(1).map_or(0.0, |c| c.score.max(0.0));
-        let o = &self.options;
-        o.accepts(&top, runner_up_score).then(|| Match {
-            candidate: self.refine(top),
-            runner_up_score,
-            confidence: o.confidence(top.score),
-        })
+        (self.options).decide(&top, candidates.get(1), || self.refine(top))
     }
 
     /// The rank and content key (see [`ranked`]) of every track the last

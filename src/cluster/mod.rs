@@ -287,17 +287,10 @@ pub fn decide(options: &MatchOptions, candidates: &[ShardCandidate]) -> Option<(
     ranked
         .sort_by(|a, b| (b.candidate.score.total_cmp(&a.candidate.score)).then(a.key.cmp(&b.key)));
     let top = ranked.first()?;
-    let runner_up_score = ranked.get(1).map_or(0.0, |c| c.candidate.score.max(0.0));
-    if !options.accepts(&top.candidate, runner_up_score) {
-        return None;
-    }
-    let (track, refined) = top.acceptable.clone()?;
-    let m = Match {
-        candidate: refined,
-        runner_up_score,
-        confidence: options.confidence(top.candidate.score),
-    };
-    Some((track, m))
+    let (track, refined) = top.acceptable.as_ref()?;
+    let runner_up = ranked.get(1).map(|c| &c.candidate);
+    let m = options.decide(&top.candidate, runner_up, || *refined)?;
+    Some((track.clone(), m))
 }
 
 /// A play a shard followed, with its track.

@@ -167,12 +167,11 @@ fn shard_list(
     });
     let candidates = (candidates.into_iter())
         .map(|c| {
-            let acceptable = c.score >= o.min_score && c.matched >= o.min_matched;
+            let acceptable = (o.could_accept(&c)).then(|| tracks.get(c.track)).flatten();
             ShardCandidate {
                 key: tracks.key(c.track),
                 candidate: c,
-                acceptable: (acceptable.then(|| tracks.get(c.track)).flatten())
-                    .map(|t| (t.clone(), matcher.refined(c))),
+                acceptable: acceptable.map(|t| (t.clone(), matcher.refined(c))),
             }
         })
         .collect();
