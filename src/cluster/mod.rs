@@ -77,6 +77,15 @@ impl std::fmt::Display for Shard {
     }
 }
 
+/// This machine's host name, as far as it is a safe name part (letters,
+/// digits, '-'): replicas and workers name themselves by it.
+pub fn host_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    (host.trim().chars())
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect()
+}
+
 /// A round of a query through the cluster: the stages of
 /// [`earmark_index::Matcher::identify`], each decided over every shard's
 /// candidates before the next.

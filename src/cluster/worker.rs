@@ -18,7 +18,7 @@ use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use earmark_index::{Track, TrackId};
+use earmark_index::{Track, TrackTable};
 use earmark_monitor::{Play, PlayRecord, UnidentifiedRecord};
 
 use super::ShardPlay;
@@ -156,10 +156,8 @@ async fn work(args: &WorkerArgs) -> anyhow::Result<()> {
         )
         .await
         .context("the workers' consumer")?;
-    let name = args.name.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("{}-{}", host.trim(), std::process::id())
-    });
+    let name = (args.name.clone())
+        .unwrap_or_else(|| format!("{}-{}", super::host_name(), std::process::id()));
     eprintln!("earmark worker: {name} waiting for jobs on {}", args.nats);
     loop {
         let next = tokio::select! {
@@ -189,18 +187,16 @@ async fn work(args: &WorkerArgs) -> anyhow::Result<()> {
                     message.ack_with(AckKind::Progress).await.ok();
                 }
             };
-            let (gateway, path, worker) = (gateway.clone(), job.path.clone(), name.clone());
+            let (gateway, queued, worker) = (gateway.clone(), job.clone(), name.clone());
             let handle = tokio::runtime::Handle::current();
-            let scan = tokio::task::spawn_blocking(move || scan(&gateway, &handle, &path, worker));
+            let scan =
+                tokio::task::spawn_blocking(move || scan(&gateway, &handle, &queued, worker));
             let scanned = tokio::select! {
                 r = scan => r.context("scan job")?,
                 _ = keepalive => unreachable!("the keepalive never ends"),
             };
             let result = match scanned {
-                Ok(mut result) => {
-                    result.content_hash = job.content_hash.clone();
-                    result
-                }
+                Ok(result) => result,
                 Err(ScanError::Cluster(e)) => {
                     // The shards will be back: the job is offered again.
                     eprintln!("earmark worker: {}: {e}; offered again", job.path);
@@ -253,7 +249,7 @@ enum ScanError {
 fn scan(
     gateway: &Gateway,
     handle: &tokio::runtime::Handle,
-    path: &str,
+    job: &ScanJob,
     worker: String,
 ) -> Result<ScanResult, ScanError> {
     let tracks = Mutex::new(TrackTable::default());
@@ -261,7 +257,7 @@ fn scan(
     let follow = |job: &earmark_engine::Fingerprint, base: u32| -> Vec<Play> {
         match handle.block_on(gateway.follow(job, base)) {
             Ok(plays) => match tracks.lock() {
-                Ok(mut t) => plays.into_iter().map(|p| t.adopt(p)).collect(),
+                Ok(mut t) => plays.into_iter().filter_map(|p| adopt(&mut t, p)).collect(),
                 Err(_) => Vec::new(),
             },
             Err(e) => {
@@ -272,7 +268,7 @@ fn scan(
             }
         }
     };
-    let mut heard = crate::scan::listen(Path::new(path), &follow)
+    let mut heard = crate::scan::listen(Path::new(&job.path), &follow)
         .map_err(|e| ScanError::Recording(format!("{e:#}")))?;
     if let Some(e) = failure.into_inner().ok().flatten() {
         return Err(ScanError::Cluster(e));
@@ -281,8 +277,8 @@ fn scan(
     let unidentified = heard.unidentified(&plays, None);
     let tracks = tracks.into_inner().unwrap_or_default();
     Ok(ScanResult {
-        path: path.to_owned(),
-        content_hash: String::new(),
+        path: job.path.clone(),
+        content_hash: job.content_hash.clone(),
         audio_s: heard.audio_s,
         plays: (plays.iter())
             .map(|p| PlayRecord::of(tracks.get(p.track), p, 0.0, None))
@@ -293,32 +289,19 @@ fn scan(
     })
 }
 
-/// The tracks of plays from every shard, numbered by the worker (the
-/// shards' own numbers overlap).
-#[derive(Debug, Default)]
-struct TrackTable {
-    tracks: Vec<Track>,
-    ids: HashMap<String, TrackId>,
-}
-
-impl TrackTable {
-    /// The play, its track numbered in this table.
-    fn adopt(&mut self, shard_play: ShardPlay) -> Play {
-        let ShardPlay { play, track } = shard_play;
-        let next = TrackId(self.tracks.len() as u32);
-        let id = *self
-            .ids
-            .entry(track.meta.external_id.clone())
-            .or_insert(next);
-        if id == next {
-            self.tracks.push(track);
+/// The play, its track numbered in `tracks`, the worker's table of the
+/// tracks of every shard (the shards' own numbers overlap).
+fn adopt(tracks: &mut TrackTable, shard_play: ShardPlay) -> Option<Play> {
+    let ShardPlay { play, track } = shard_play;
+    let id = match tracks.by_external_id(&track.meta.external_id) {
+        Some(t) => t.id,
+        None => {
+            let id = tracks.next_id();
+            tracks.insert(Track { id, ..track }).ok()?;
+            id
         }
-        Play { track: id, ..play }
-    }
-
-    fn get(&self, id: TrackId) -> Option<&Track> {
-        self.tracks.get(id.0 as usize)
-    }
+    };
+    Some(Play { track: id, ..play })
 }
 
 /// Plays of different shards that cover the same stretch: one node would
@@ -396,6 +379,7 @@ pub fn submit(url: &str, files: &[(PathBuf, String)]) -> anyhow::Result<Vec<Scan
 #[cfg(test)]
 mod tests {
     use super::*;
+    use earmark_index::TrackId;
 
     fn play(track: u32, start: f64, end: f64, score: f32) -> Play {
         Play {

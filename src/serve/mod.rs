@@ -330,10 +330,6 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
 
 /// A replica's default name: the host and a hash of its catalog directory.
 fn replica_name(db: &Path) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let host: String = (host.trim().chars())
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
     let dir = blake3::hash(db.as_os_str().as_encoded_bytes()).to_hex();
-    format!("{host}-{}", &dir[..12])
+    format!("{}-{}", crate::cluster::host_name(), &dir[..12])
 }

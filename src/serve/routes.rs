@@ -224,14 +224,10 @@ async fn identify_inner(
 
 /// A cluster's failure as an answer: 503 when shards are missing.
 fn cluster_error(e: ClusterError) -> ApiError {
-    let code = match e {
-        ClusterError::Unavailable(_) => "shards_unavailable",
-        ClusterError::Failed(_) => "cluster_failed",
-        ClusterError::TooLarge(_) => "too_large",
-    };
-    let status = match e {
-        ClusterError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
+    let (status, code) = match e {
+        ClusterError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "shards_unavailable"),
+        ClusterError::Failed(_) => (StatusCode::SERVICE_UNAVAILABLE, "cluster_failed"),
+        ClusterError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
     };
     ApiError::new(status, code, e.to_string())
 }
