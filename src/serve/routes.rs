@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use earmark_engine::fingerprint::SCHEME;
-use earmark_engine::{AudioFile, FingerprintOptions};
+use earmark_engine::{AudioFile, Fingerprint, FingerprintOptions};
 use earmark_index::coverage::decide;
 use earmark_index::rights::normalise_isrc;
 use earmark_index::{Catalog, CatalogWriter, Heard, MatchOptions, Matcher, Track, TrackMeta};
@@ -173,27 +173,11 @@ async fn identify_inner(
     authorize(state, headers, &[Role::Lookup])?;
     let started = Instant::now();
     let max_s = state.limits.max_clip_s;
-    let name = upload.name.clone();
-    let query = compute(state, move || {
-        let mut file = AudioFile::from_bytes(&name, upload.audio.to_vec())?;
-        let clip = read_clip(&mut file, max_s + 0.5)?;
-        if clip.duration_s() > max_s {
-            return Ok(None);
-        }
-        query_fingerprint(&clip).map(Some)
-    })
-    .await?
-    .map_err(|e| ApiError::bad_audio(e.to_string()))?
-    .ok_or_else(|| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_long",
-            format!("clips are limited to {max_s} s"),
-        )
-    })?;
+    let (name, audio) = (upload.name.clone(), upload.audio);
     let mut hop_ms = None;
     let (found, matched) = match &state.cluster {
         Some(cluster) => {
+            let query = compute(state, move || clip_query(&name, &audio, max_s)).await??;
             let identified = cluster.identify(&query).await.map_err(cluster_error)?;
             hop_ms = Some(round(identified.hop.as_secs_f64() * 1e3, 2));
             match identified.best {
@@ -204,10 +188,11 @@ async fn identify_inner(
         None => {
             let catalog = state.catalog();
             compute(state, move || {
+                let query = clip_query(&name, &audio, max_s)?;
                 let id = Matcher::new(&catalog, MatchOptions::default()).identify(&query);
-                (match_json(&catalog, &id), id.best.is_some())
+                Ok::<_, ApiError>((match_json(&catalog, &id), id.best.is_some()))
             })
-            .await?
+            .await??
         }
     };
     state.metrics.identified(matched);
@@ -220,6 +205,22 @@ async fn identify_inner(
         answer["nats_hop_ms"] = json!(hop_ms);
     }
     Ok(answer)
+}
+
+/// The query fingerprint of an uploaded clip: 422 when it cannot be
+/// decoded, 413 when it is longer than `max_s` seconds.
+fn clip_query(name: &str, audio: &Bytes, max_s: f64) -> ApiResult<Fingerprint> {
+    let bad = |e: earmark_engine::Error| ApiError::bad_audio(e.to_string());
+    let mut file = AudioFile::from_bytes(name, audio.to_vec()).map_err(bad)?;
+    let clip = read_clip(&mut file, max_s + 0.5).map_err(bad)?;
+    if clip.duration_s() > max_s {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_long",
+            format!("clips are limited to {max_s} s"),
+        ));
+    }
+    query_fingerprint(&clip).map_err(bad)
 }
 
 /// A cluster's failure as an answer: 503 when shards are missing.
