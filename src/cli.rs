@@ -99,9 +99,9 @@ pub struct ServeArgs {
     /// Seconds before a request is answered 408.
     #[arg(long, default_value_t = 30.0)]
     pub timeout_s: f64,
-    /// NATS server of a cluster (with JetStream on).
-    #[arg(long, env = "EARMARK_NATS", default_value = "nats://127.0.0.1:4222")]
-    pub nats: String,
+    /// The cluster's NATS server, for `--shard` and `--gateway`.
+    #[command(flatten)]
+    pub cluster: NatsArgs,
     /// Serve shard k of K of a cluster over NATS (no HTTP): `--db` holds
     /// this shard's tracks (`index add --shard k/K`).
     #[arg(long, conflicts_with = "gateway")]
@@ -119,10 +119,26 @@ pub struct ServeArgs {
     /// How many shards the gateway's cluster has.
     #[arg(long, requires = "gateway")]
     pub shards: Option<u32>,
-    /// Milliseconds a gateway waits for one replica of a shard before
-    /// asking another.
+}
+
+/// How to reach a cluster (`serve --shard`, `serve --gateway`, `worker`).
+#[derive(Debug, clap::Args)]
+pub struct NatsArgs {
+    /// NATS server of the cluster (with JetStream on).
+    #[arg(long, env = "EARMARK_NATS", default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+    /// Milliseconds to wait for one replica of a shard before asking
+    /// another.
     #[arg(long, default_value_t = 1000)]
     pub shard_timeout_ms: u64,
+}
+
+impl NatsArgs {
+    /// Connects to the shards of a cluster of `shards`.
+    pub async fn gateway(&self, shards: u32) -> anyhow::Result<crate::cluster::gateway::Gateway> {
+        let patience = std::time::Duration::from_millis(self.shard_timeout_ms.max(1));
+        crate::cluster::gateway::Gateway::connect(&self.nats, shards, patience).await
+    }
 }
 
 /// Arguments of `keys add`.
@@ -461,9 +477,9 @@ pub struct ScanArgs {
 /// Arguments of `worker`.
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
-    /// NATS server of the cluster (with JetStream on).
-    #[arg(long, env = "EARMARK_NATS", default_value = "nats://127.0.0.1:4222")]
-    pub nats: String,
+    /// The cluster's NATS server.
+    #[command(flatten)]
+    pub cluster: NatsArgs,
     /// How many shards the cluster has.
     #[arg(long)]
     pub shards: u32,
@@ -477,10 +493,6 @@ pub struct WorkerArgs {
     /// (a live worker keeps extending it).
     #[arg(long, default_value_t = 30.0)]
     pub ack_wait_s: f64,
-    /// Milliseconds to wait for one replica of a shard before asking
-    /// another.
-    #[arg(long, default_value_t = 1000)]
-    pub shard_timeout_ms: u64,
 }
 
 /// Arguments of `eval-session`.

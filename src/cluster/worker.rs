@@ -139,8 +139,7 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn work(args: &WorkerArgs) -> anyhow::Result<()> {
-    let patience = Duration::from_millis(args.shard_timeout_ms.max(1));
-    let gateway = Gateway::connect(&args.nats, args.shards, patience).await?;
+    let gateway = args.cluster.gateway(args.shards).await?;
     let js = jetstream::new(gateway.client());
     let stream = jobs_stream(&js).await?;
     let results = results_stream(&js).await?;
@@ -158,7 +157,10 @@ async fn work(args: &WorkerArgs) -> anyhow::Result<()> {
         .context("the workers' consumer")?;
     let name = (args.name.clone())
         .unwrap_or_else(|| format!("{}-{}", super::host_name(), std::process::id()));
-    eprintln!("earmark worker: {name} waiting for jobs on {}", args.nats);
+    eprintln!(
+        "earmark worker: {name} waiting for jobs on {}",
+        args.cluster.nats
+    );
     loop {
         let next = tokio::select! {
             batch = consumer.fetch().max_messages(1).expires(Duration::from_secs(5)).messages() => batch,

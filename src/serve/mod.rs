@@ -282,12 +282,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
                 .unwrap_or_else(|| replica_name(&state.db));
             let state = Arc::new(state);
             tokio::spawn(watch(Arc::clone(&state)));
-            crate::cluster::shard::run(state, &args.nats, shard, &replica).await?;
+            crate::cluster::shard::run(state, &args.cluster.nats, shard, &replica).await?;
             return Ok(Outcome::Done);
         }
         if let Some(shards) = args.shards {
-            let patience = Duration::from_millis(args.shard_timeout_ms.max(1));
-            state.cluster = Some(Gateway::connect(&args.nats, shards, patience).await?);
+            state.cluster = Some(args.cluster.gateway(shards).await?);
         }
         let state = Arc::new(state);
         if state.keys().keys().is_empty() {
@@ -305,7 +304,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
             Some(cluster) => eprintln!(
                 "earmark serve: gateway to {} shards on {}, listening on http://{address}",
                 cluster.shards(),
-                args.nats
+                args.cluster.nats
             ),
             None => eprintln!(
                 "earmark serve: {} tracks from {}, listening on http://{address}",
