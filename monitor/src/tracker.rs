@@ -27,6 +27,10 @@ const SAME_PLACE_FRAMES: f64 = 2.0 / frame_seconds();
 const FIT_SPAN_FRAMES: f64 = 312.0;
 /// Seconds without the track that a start search crosses.
 const MAX_GAP_BLOCKS: u32 = 3;
+/// Frames a boundary steps outward at a time once its run is found.
+const EDGE_STEP: u32 = BLOCK / 2;
+/// Most steps a boundary takes outward beyond its run (2 s).
+const MAX_EDGE_STEPS: u32 = 4;
 /// Blocks in a row where the track has too few peaks to tell (a pause in
 /// the music) that a boundary search steps over.
 const MAX_SILENT_BLOCKS: u32 = 3;
@@ -417,7 +421,13 @@ impl Tracker {
             .map_while(|k: u32| first.checked_sub(k * BLOCK))
             .take_while(|&b| b >= limit && play.track_frame(b as f64) >= 0.0);
         let share = |b| block_share(catalog, windows, play, b);
-        self.furthest(blocks, share).unwrap_or(span.0) as f64
+        match self.furthest(blocks, share) {
+            Some(first) => {
+                let earlier = |b: u32| b.checked_sub(EDGE_STEP).filter(|&b| b >= limit);
+                edge(first, earlier, share) as f64
+            }
+            None => span.0 as f64,
+        }
     }
 
     /// Closes a play: its end is the last second of the run of seconds with
@@ -435,7 +445,8 @@ impl Tracker {
         });
         let share = |b| block_share(catalog, windows, &play, b);
         if let Some(last) = self.furthest(blocks, share) {
-            play.end_frame = (last + BLOCK) as f64;
+            let later = |b: u32| Some(b + EDGE_STEP).filter(|&b| b + BLOCK <= limit);
+            play.end_frame = (edge(last, later, share) + BLOCK) as f64;
         }
         play
     }
@@ -478,6 +489,20 @@ impl Tracker {
         }
         last
     }
+}
+
+/// Steps a boundary block outward by half seconds while the track is still
+/// heard there beyond chance, however faintly: a crossfade's far end, where
+/// the track is too quiet for the run's own test but plainly there.
+fn edge(block: u32, next: impl Fn(u32) -> Option<u32>, share: impl Fn(u32) -> Option<f32>) -> u32 {
+    let mut edge = block;
+    for _ in 0..MAX_EDGE_STEPS {
+        match next(edge) {
+            Some(b) if share(b).is_some_and(|s| s > 0.0) => edge = b,
+            _ => break,
+        }
+    }
+    edge
 }
 
 /// Offsets, in track frames, of wrong alignments that measure how many of a
