@@ -507,12 +507,14 @@ pub struct EvalSessionArgs {
     /// A boundary counts as right within this many seconds.
     #[arg(long, default_value_t = 2.0)]
     pub tolerance_s: f64,
-    /// Judge the plays of a monitor's event log instead of scanning.
+    /// Judge the plays of a monitor's event log instead of scanning; the
+    /// time from each track's start to its play event is measured too (by
+    /// the session position heard when the play was announced).
     #[arg(long, conflicts_with = "recording")]
     pub log: Option<PathBuf>,
     /// With `--log` of a live run: when the recording began to play (RFC
-    /// 3339); positions are then taken from the plays' wall clocks, and the
-    /// time from each track's start to its play event is measured.
+    /// 3339); positions and the time to each play event are then taken from
+    /// the wall clock.
     #[arg(long, requires = "log")]
     pub played_at: Option<String>,
     /// The session recording.

@@ -668,7 +668,7 @@ struct Judged {
     track_id: String,
     start_s: f64,
     end_s: f64,
-    /// Seconds from the track's start to the play's event (live runs).
+    /// When the play was announced, in session seconds (logs only).
     reported_s: Option<f64>,
 }
 
@@ -689,8 +689,17 @@ fn session_plays(args: &EvalSessionArgs) -> anyhow::Result<(Vec<Judged>, Option<
         };
         let mut reported = std::collections::HashMap::new();
         for e in &history.events {
-            if let earmark_monitor::Event::PlayStarted { at, play } = e {
-                reported.insert(play.play, since(at));
+            if let earmark_monitor::Event::PlayStarted {
+                at,
+                announced_s,
+                play,
+            } = e
+            {
+                let when = match played_at {
+                    Some(_) => since(at),
+                    None => *announced_s,
+                };
+                reported.insert(play.play, when);
             }
         }
         let plays = history

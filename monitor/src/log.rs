@@ -195,6 +195,11 @@ pub enum Event {
     PlayStarted {
         /// Wall clock.
         at: String,
+        /// Session seconds heard when it was announced: with `start_s`, how
+        /// long the play took to be named (absent in logs of earlier
+        /// versions).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        announced_s: Option<f64>,
         /// The play so far.
         #[serde(flatten)]
         play: PlayRecord,
@@ -575,6 +580,7 @@ mod tests {
             },
             Event::PlayStarted {
                 at: at.clone(),
+                announced_s: Some(16.0),
                 play: record(1, 5.0, 15.0),
             },
             Event::PlayHeard {
@@ -583,6 +589,7 @@ mod tests {
             },
             Event::PlayStarted {
                 at: at.clone(),
+                announced_s: None,
                 play: record(2, 28.0, 38.0),
             },
             Event::PlayEnded {
@@ -611,6 +618,15 @@ mod tests {
         let history = History::read(&path).expect("read");
         assert_eq!(history.unreadable, 0, "the torn line is gone");
         assert_eq!(history.events.len(), 6);
+        // When a play was announced is read back, and a line without it
+        // (an earlier version's) still reads.
+        let announced: Vec<Option<f64>> = (history.events.iter())
+            .filter_map(|e| match e {
+                Event::PlayStarted { announced_s, .. } => Some(*announced_s),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(announced, vec![Some(16.0), None]);
         let plays = history.plays();
         assert_eq!(plays.len(), 2);
         assert_eq!(plays[0].end_s, 31.0);

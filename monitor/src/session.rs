@@ -296,6 +296,7 @@ impl<'c> Session<'c> {
 
     fn log_plays(&mut self, events: Vec<PlayEvent>) -> Result<Vec<Event>, Error> {
         let at = timestamp(SystemTime::now());
+        let position_s = self.position_s();
         let mut logged = Vec::with_capacity(events.len());
         for event in events {
             let event = match event {
@@ -303,6 +304,7 @@ impl<'c> Session<'c> {
                     self.next_play = self.next_play.max(p.id + 1);
                     Event::PlayStarted {
                         at: at.clone(),
+                        announced_s: Some(position_s),
                         play: self.record(&p),
                     }
                 }

@@ -206,6 +206,16 @@ fn the_live_monitor_names_each_track_played_into_the_sound_card() {
             "{id}: truth {start}-{end} s, played {got_start:.1}-{got_end:.1} s: {p:#}"
         );
     }
+    // Each play is announced seconds after it starts, at a session position
+    // the log keeps (for `eval-session` to measure the delay).
+    let text = std::fs::read_to_string(&log).expect("log");
+    let delays: Vec<f64> = (text.lines())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "play_started")
+        .map(|e| e["announced_s"].as_f64().unwrap_or(-1.0) - e["start_s"].as_f64().unwrap_or(0.0))
+        .collect();
+    assert_eq!(delays.len(), 3, "{text}");
+    assert!(delays.iter().all(|d| (0.0..15.0).contains(d)), "{delays:?}");
 }
 
 #[test]
