@@ -7,7 +7,7 @@
 # after each track's start its play was reported).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-db=$1 session=$2 timeline=$3 work=${4:-target/live-session}
+db=$1 session=$2 timeline=$3 work=$(realpath -m "${4:-target/live-session}")
 earmark=$PWD/target/release/earmark
 live=$PWD/../shared/live
 mkdir -p "$work"
@@ -21,7 +21,14 @@ duration=$(soxi -D "$session")
     "$earmark" monitor --plain --db "$db" --log "$log" \
     --duration "$(awk "BEGIN{print $duration + 20}")" >"$work/monitor.out" 2>"$work/monitor.err" &
 monitor=$!
-until grep -q run_started "$log" 2>/dev/null; do sleep 0.1; done
+until grep -q run_started "$log" 2>/dev/null; do
+    if ! kill -0 "$monitor" 2>/dev/null; then
+        echo "earmark monitor stopped before listening:" >&2
+        cat "$work/monitor.err" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
 played_at=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
 paplay "$session"
 wait "$monitor"
