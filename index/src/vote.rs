@@ -731,9 +731,22 @@ impl<'c> Matcher<'c> {
 
 /// Adds `more` to `candidates`, keeping the better of two for a track.
 fn merge(candidates: &mut Vec<Candidate>, more: Vec<Candidate>) {
+    merge_by(candidates, more, |c| (c.track, c.score));
+}
+
+/// Adds `more` to `candidates`, keeping of two with the same key (what
+/// `key_score` gives first) the one with the better score (second), the
+/// one already there on a tie: candidates of one track from several paths
+/// (or a cluster's shards) weighed together.
+pub fn merge_by<T, K: PartialEq>(
+    candidates: &mut Vec<T>,
+    more: Vec<T>,
+    key_score: impl Fn(&T) -> (K, f32),
+) {
     for c in more {
-        match candidates.iter_mut().find(|x| x.track == c.track) {
-            Some(x) if x.score >= c.score => {}
+        let (key, score) = key_score(&c);
+        match candidates.iter_mut().find(|x| key_score(x).0 == key) {
+            Some(x) if key_score(x).1 >= score => {}
             Some(x) => *x = c,
             None => candidates.push(c),
         }

@@ -23,7 +23,9 @@ use async_nats::jetstream::{self, stream};
 use serde::{Deserialize, Serialize};
 
 use earmark_engine::{Fingerprint, FingerprintOptions, Landmarker, Peak};
-use earmark_index::{Candidate, Match, MatchOptions, Track, TrackMeta, content_key, ranked};
+use earmark_index::{
+    Candidate, Match, MatchOptions, Track, TrackMeta, content_key, merge_by, ranked,
+};
 use earmark_monitor::Play;
 
 /// The JetStream stream of recordings to add, one subject per shard.
@@ -278,14 +280,7 @@ pub fn choose(lists: impl IntoIterator<Item = ShardList>, most: usize) -> Vec<Sh
 
 /// Adds `more` to `candidates`, keeping the better of two for a track.
 pub fn merge(candidates: &mut Vec<ShardCandidate>, more: Vec<ShardCandidate>) {
-    for c in more {
-        let same = |x: &&mut ShardCandidate| x.key == c.key;
-        match candidates.iter_mut().find(same) {
-            Some(x) if x.candidate.score >= c.candidate.score => {}
-            Some(x) => *x = c,
-            None => candidates.push(c),
-        }
-    }
+    merge_by(candidates, more, |c| (c.key, c.candidate.score));
 }
 
 /// The accepted match among candidates of the whole catalog, by the single
