@@ -254,9 +254,11 @@ pub fn follow(catalog: &Catalog, job: &Fingerprint, base: u32) -> Vec<Play> {
 }
 
 /// Plays of all jobs in start order, numbered from 1, with the two halves
-/// of a play that crossed a border joined: same track, same alignment
-/// (within 2 s), at most 15 s apart (a job's end of a play is where its
-/// own evidence stopped, which a wrong early tempo can put seconds early).
+/// of a play that crossed a border joined: same track, and either heard at
+/// once (looped music: the next job may find the track at another of the
+/// places it repeats) or with the same alignment (within 2 s) at most 15 s
+/// apart (a job's end of a play is where its own evidence stopped, which a
+/// wrong early tempo can put seconds early).
 pub fn join(mut plays: Vec<Play>) -> Vec<Play> {
     plays.sort_by(|a, b| a.start_frame.total_cmp(&b.start_frame));
     let mut joined: Vec<Play> = Vec::with_capacity(plays.len());
@@ -265,8 +267,9 @@ pub fn join(mut plays: Vec<Play>) -> Vec<Play> {
         let track_frame = |q: &Play| q.track_at_zero + q.tempo as f64 * p.start_frame;
         let same = joined.iter_mut().rev().take(4).find(|q| {
             q.track == p.track
-                && p.start_frame <= q.end_frame + 15.0 * second
-                && (track_frame(q) - track_frame(&p)).abs() < 2.0 * second
+                && (p.start_frame < q.end_frame
+                    || p.start_frame <= q.end_frame + 15.0 * second
+                        && (track_frame(q) - track_frame(&p)).abs() < 2.0 * second)
         });
         match same {
             Some(q) => {
@@ -836,4 +839,58 @@ pub fn eval_session(args: &EvalSessionArgs) -> anyhow::Result<Outcome> {
     }
     println!();
     Ok(Outcome::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use earmark_index::TrackId;
+
+    fn play(track: u32, start_s: f64, end_s: f64, track_start_s: f64) -> Play {
+        let frame = |s: f64| s / earmark_engine::fingerprint::frame_seconds();
+        Play {
+            id: 0,
+            track: TrackId(track),
+            start_frame: frame(start_s),
+            end_frame: frame(end_s),
+            track_at_zero: frame(track_start_s - start_s),
+            tempo: 1.0,
+            pitch: 1.0,
+            score: 10.0,
+        }
+    }
+
+    #[test]
+    fn halves_of_a_play_across_a_border_are_joined() {
+        // The next job found the track where it was heard: same alignment.
+        let plays = join(vec![
+            play(3, 100.0, 595.0, 0.0),
+            play(3, 560.0, 700.0, 460.0),
+        ]);
+        assert_eq!(plays.len(), 1);
+        assert_eq!(
+            (plays[0].start_s().round(), plays[0].end_s().round()),
+            (100.0, 700.0)
+        );
+        // Looped music: the next job found it at another place it repeats,
+        // 36 s away, while the first half was still heard.
+        let plays = join(vec![
+            play(3, 100.0, 595.0, 0.0),
+            play(3, 560.0, 700.0, 424.0),
+        ]);
+        assert_eq!(plays.len(), 1);
+        assert_eq!(plays[0].end_s().round(), 700.0);
+    }
+
+    #[test]
+    fn another_play_of_the_same_track_stays_apart() {
+        // Played again later from another place; and another track between.
+        let plays = join(vec![
+            play(3, 100.0, 300.0, 0.0),
+            play(4, 300.0, 400.0, 0.0),
+            play(3, 400.0, 500.0, 50.0),
+        ]);
+        assert_eq!(plays.len(), 3);
+        assert_eq!(plays.iter().map(|p| p.id).collect::<Vec<_>>(), [1, 2, 3]);
+    }
 }
