@@ -34,6 +34,22 @@ const MAX_EDGE_STEPS: u32 = 4;
 /// Blocks in a row where the track has too few peaks to tell (a pause in
 /// the music) that a boundary search steps over.
 const MAX_SILENT_BLOCKS: u32 = 3;
+/// Furthest a boundary is carried beyond the windows that heard the play by
+/// evidence summed over seconds (see [`carry`]), in frames (about 29 s).
+const CARRY_REACH: u32 = 900;
+/// What each second's z-score must bring to the sum that carries a boundary
+/// on: half a standard error, so chance seconds (z about 0) drag it down.
+const CARRY_DRIFT: f32 = 0.5;
+/// The sum a boundary needs to be carried, and the fall from its peak that
+/// ends the walk.
+const CARRY_MIN: f32 = 6.0;
+/// A second's z-score beyond which a boundary steps outward over it.
+const EDGE_Z: f32 = 1.0;
+/// Frames between the last block where a play is heard and its end: a
+/// fading track's last second drowns in the peaks of its own louder past
+/// (the peak picker's decaying threshold) or of the next track. On four dev
+/// sessions ends came a median 1 s before the truth, starts on time.
+const FADE_TAIL: u32 = BLOCK;
 
 /// How plays are kept and bounded.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -413,40 +429,53 @@ impl Tracker {
 
     /// Where a new play starts: the first second of the run of seconds with
     /// enough of the track that reaches the end of the window that found it
-    /// (the window may begin before the music does).
+    /// (the window may begin before the music does), carried further back
+    /// over a quiet passage that leans the track's way (see [`carry`]).
     fn start(&self, catalog: &Catalog, windows: &Windows, play: &Play, span: (u32, u32)) -> f64 {
         let limit = span.0.saturating_sub(self.options.boundary_reach);
+        let far = span.0.saturating_sub(CARRY_REACH);
         let first = span.1.saturating_sub(BLOCK);
+        let within = |b: &u32| play.track_frame(*b as f64) >= 0.0;
         let blocks = (0..)
             .map_while(|k: u32| first.checked_sub(k * BLOCK))
-            .take_while(|&b| b >= limit && play.track_frame(b as f64) >= 0.0);
-        let share = |b| block_share(catalog, windows, play, b);
-        match self.furthest(blocks, share) {
+            .take_while(|&b| b >= limit && within(&b));
+        let evidence = |b| block_evidence(catalog, windows, play, b);
+        match self.furthest(blocks, |b| evidence(b).map(Evidence::share)) {
             Some(first) => {
-                let earlier = |b: u32| b.checked_sub(EDGE_STEP).filter(|&b| b >= limit);
-                edge(first, earlier, share) as f64
+                let back = |step: u32| {
+                    move |b: u32| b.checked_sub(step).filter(|b| *b >= far && within(b))
+                };
+                let first = carry(first, back(BLOCK), evidence);
+                edge(first, back(EDGE_STEP), evidence) as f64
             }
             None => span.0 as f64,
         }
     }
 
     /// Closes a play: its end is the last second of the run of seconds with
-    /// enough of the track that goes on from the last window confirming it.
+    /// enough of the track that goes on from the last window confirming it,
+    /// carried further over a quiet passage that leans the track's way, and
+    /// the fade's tail past it.
     fn end(&self, catalog: &Catalog, windows: &Windows, a: Active) -> Play {
         let mut play = a.play;
-        let limit = (a.last_window.1 + self.options.boundary_reach).min(windows.frames());
+        let frames = windows.frames();
+        let limit = (a.last_window.1 + self.options.boundary_reach).min(frames);
+        let far = (a.last_window.1 + CARRY_REACH).min(frames);
         let track_end = catalog
             .tracks()
             .get(play.track)
             .map_or(f64::MAX, |t| t.duration_s / frame_seconds());
+        let within = |b: u32| play.track_frame((b + BLOCK) as f64) <= track_end;
         let first = a.last_window.0.max(play.start_frame as u32);
-        let blocks = (0..).map(|k: u32| first + k * BLOCK).take_while(|&b| {
-            b + BLOCK <= limit && play.track_frame((b + BLOCK) as f64) <= track_end
-        });
-        let share = |b| block_share(catalog, windows, &play, b);
-        if let Some(last) = self.furthest(blocks, share) {
-            let later = |b: u32| Some(b + EDGE_STEP).filter(|&b| b + BLOCK <= limit);
-            play.end_frame = (edge(last, later, share) + BLOCK) as f64;
+        let blocks = (0..)
+            .map(|k: u32| first + k * BLOCK)
+            .take_while(|&b| b + BLOCK <= limit && within(b));
+        let evidence = |b| block_evidence(catalog, windows, &play, b);
+        if let Some(last) = self.furthest(blocks, |b| evidence(b).map(Evidence::share)) {
+            let on =
+                |step: u32| move |b: u32| Some(b + step).filter(|&b| b + BLOCK <= far && within(b));
+            let last = edge(carry(last, on(BLOCK), evidence), on(EDGE_STEP), evidence);
+            play.end_frame = (last + BLOCK + FADE_TAIL).min(frames) as f64;
         }
         play
     }
@@ -491,14 +520,44 @@ impl Tracker {
     }
 }
 
+/// Carries a boundary block outward over seconds where no second alone is
+/// clear but the track's evidence, summed, keeps above chance: a quiet
+/// passage under babble. Walks the blocks `next` gives, summing each one's
+/// z-score less `CARRY_DRIFT` (a cumulative sum test), stops once the sum
+/// falls `CARRY_MIN` below its peak, and returns the block where it peaked
+/// if the peak reached `CARRY_MIN`; else `block`.
+fn carry(
+    block: u32,
+    next: impl Fn(u32) -> Option<u32>,
+    evidence: impl Fn(u32) -> Option<Evidence>,
+) -> u32 {
+    let (mut sum, mut peak, mut at, mut b) = (0.0, 0.0, block, block);
+    while let Some(n) = next(b) {
+        b = n;
+        let Some(e) = evidence(b) else { continue };
+        sum += e.z - CARRY_DRIFT;
+        if sum > peak {
+            (peak, at) = (sum, b);
+        } else if sum < peak - CARRY_MIN {
+            break;
+        }
+    }
+    if peak >= CARRY_MIN { at } else { block }
+}
+
 /// Steps a boundary block outward by half seconds while the track is still
-/// heard there beyond chance, however faintly: a crossfade's far end, where
-/// the track is too quiet for the run's own test but plainly there.
-fn edge(block: u32, next: impl Fn(u32) -> Option<u32>, share: impl Fn(u32) -> Option<f32>) -> u32 {
+/// heard there, however faintly (one standard error over chance): a
+/// crossfade's far end, where the track is too quiet for the run's own
+/// test but there.
+fn edge(
+    block: u32,
+    next: impl Fn(u32) -> Option<u32>,
+    evidence: impl Fn(u32) -> Option<Evidence>,
+) -> u32 {
     let mut edge = block;
     for _ in 0..MAX_EDGE_STEPS {
         match next(edge) {
-            Some(b) if share(b).is_some_and(|s| s > 0.0) => edge = b,
+            Some(b) if evidence(b).is_some_and(|e| e.z >= EDGE_Z) => edge = b,
             _ => break,
         }
     }
@@ -509,11 +568,33 @@ fn edge(block: u32, next: impl Fn(u32) -> Option<u32>, share: impl Fn(u32) -> Op
 /// block's track peaks the stream's peaks cover by chance.
 const CHANCE_SHIFTS: [f64; 4] = [-97.0, -37.0, 37.0, 97.0];
 
-/// Share of the track's peaks in the stream block starting at `block` that
-/// are found among the stream's peaks, less the share found at wrong
-/// alignments (dense noise covers many by chance); `None` when the track
-/// has too few peaks there to tell.
-fn block_share(catalog: &Catalog, windows: &Windows, play: &Play, block: u32) -> Option<f32> {
+/// How much a stream block holds of a play's track.
+#[derive(Debug, Clone, Copy)]
+struct Evidence {
+    /// Share of the track's peaks in the block found among the stream's
+    /// peaks, less the share found at wrong alignments (dense noise covers
+    /// many by chance).
+    excess: f32,
+    /// That excess in standard errors of the chance count.
+    z: f32,
+}
+
+impl Evidence {
+    /// The excess when it is two standard errors or more (a handful of
+    /// peaks can beat chance by luck), else 0.
+    fn share(self) -> f32 {
+        if self.z >= 2.0 { self.excess } else { 0.0 }
+    }
+}
+
+/// The evidence of a play's track in the stream block starting at `block`;
+/// `None` when the track has too few peaks there to tell.
+fn block_evidence(
+    catalog: &Catalog,
+    windows: &Windows,
+    play: &Play,
+    block: u32,
+) -> Option<Evidence> {
     let peaks = catalog.peaks(play.track)?;
     let mut mask = PeakMask::default();
     mask.build(
@@ -541,11 +622,8 @@ fn block_share(catalog: &Catalog, windows: &Windows, play: &Play, block: u32) ->
     }
     let chance = (matched as f32 / n.max(1) as f32).clamp(0.01, 0.99);
     let expected = o.peaks as f32 * chance;
-    let z = (o.matched as f32 - expected) / (expected * (1.0 - chance)).sqrt();
-    // A handful of peaks can beat chance by luck: demand two standard errors.
-    Some(if z >= 2.0 {
-        o.matched as f32 / o.peaks as f32 - chance
-    } else {
-        0.0
+    Some(Evidence {
+        excess: o.matched as f32 / o.peaks as f32 - chance,
+        z: (o.matched as f32 - expected) / (expected * (1.0 - chance)).sqrt(),
     })
 }
