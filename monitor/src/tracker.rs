@@ -45,11 +45,16 @@ const CARRY_DRIFT: f32 = 0.5;
 const CARRY_MIN: f32 = 6.0;
 /// A second's z-score beyond which a boundary steps outward over it.
 const EDGE_Z: f32 = 1.0;
-/// Frames between the last block where a play is heard and its end: a
-/// fading track's last second drowns in the peaks of its own louder past
-/// (the peak picker's decaying threshold) or of the next track. On four dev
-/// sessions ends came a median 1 s before the truth, starts on time.
+/// Frames between the last block where a play is heard and its end when
+/// it hands over to another play: where the incoming track is first heard
+/// just as the outgoing one stops being heard, the crossfade's second half
+/// hid the outgoing track (drowned in the incoming one and the venue's
+/// noise). On four dev sessions such ends came a median 1 s before the
+/// truth, starts on time.
 const FADE_TAIL: u32 = BLOCK;
+/// A play starting within this many frames of the last block where another
+/// is heard (2 s) takes over from it.
+const HANDOVER_FRAMES: f64 = 62.0;
 
 /// How plays are kept and bounded.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -455,7 +460,7 @@ impl Tracker {
     /// Closes a play: its end is the last second of the run of seconds with
     /// enough of the track that goes on from the last window confirming it,
     /// carried further over a quiet passage that leans the track's way, and
-    /// the fade's tail past it.
+    /// at a crossfade the fade's tail past it.
     fn end(&self, catalog: &Catalog, windows: &Windows, a: Active) -> Play {
         let mut play = a.play;
         let frames = windows.frames();
@@ -474,8 +479,10 @@ impl Tracker {
         if let Some(last) = self.furthest(blocks, |b| evidence(b).map(Evidence::share)) {
             let on =
                 |step: u32| move |b: u32| Some(b + step).filter(|&b| b + BLOCK <= far && within(b));
-            let last = edge(carry(last, on(BLOCK), evidence), on(EDGE_STEP), evidence);
-            play.end_frame = (last + BLOCK + FADE_TAIL).min(frames) as f64;
+            let end = edge(carry(last, on(BLOCK), evidence), on(EDGE_STEP), evidence) + BLOCK;
+            let incoming = end as f64 - HANDOVER_FRAMES..end as f64 + HANDOVER_FRAMES;
+            let handover = (self.active.iter()).any(|o| incoming.contains(&o.play.start_frame));
+            play.end_frame = (end + if handover { FADE_TAIL } else { 0 }).min(frames) as f64;
         }
         play
     }
