@@ -444,17 +444,10 @@ impl Tracker {
         let blocks = (0..)
             .map_while(|k: u32| first.checked_sub(k * BLOCK))
             .take_while(|&b| b >= limit && within(&b));
+        let back = |b: u32, step: u32| b.checked_sub(step).filter(|b| *b >= far && within(b));
         let evidence = |b| block_evidence(catalog, windows, play, b);
-        match self.furthest(blocks, |b| evidence(b).map(Evidence::share)) {
-            Some(first) => {
-                let back = |step: u32| {
-                    move |b: u32| b.checked_sub(step).filter(|b| *b >= far && within(b))
-                };
-                let first = carry(first, back(BLOCK), evidence);
-                edge(first, back(EDGE_STEP), evidence) as f64
-            }
-            None => span.0 as f64,
-        }
+        self.boundary(blocks, back, evidence)
+            .map_or(span.0 as f64, |first| first as f64)
     }
 
     /// Closes a play: its end is the last second of the run of seconds with
@@ -475,16 +468,31 @@ impl Tracker {
         let blocks = (0..)
             .map(|k: u32| first + k * BLOCK)
             .take_while(|&b| b + BLOCK <= limit && within(b));
+        let on = |b: u32, step: u32| Some(b + step).filter(|&b| b + BLOCK <= far && within(b));
         let evidence = |b| block_evidence(catalog, windows, &play, b);
-        if let Some(last) = self.furthest(blocks, |b| evidence(b).map(Evidence::share)) {
-            let on =
-                |step: u32| move |b: u32| Some(b + step).filter(|&b| b + BLOCK <= far && within(b));
-            let end = edge(carry(last, on(BLOCK), evidence), on(EDGE_STEP), evidence) + BLOCK;
+        if let Some(last) = self.boundary(blocks, on, evidence) {
+            let end = last + BLOCK;
             let incoming = end as f64 - HANDOVER_FRAMES..end as f64 + HANDOVER_FRAMES;
             let handover = (self.active.iter()).any(|o| incoming.contains(&o.play.start_frame));
             play.end_frame = (end + if handover { FADE_TAIL } else { 0 }).min(frames) as f64;
         }
         play
+    }
+
+    /// The outermost block of a play one way: the furthest block of its run
+    /// along `blocks`, carried on over a quiet passage that leans the
+    /// track's way (see [`carry`]), its edge then stepped out over a faint
+    /// fade (see [`edge`]). `step(block, frames)` is the block that many
+    /// frames further out, if the search may go there.
+    fn boundary(
+        &self,
+        blocks: impl Iterator<Item = u32>,
+        step: impl Fn(u32, u32) -> Option<u32>,
+        evidence: impl Fn(u32) -> Option<Evidence>,
+    ) -> Option<u32> {
+        let run = self.furthest(blocks, |b| evidence(b).map(Evidence::share))?;
+        let carried = carry(run, |b| step(b, BLOCK), &evidence);
+        Some(edge(carried, |b| step(b, EDGE_STEP), &evidence))
     }
 
     /// Walks blocks away from where a play was heard and returns the
