@@ -36,7 +36,7 @@ impl Alignment {
     }
 
     /// The same alignment shifted by `frames` of the query.
-    fn shifted(self, frames: f64) -> Self {
+    pub fn shifted(self, frames: f64) -> Self {
         Self {
             start_frame: self.start_frame + frames * self.tempo,
             ..self

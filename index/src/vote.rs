@@ -440,6 +440,22 @@ impl<'c> Matcher<'c> {
         candidate(track, 0, (alignment, 0.0), overlap, score)
     }
 
+    /// Verifies alignments of tracks against `query`, a part of the query
+    /// last identified, leaving that query as it is: which of several
+    /// tracks heard at once holds up in part of the window.
+    pub fn check_part(&self, query: &Fingerprint, heard: &[(TrackId, Alignment)]) -> Vec<f32> {
+        let mut mask = PeakMask::default();
+        let (frame_tol, bin_tol) = (self.options.frame_tolerance, self.options.bin_tolerance);
+        mask.build(&query.peaks, query.frames as usize, frame_tol, bin_tol);
+        (heard.iter())
+            .map(|&(track, a)| {
+                self.catalog
+                    .peaks(track)
+                    .map_or(0.0, |p| mask.score(&p, a).1)
+            })
+            .collect()
+    }
+
     /// Sorts candidates by score and applies the accept rule to the best.
     fn accept(&self, candidates: &mut [Candidate]) -> Option<Match> {
         candidates.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.track.cmp(&b.track)));

@@ -23,14 +23,18 @@ pub struct ListenerOptions {
 
 impl ListenerOptions {
     /// A live monitor's: windows every second, cut as soon as their peaks
-    /// are in, and a play announced once the next window confirms it, so
-    /// that a new track is named within seconds. A batch scan takes the default:
+    /// are in, a play announced once the next window confirms it (at once
+    /// on a sure score), and the incoming track of a crossfade taken while
+    /// the outgoing one still leads, so that a new track is named within
+    /// seconds. A batch scan takes the default:
     /// windows every 3 s, complete, as fast as possible.
     pub fn live() -> Self {
         Self {
             windows: WindowOptions::live(),
             tracker: TrackerOptions {
                 confirm_after: 31,
+                sure_score: Some(12.0),
+                early_newcomers: true,
                 ..TrackerOptions::default()
             },
         }

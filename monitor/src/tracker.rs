@@ -9,6 +9,7 @@
 //! second belongs to the play while enough of the track's peaks that fall in
 //! it are found among the stream's peaks.
 
+use earmark_engine::Fingerprint;
 use earmark_engine::fingerprint::frame_seconds;
 use earmark_index::verify::PeakMask;
 use earmark_index::{Alignment, Candidate, Catalog, Matcher, TrackId};
@@ -75,6 +76,14 @@ pub struct TrackerOptions {
     /// one that found it confirms it: a match that does not last is
     /// chance, and never reported.
     pub confirm_after: u32,
+    /// A play found by a window scoring at least this is announced at
+    /// once, if set: chance does not reach it.
+    pub sure_score: Option<f32>,
+    /// Whether a track may start a play while a playing track outscores it
+    /// over the window, if it leads in the window's second half: the
+    /// incoming track of a crossfade is named sooner (a live monitor's
+    /// concern; a scan searches every play's start back anyway).
+    pub early_newcomers: bool,
 }
 
 impl Default for TrackerOptions {
@@ -86,6 +95,8 @@ impl Default for TrackerOptions {
             boundary_reach: 500,
             boundary_excess: 0.07,
             confirm_after: 93,
+            sure_score: None,
+            early_newcomers: false,
         }
     }
 }
@@ -162,6 +173,8 @@ struct Active {
     anchors: Vec<(f64, f64)>,
     /// Stream frames of the window that found it.
     found: (u32, u32),
+    /// The score it was found with.
+    found_score: f32,
     /// Whether its start was searched again with a fitted tempo.
     refitted: bool,
 }
@@ -271,6 +284,23 @@ impl Tracker {
                     })
             })
             .collect();
+        // A track no play explains starts one when it passes the accept
+        // rule against all others or, with early newcomers, against the
+        // other tracks not playing and against those playing in the
+        // window's second half: in a crossfade the outgoing track may still
+        // outscore the incoming one over the window, not where it fades
+        // out; another edition of the playing track is outscored there too.
+        let playing = |track: TrackId| self.active.iter().any(|a| a.play.track == track);
+        let newcomer = (id.candidates.iter())
+            .find(|c| !playing(c.track))
+            .filter(|c| matcher.options().accepts(c, rival(c.track)))
+            .and_then(|c| match id.best {
+                Some(m) if m.candidate.track == c.track => Some(m.candidate),
+                _ if self.options.early_newcomers => self
+                    .holds_late(matcher, window, c, &id.candidates)
+                    .then_some(*c),
+                _ => None,
+            });
         // Plays under way are checked where they are expected, and a few
         // frames either side: a clear improvement there is drift, and the
         // point found anchors the play's alignment.
@@ -315,32 +345,30 @@ impl Tracker {
         // tempo is fitted through all of them (one window measures tempo to
         // a few tenths of a percent; a minute of anchors far better). Where
         // the play is lost, a match elsewhere in the same track is its music
-        // repeating, as looped music does: the play follows it. A match of
-        // any other track starts a play.
-        if let Some(m) = id.best {
-            let c = m.candidate;
+        // repeating, as looped music does: the play follows it.
+        let best_playing = id.best.and_then(|m| {
+            let i = (self.active.iter()).position(|a| a.play.track == m.candidate.track)?;
+            Some((i, m.candidate))
+        });
+        if let Some((i, c)) = best_playing {
             let track_frame = heard_at(&c);
-            match self.active.iter().position(|a| a.play.track == c.track) {
-                Some(i) => {
-                    let a = &mut self.active[i];
-                    let drift = a.play.track_frame(middle) - track_frame;
-                    if drift.abs() < SAME_PLACE_FRAMES {
-                        if !confirmed[i] {
-                            a.anchors.push((middle, track_frame));
-                            a.fit(c.tempo, c.pitch);
-                        }
-                        confirmed[i] = true;
-                    } else if !confirmed[i] {
-                        a.anchors = vec![(middle, track_frame)];
-                        a.fit(c.tempo, c.pitch);
-                        confirmed[i] = true;
-                    }
+            let a = &mut self.active[i];
+            let drift = a.play.track_frame(middle) - track_frame;
+            if drift.abs() < SAME_PLACE_FRAMES {
+                if !confirmed[i] {
+                    a.anchors.push((middle, track_frame));
+                    a.fit(c.tempo, c.pitch);
                 }
-                None => {
-                    self.begin(matcher, windows, c, span);
-                    confirmed.push(true);
-                }
+                confirmed[i] = true;
+            } else if !confirmed[i] {
+                a.anchors = vec![(middle, track_frame)];
+                a.fit(c.tempo, c.pitch);
+                confirmed[i] = true;
             }
+        }
+        if let Some(c) = newcomer {
+            self.begin(matcher, windows, c, span);
+            confirmed.push(true);
         }
         // One window measures tempo roughly (a play found by the pair hashes
         // is taken at tempo 1): once anchors span enough to fit it, the
@@ -371,7 +399,9 @@ impl Tracker {
                 a.misses = 0;
                 let grew = span.1 as f64 > a.play.end_frame;
                 a.play.end_frame = a.play.end_frame.max(span.1 as f64);
-                if a.play.id == 0 && span.1 >= a.found.1 + self.options.confirm_after {
+                let due = (self.options.sure_score).is_some_and(|s| a.found_score >= s)
+                    || span.1 >= a.found.1 + self.options.confirm_after;
+                if a.play.id == 0 && due {
                     self.plays += 1;
                     a.play.id = self.plays;
                     events.push(PlayEvent::Started(a.play));
@@ -395,9 +425,35 @@ impl Tracker {
         events
     }
 
+    /// Whether `c` passes the accept rule against the plays under way in
+    /// the second half of `window`, each where it expects its track or
+    /// where the window's `candidates` found it.
+    fn holds_late(
+        &self,
+        matcher: &Matcher<'_>,
+        window: &Window,
+        c: &Candidate,
+        candidates: &[Candidate],
+    ) -> bool {
+        let frames = window.fingerprint.frames;
+        let half = frames / 2;
+        let late = Fingerprint::between(&window.fingerprint.peaks, [], half, frames);
+        let found = (candidates.iter())
+            .filter(|o| self.active.iter().any(|a| a.play.track == o.track))
+            .map(|o| (o.track, o.alignment().shifted(half as f64)));
+        let expected =
+            (self.active.iter()).map(|a| (a.play.track, a.play.alignment(window.start + half)));
+        let mut heard = vec![(c.track, c.alignment().shifted(half as f64))];
+        heard.extend(found.chain(expected));
+        let scores = matcher.check_part(&late, &heard);
+        let playing = scores[1..].iter().copied().fold(0.0f32, f32::max);
+        let options = matcher.options();
+        scores[0] >= options.min_score && scores[0] - playing >= options.min_margin
+    }
+
     /// Starts a play of a match no play explains, found in the window
     /// spanning `span`. It is numbered and announced once a later window
-    /// confirms it.
+    /// confirms it, or at once if it was found with a sure score.
     fn begin(&mut self, matcher: &Matcher<'_>, windows: &Windows, c: Candidate, span: (u32, u32)) {
         let c = matcher.sharpen(c);
         let middle = (span.0 + span.1) as f64 / 2.0;
@@ -419,6 +475,7 @@ impl Tracker {
             misses: 0,
             anchors: vec![(middle, track_frame)],
             found: span,
+            found_score: c.score,
             refitted: false,
         });
     }

@@ -352,3 +352,31 @@ fn a_monitor_that_loses_its_sound_card_logs_the_gap_and_listens_again() {
     let report = report(&log);
     assert_eq!(track_ids(&report), ["song0", "song1"], "{report:#}");
 }
+
+#[test]
+fn another_edition_of_the_track_playing_is_not_a_play_of_its_own() {
+    // The catalog holds song 0 and an edition of it with song 1 layered
+    // over, which matches song 0's recording almost as well as song 0: a
+    // track that is not playing, but never leads where song 0 is heard.
+    let fx = Fixture::songs(2, 40.0);
+    let edition: Vec<f32> = (fx.songs[0].1.iter().zip(&fx.songs[1].1))
+        .map(|(a, b)| a + 0.5 * b)
+        .collect();
+    write_wav(&fx.music().join("edition.wav"), RATE, 1, &edition).expect("write");
+    fx.index();
+    let recording = fx.clip(0, 0.0, 40.0, Some(20.0));
+    let log = fx.dir.path().join("show.jsonl");
+    let out = run(&[
+        "monitor",
+        "--plain",
+        "--db",
+        path(&fx.db()),
+        "--log",
+        path(&log),
+        "--input",
+        path(&recording),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = report(&log);
+    assert_eq!(track_ids(&report), ["song0"], "{report}");
+}
