@@ -212,6 +212,9 @@ enum IndexCommand {
     Info(InfoArgs),
     /// Read every file of the catalog: checksums and cross-references.
     Verify(VerifyArgs),
+    /// Merge all segments into one, so that each lookup visits one segment
+    /// (after a bulk load; readers keep answering meanwhile).
+    Compact(VerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -330,7 +333,7 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
-/// Arguments of `index verify`.
+/// Arguments of `index verify` and `index compact`.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// Catalog directory.
@@ -641,6 +644,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             IndexCommand::Add(a) => crate::ingest::add(&a),
             IndexCommand::Info(a) => crate::ingest::info(&a),
             IndexCommand::Verify(a) => crate::ingest::verify(&a),
+            IndexCommand::Compact(a) => crate::ingest::compact(&a),
         },
         Command::Catalog { command } => match command {
             CatalogCommand::Import(a) => crate::rights::import(&a),

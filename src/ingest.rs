@@ -334,6 +334,22 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Done)
 }
 
+/// `earmark index compact`.
+pub fn compact(args: &VerifyArgs) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let before = Catalog::open(&args.db)?.info().segments;
+    let mut writer = CatalogWriter::open(&args.db, SCHEME)?;
+    if writer.compact()? {
+        println!(
+            "compacted {before} segments into 1 in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        println!("nothing to compact: {before} segment(s)");
+    }
+    Ok(Outcome::Done)
+}
+
 /// `earmark index info`.
 pub fn info(args: &InfoArgs) -> anyhow::Result<Outcome> {
     let started = Instant::now();

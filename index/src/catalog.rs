@@ -569,25 +569,46 @@ impl CatalogWriter {
     pub fn merge(&mut self) -> Result<usize> {
         let mut merges = 0;
         while let Some(tier) = self.full_tier() {
-            let generation = self.current.manifest.generation + 1;
-            let (chosen, kept): (Vec<usize>, Vec<usize>) = (0..self.current.segments.len())
-                .partition(|&i| tier_of(self.current.segments[i].postings()) == tier);
-            let sources: Vec<&Segment> =
-                chosen.iter().map(|&i| &self.current.segments[i]).collect();
-            let merged = self.write_segment(generation, |path| segment::merge(path, &sources))?;
-            let mut segments: Vec<FileRef> = kept
-                .iter()
-                .map(|&i| self.current.manifest.segments[i].clone())
-                .collect();
-            segments.push(merged);
-            self.publish(Manifest {
-                generation,
-                segments,
-                ..self.current.manifest.clone()
-            })?;
+            self.merge_where(|s| tier_of(s.postings()) == tier)?;
             merges += 1;
         }
         Ok(merges)
+    }
+
+    /// Merges every segment into one, so that a lookup visits one segment
+    /// (as after a bulk load that will not grow for a while); published
+    /// like a merge. Returns whether there was anything to merge: not when
+    /// there is at most one segment, or their postings would not fit in one.
+    ///
+    /// # Errors
+    /// Any I/O error (the catalog as it was stays in place).
+    pub fn compact(&mut self) -> Result<bool> {
+        let segments = &self.current.segments;
+        let postings: u64 = segments.iter().map(Segment::postings).sum();
+        if segments.len() < 2 || postings > u32::MAX as u64 {
+            return Ok(false);
+        }
+        self.merge_where(|_| true)?;
+        Ok(true)
+    }
+
+    /// Merges the segments `chosen` picks into one and publishes the result.
+    fn merge_where(&mut self, chosen: impl Fn(&Segment) -> bool) -> Result<()> {
+        let generation = self.current.manifest.generation + 1;
+        let (chosen, kept): (Vec<usize>, Vec<usize>) =
+            (0..self.current.segments.len()).partition(|&i| chosen(&self.current.segments[i]));
+        let sources: Vec<&Segment> = chosen.iter().map(|&i| &self.current.segments[i]).collect();
+        let merged = self.write_segment(generation, |path| segment::merge(path, &sources))?;
+        let mut segments: Vec<FileRef> = kept
+            .iter()
+            .map(|&i| self.current.manifest.segments[i].clone())
+            .collect();
+        segments.push(merged);
+        self.publish(Manifest {
+            generation,
+            segments,
+            ..self.current.manifest.clone()
+        })
     }
 
     /// The lowest tier holding [`MERGE_FACTOR`] segments whose merge fits in
@@ -953,6 +974,26 @@ mod tests {
             };
             assert_eq!(beats[0][0], first);
         }
+    }
+
+    #[test]
+    fn compacting_leaves_one_segment_with_every_posting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = CatalogWriter::open(dir.path(), "test").expect("writer");
+        for i in 0..3 {
+            writer
+                .commit(vec![new_track(&format!("t{i}"), &[7, 100 + i])])
+                .expect("commit");
+        }
+        assert_eq!(writer.catalog().info().segments, 3);
+        assert!(writer.compact().expect("compact"));
+        assert!(!writer.compact().expect("nothing left to compact"));
+        drop(writer);
+        let catalog = Catalog::open(dir.path()).expect("open");
+        assert_eq!(catalog.info().segments, 1);
+        assert_eq!(hits(&catalog, 7).len(), 3);
+        assert_eq!(hits(&catalog, 102), vec![(TrackId(2), 1)]);
+        assert_eq!(catalog.verify().expect("verify"), 5);
     }
 
     #[test]
