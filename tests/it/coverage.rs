@@ -359,19 +359,7 @@ fn scans_and_monitors_judge_plays_by_the_events_licences() {
     assert_eq!(judged(plays), as_tuples(&want));
 
     let log = fx.dir.path().join("events.jsonl");
-    let out = run(&[
-        "monitor",
-        "--plain",
-        "--event",
-        "e",
-        "--db",
-        path(&fx.db()),
-        "--log",
-        path(&log),
-        "--input",
-        path(&recording),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    fx.monitor(&log, &recording, &["--event", "e"]);
     let text = std::fs::read_to_string(&log).expect("log");
     let ended = text
         .lines()

@@ -257,17 +257,7 @@ fn a_monitor_killed_mid_show_keeps_its_plays_when_started_again() {
         "{before:#}"
     );
 
-    let out = run(&[
-        "monitor",
-        "--plain",
-        "--db",
-        path(&fx.db()),
-        "--log",
-        path(&log),
-        "--input",
-        path(&second),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    fx.monitor(&log, &second, &[]);
     let after = report(&log);
     assert_eq!(after["runs"], 2);
     let plays = after["plays"].as_array().expect("plays");
@@ -366,17 +356,7 @@ fn another_edition_of_the_track_playing_is_not_a_play_of_its_own() {
     fx.index();
     let recording = fx.clip(0, 0.0, 40.0, Some(20.0));
     let log = fx.dir.path().join("show.jsonl");
-    let out = run(&[
-        "monitor",
-        "--plain",
-        "--db",
-        path(&fx.db()),
-        "--log",
-        path(&log),
-        "--input",
-        path(&recording),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    fx.monitor(&log, &recording, &[]);
     let report = report(&log);
     assert_eq!(track_ids(&report), ["song0"], "{report}");
 }

@@ -95,6 +95,18 @@ impl Fixture {
         }
     }
 
+    /// Runs `earmark monitor` on the recording `input` as fast as it
+    /// decodes, with the `extra` arguments, logging to `log`, and checks
+    /// that it worked.
+    pub fn monitor(&self, log: &Path, input: &Path, extra: &[&str]) {
+        let db = self.db();
+        let mut args = vec!["monitor", "--plain", "--db", path(&db), "--log", path(log)];
+        args.extend_from_slice(extra);
+        args.extend(["--input", path(input)]);
+        let out = run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+
     /// Writes `seconds` of song `i` from `start_s`, with white noise at
     /// `snr_db` if given, as a mono WAV, and returns its path.
     pub fn clip(&self, i: usize, start_s: f32, seconds: f32, snr_db: Option<f32>) -> PathBuf {
