@@ -24,6 +24,7 @@ mkdir -p "$work/catalog" "$work/clips"
 for t in "${catalog[@]}"; do ln -sf "$t" "$work/catalog/"; done
 echo "== indexing ${#tracks[@]} - 1 tracks"
 "$earmark" index add --db "$work/db" "$work/catalog"
+"$earmark" index compact --db "$work/db"
 "$earmark" index info --db "$work/db"
 echo "== cutting clips"
 for i in 1 7 10 13; do
