@@ -33,7 +33,7 @@ impl ListenerOptions {
             windows: WindowOptions::live(),
             tracker: TrackerOptions {
                 confirm_after: 31,
-                sure_score: Some(12.0),
+                sure_score: Some(8.0),
                 early_newcomers: true,
                 ..TrackerOptions::default()
             },

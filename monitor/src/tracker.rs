@@ -77,7 +77,9 @@ pub struct TrackerOptions {
     /// chance, and never reported.
     pub confirm_after: u32,
     /// A play found by a window scoring at least this is announced at
-    /// once, if set: chance does not reach it.
+    /// once, if set: a margin above the accept rule's threshold that
+    /// chance did not reach on the dev corpus (79 minutes of music outside
+    /// the catalog, four venue sessions).
     pub sure_score: Option<f32>,
     /// Whether a track may start a play while a playing track outscores it
     /// over the window, if it leads in the window's second half: the
