@@ -14,6 +14,22 @@ pub struct Args {
     command: Command,
 }
 
+impl Args {
+    /// Whether the command may talk over the network (serving, uploading,
+    /// a cluster's queues), where a peer that hangs up must be an error
+    /// the command handles rather than a signal that ends it.
+    pub fn uses_network(&self) -> bool {
+        matches!(
+            self.command,
+            Command::Serve(_)
+                | Command::Worker(_)
+                | Command::Upload(_)
+                | Command::Monitor(_)
+                | Command::Scan(_)
+        )
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build and inspect the catalog index.

@@ -34,6 +34,9 @@ pub enum Outcome {
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
+    if !args.uses_network() {
+        end_quietly_on_closed_pipe();
+    }
     match cli::run(args) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::NoMatch) => ExitCode::from(1),
@@ -41,5 +44,18 @@ fn main() -> ExitCode {
             eprintln!("earmark: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Lets `earmark index info ... | head` end quietly when the reader stops
+/// reading, as Unix tools do, rather than panic on the failed print: the
+/// default action of SIGPIPE, which Rust programs ignore. Not for network
+/// commands: vectored socket writes raise SIGPIPE too when a peer hangs up.
+fn end_quietly_on_closed_pipe() {
+    // SAFETY: sets a signal's disposition to its default, at start-up,
+    // before any other thread exists.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

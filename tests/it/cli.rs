@@ -1,6 +1,6 @@
 //! The command line's main paths: index, identify, exit codes, JSON.
 
-use crate::util::{Fixture, path, run, stderr, stdout};
+use crate::util::{Fixture, earmark, path, run, stderr, stdout};
 
 #[test]
 fn identify_finds_each_clip_at_its_offset() {
@@ -110,6 +110,23 @@ fn index_info_reports_the_catalog() {
     assert!((info["hours"].as_f64().expect("hours") - 40.0 / 3600.0).abs() < 1e-3);
     assert!(info["postings"].as_u64().is_some_and(|p| p > 100));
     assert!(info["bytes_on_disk"].as_u64().is_some_and(|b| b > 1_000));
+}
+
+#[test]
+fn a_reader_that_stops_reading_ends_the_command_quietly() {
+    let fx = Fixture::songs(1, 20.0);
+    fx.index();
+    // The pipe's reading end is closed before the command prints a thing.
+    let mut child = earmark()
+        .args(["index", "info", "--db", path(&fx.db())])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]
