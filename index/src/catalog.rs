@@ -585,7 +585,7 @@ impl CatalogWriter {
     pub fn compact(&mut self) -> Result<bool> {
         let segments = &self.current.segments;
         let postings: u64 = segments.iter().map(Segment::postings).sum();
-        if segments.len() < 2 || postings > u32::MAX as u64 {
+        if segments.len() < 2 || postings > segment::MAX_POSTINGS {
             return Ok(false);
         }
         self.merge_where(|_| true)?;
@@ -622,7 +622,7 @@ impl CatalogWriter {
         }
         tiers
             .into_iter()
-            .find(|(_, (n, postings))| *n >= MERGE_FACTOR && *postings <= u32::MAX as u64)
+            .find(|(_, (n, postings))| *n >= MERGE_FACTOR && *postings <= segment::MAX_POSTINGS)
             .map(|(tier, _)| tier)
     }
 

@@ -41,6 +41,8 @@ const HEADER_LEN: usize = 64;
 const FOOTER_LEN: usize = 12;
 /// Widest packed posting: a u64 read at any byte offset must hold it.
 const MAX_WIDTH: u32 = 56;
+/// Most postings one segment holds (entries are numbered by u32).
+pub const MAX_POSTINGS: u64 = u32::MAX as u64;
 /// A merge moves postings through memory this many hashes at a time.
 const MERGE_CHUNK_BITS: u32 = 16;
 
@@ -79,10 +81,10 @@ impl Layout {
     /// The layout for `postings` postings of `tracks` tracks with frames up
     /// to `max_frame`.
     fn plan(hash_bits: u32, postings: u64, tracks: usize, max_frame: u32) -> Result<Self> {
-        if postings > u32::MAX as u64 {
+        if postings > MAX_POSTINGS {
             return Err(Error::Limit {
                 what: "postings in one segment".into(),
-                max: u32::MAX as u64,
+                max: MAX_POSTINGS,
             });
         }
         // About eight postings a bucket: a small table, and a short search.
@@ -578,7 +580,7 @@ impl Segment {
             || layout.table_bits > 24
             || layout.width() > MAX_WIDTH
             || (n_tracks as u64) > (1u64 << layout.track_bits).max(1)
-            || postings > u32::MAX as u64
+            || postings > MAX_POSTINGS
             || n_entries > u32::MAX as u64
             || !n_entries.is_multiple_of(BLOCK as u64)
         {

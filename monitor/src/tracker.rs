@@ -271,7 +271,7 @@ impl Tracker {
         // found it, and so its chance alignments.
         let rival = |track: TrackId| {
             (id.candidates.iter())
-                .filter(|c| c.track != track && self.active.iter().all(|a| a.play.track != c.track))
+                .filter(|c| c.track != track && !self.playing(c.track))
                 .map(|c| c.score)
                 .fold(0.0f32, f32::max)
         };
@@ -292,9 +292,8 @@ impl Tracker {
         // window's second half: in a crossfade the outgoing track may still
         // outscore the incoming one over the window, not where it fades
         // out; another edition of the playing track is outscored there too.
-        let playing = |track: TrackId| self.active.iter().any(|a| a.play.track == track);
         let newcomer = (id.candidates.iter())
-            .find(|c| !playing(c.track))
+            .find(|c| !self.playing(c.track))
             .filter(|c| matcher.options().accepts(c, rival(c.track)))
             .and_then(|c| match id.best {
                 Some(m) if m.candidate.track == c.track => Some(m.candidate),
@@ -427,6 +426,11 @@ impl Tracker {
         events
     }
 
+    /// Whether a play of `track` is under way.
+    fn playing(&self, track: TrackId) -> bool {
+        self.active.iter().any(|a| a.play.track == track)
+    }
+
     /// Whether `c` passes the accept rule against the plays under way in
     /// the second half of `window`, each where it expects its track or
     /// where the window's `candidates` found it.
@@ -441,7 +445,7 @@ impl Tracker {
         let half = frames / 2;
         let late = Fingerprint::between(&window.fingerprint.peaks, [], half, frames);
         let found = (candidates.iter())
-            .filter(|o| self.active.iter().any(|a| a.play.track == o.track))
+            .filter(|o| self.playing(o.track))
             .map(|o| (o.track, o.alignment().shifted(half as f64)));
         let expected =
             (self.active.iter()).map(|a| (a.play.track, a.play.alignment(window.start + half)));
