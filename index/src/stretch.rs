@@ -164,10 +164,11 @@ impl Bands {
     }
 }
 
-/// A query's peaks with an index by frame.
+/// A query's peaks with an index by frame: the pitch of each, in semitones
+/// above bin 1, ascending within its frame.
 #[derive(Debug, Default)]
 pub struct QueryPeaks {
-    peaks: Vec<Peak>,
+    semitones: Vec<f64>,
     /// Index of the first peak of each frame, then the total.
     starts: Vec<u32>,
 }
@@ -175,24 +176,40 @@ pub struct QueryPeaks {
 impl QueryPeaks {
     /// Indexes peaks sorted by frame.
     pub fn build(&mut self, peaks: &[Peak], frames: usize) {
-        self.peaks.clear();
-        self.peaks.extend_from_slice(peaks);
+        self.semitones.clear();
         self.starts.clear();
         let mut i = 0;
         for frame in 0..=frames {
-            while i < peaks.len() && (peaks[i].frame as usize) < frame {
+            self.starts.push(i as u32);
+            let first = i;
+            while i < peaks.len() && peaks[i].frame as usize <= frame {
+                self.semitones.push(semitones(peaks[i].bin));
                 i += 1;
             }
-            self.starts.push(i as u32);
+            self.semitones[first..i].sort_unstable_by(f64::total_cmp);
         }
+        self.starts.push(i as u32);
     }
 
-    fn in_frame(&self, frame: usize) -> &[Peak] {
-        match (self.starts.get(frame), self.starts.get(frame + 1)) {
-            (Some(&a), Some(&b)) => &self.peaks[a as usize..b as usize],
-            _ => &[],
-        }
+    /// The pitches of the peaks in `frame` within `[low, high]`.
+    fn in_frame(&self, frame: usize, low: f64, high: f64) -> &[f64] {
+        let (Some(&a), Some(&b)) = (self.starts.get(frame), self.starts.get(frame + 1)) else {
+            return &[];
+        };
+        let all = &self.semitones[a as usize..b as usize];
+        let from = all.partition_point(|&s| s < low);
+        let to = all.partition_point(|&s| s <= high);
+        &all[from..to.max(from)]
     }
+
+    fn frames(&self) -> usize {
+        self.starts.len().saturating_sub(2)
+    }
+}
+
+/// The pitch of a bin in semitones above bin 1 (bins below 1 count as 1).
+fn semitones(bin: f32) -> f64 {
+    12.0 * f64::from(bin.max(1.0)).log2()
 }
 
 /// Steps of the pitch histogram, in semitones.
@@ -207,28 +224,21 @@ pub fn estimate_pitch(
     a: Alignment,
     max_semitones: f64,
 ) -> Option<f64> {
-    let frames = query.starts.len().saturating_sub(1);
+    let frames = query.frames();
     let half = (max_semitones / PITCH_STEP).ceil() as i64;
     let mut histogram = vec![0u32; (2 * half + 1) as usize];
-    let mut ratios = Vec::new();
-    // A hair wider than the range, so rounding never drops a pair inside it.
-    let widest = 2f64.powf(max_semitones / 12.0) * 1.0001;
+    let mut steps = Vec::new();
     let end = a.start_frame + a.tempo * frames as f64;
     for p in peaks.range(a.start_frame.max(0.0) as u32, end.max(0.0).ceil() as u32) {
         let q = ((p.frame as f64 - a.start_frame) / a.tempo).round() as i64;
+        let track = semitones(p.bin);
         for frame in (q - 1).max(0)..=(q + 1) {
-            for qp in query.in_frame(frame as usize) {
-                let ratio = qp.bin as f64 / p.bin.max(1.0) as f64;
-                // Most pairs are far apart: skip them before the logarithm.
-                if ratio > widest || ratio * widest < 1.0 {
-                    continue;
-                }
-                let semitones = 12.0 * ratio.log2();
-                if semitones.abs() <= max_semitones {
-                    let k = (semitones / PITCH_STEP).round() as i64 + half;
-                    histogram[k as usize] += 1;
-                    ratios.push(semitones);
-                }
+            let heard =
+                query.in_frame(frame as usize, track - max_semitones, track + max_semitones);
+            for &s in heard {
+                let step = s - track;
+                histogram[((step / PITCH_STEP).round() as i64 + half) as usize] += 1;
+                steps.push(step);
             }
         }
     }
@@ -240,7 +250,7 @@ pub fn estimate_pitch(
         return None;
     }
     let centre = (mode as i64 - half) as f64 * PITCH_STEP;
-    let near: Vec<f64> = ratios
+    let near: Vec<f64> = steps
         .into_iter()
         .filter(|s| (s - centre).abs() <= 1.5 * PITCH_STEP)
         .collect();
