@@ -5,14 +5,18 @@
 //! them into overlapping windows, each rebased to start at frame 0 so that it
 //! can be identified like a clip. A batch scan cuts a window only once every
 //! landmark anchored in it can have been emitted (pairs and triplets look up
-//! to 64 frames ahead); a live monitor cuts it sooner and more often, trading
-//! the landmarks of its last two seconds for a quicker answer. Peaks are kept
+//! to 64 frames ahead); a live monitor cuts it sooner and more often, and
+//! makes the landmarks of its last two seconds again from the peaks heard so
+//! far, each anchor paired with the targets already there. Peaks are kept
 //! longer than windows, so that the tracker can look back to refine where a
 //! play began.
 
 use std::collections::VecDeque;
 
-use earmark_engine::{Fingerprint, Landmark, Peak};
+use earmark_engine::{Fingerprint, FingerprintOptions, Landmark, Landmarker, Peak};
+
+/// Frames past its anchor by which every landmark is made.
+const LANDMARK_REACH: u32 = 64;
 
 /// Window geometry, in STFT frames.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -24,7 +28,8 @@ pub struct WindowOptions {
     /// Frames of peaks kept behind the current window, for looking back.
     pub history: u32,
     /// Frames a window waits past its end for late peaks and landmarks
-    /// (64: all of them).
+    /// (64: all of them; with less, the landmarks anchored near its end are
+    /// made from the peaks that are there).
     pub wait: u32,
 }
 
@@ -74,13 +79,18 @@ pub struct Windows {
     /// Frames analysed so far.
     frames: u32,
     next_start: u32,
+    /// Remakes the landmarks of windows cut before all of theirs are in.
+    landmarker: Option<Landmarker>,
 }
 
 impl Windows {
-    /// Empty windows with the given geometry.
+    /// Empty windows with the given geometry over a stream fingerprinted
+    /// with [`FingerprintOptions::query`].
     pub fn new(options: WindowOptions) -> Self {
         Self {
             options,
+            landmarker: (options.wait < LANDMARK_REACH)
+                .then(|| Landmarker::new(&FingerprintOptions::query())),
             ..Self::default()
         }
     }
@@ -93,7 +103,9 @@ impl Windows {
     /// Adds what the fingerprinter emitted since the last call.
     pub fn push(&mut self, chunk: &Fingerprint) {
         self.peaks.extend(chunk.peaks.iter().copied());
-        self.landmarks.extend(chunk.landmarks.iter().copied());
+        if self.landmarker.is_none() {
+            self.landmarks.extend(chunk.landmarks.iter().copied());
+        }
         self.frames += chunk.frames;
     }
 
@@ -125,7 +137,16 @@ impl Windows {
 
     fn cut(&mut self, length: u32) -> Window {
         let start = self.next_start;
-        let fingerprint = Fingerprint::between(&self.peaks, &self.landmarks, start, start + length);
+        let mut fingerprint =
+            Fingerprint::between(&self.peaks, &self.landmarks, start, start + length);
+        if let Some(landmarker) = &mut self.landmarker {
+            fingerprint.landmarks = remade_landmarks(
+                landmarker,
+                &self.peaks,
+                start..start + length,
+                start + length + self.options.wait,
+            );
+        }
         self.next_start += self.options.hop;
         // Landmarks are only needed for windows still to come; peaks for the
         // history as well. Both arrive in frame order, near enough: anything
@@ -140,6 +161,30 @@ impl Windows {
         }
         Window { start, fingerprint }
     }
+}
+
+/// The landmarks anchored in `anchors`, rebased to its start, made from the
+/// peaks before `heard`: those whose targets are not all there yet pair
+/// with the ones that are.
+fn remade_landmarks(
+    landmarker: &mut Landmarker,
+    peaks: &VecDeque<Peak>,
+    anchors: std::ops::Range<u32>,
+    heard: u32,
+) -> Vec<Landmark> {
+    let mut landmarks = Vec::new();
+    for &p in peaks
+        .iter()
+        .filter(|p| (anchors.start..heard).contains(&p.frame))
+    {
+        landmarker.push(p, &mut landmarks);
+    }
+    landmarker.flush(&mut landmarks);
+    landmarks.retain(|l| anchors.contains(&l.frame));
+    for l in &mut landmarks {
+        l.frame -= anchors.start;
+    }
+    landmarks
 }
 
 #[cfg(test)]
@@ -188,5 +233,48 @@ mod tests {
         assert_eq!(second.fingerprint.frames, 100);
         // The history keeps peaks that windows no longer need.
         assert_eq!(w.peaks_between(0, 10).len(), 10);
+    }
+
+    #[test]
+    fn early_windows_remake_the_landmarks_not_yet_in() {
+        use earmark_engine::fingerprint::HOP_SAMPLES;
+        use earmark_engine::{Fingerprinter, testutil::song};
+        const RATE: u32 = 8_000;
+        let music = song(RATE, 20.0, 3);
+        // A window cut `wait` frames after its end, from what the
+        // fingerprinter has emitted by then.
+        let first = |wait: u32| {
+            let mut fingerprinter =
+                Fingerprinter::try_new(&FingerprintOptions::query(), RATE).expect("fingerprinter");
+            let mut heard = Fingerprint::default();
+            let samples = (218 + wait as usize + 8) * HOP_SAMPLES;
+            fingerprinter.push(&music[..samples], &mut heard);
+            let mut w = Windows::new(WindowOptions {
+                length: 218,
+                hop: 31,
+                history: 1_875,
+                wait,
+            });
+            w.push(&heard);
+            w.next_window().expect("a window").fingerprint.landmarks
+        };
+        let (complete, early) = (first(64), first(16));
+        let tail = |l: &&Landmark| l.frame >= 218 - 48;
+        // Those anchored well inside are made again as they were...
+        let inside = |ls: &[Landmark]| {
+            let mut v: Vec<Landmark> = ls.iter().filter(|l| !tail(l)).copied().collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(inside(&early), inside(&complete));
+        // ...and those near the end, whose targets are not all in, from
+        // the targets that are: more than half of them.
+        let near_end = |ls: &[Landmark]| ls.iter().filter(tail).count();
+        assert!(
+            near_end(&early) * 2 >= near_end(&complete),
+            "{} of {}",
+            near_end(&early),
+            near_end(&complete)
+        );
     }
 }
