@@ -24,8 +24,9 @@ pub struct ListenerOptions {
 impl ListenerOptions {
     /// A live monitor's: windows every second, cut as soon as their peaks
     /// are in, a play announced once the next window confirms it (at once
-    /// on a sure score), and the incoming track of a crossfade taken while
-    /// the outgoing one still leads, so that a new track is named within
+    /// on a sure score), the incoming track of a crossfade taken while the
+    /// outgoing one still leads, and the last 2.5 s of each window
+    /// identified on their own, so that a new track is named within
     /// seconds. A batch scan takes the default:
     /// windows every 3 s, complete, as fast as possible.
     pub fn live() -> Self {
@@ -35,6 +36,7 @@ impl ListenerOptions {
                 confirm_after: 31,
                 sure_score: Some(8.0),
                 early_newcomers: true,
+                fresh_frames: Some(78),
                 ..TrackerOptions::default()
             },
         }

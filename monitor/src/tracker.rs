@@ -86,6 +86,10 @@ pub struct TrackerOptions {
     /// incoming track of a crossfade is named sooner (a live monitor's
     /// concern; a scan searches every play's start back anyway).
     pub early_newcomers: bool,
+    /// When no newcomer is found, the window's last this many frames are
+    /// identified on their own, if set: a track that has just begun fills
+    /// them, where it fills only part of the window.
+    pub fresh_frames: Option<u32>,
 }
 
 impl Default for TrackerOptions {
@@ -99,6 +103,7 @@ impl Default for TrackerOptions {
             confirm_after: 93,
             sure_score: None,
             early_newcomers: false,
+            fresh_frames: None,
         }
     }
 }
@@ -367,8 +372,12 @@ impl Tracker {
                 confirmed[i] = true;
             }
         }
-        if let Some(c) = newcomer {
-            self.begin(matcher, windows, c, span);
+        let newcomer = match newcomer {
+            Some(c) => Some((c, span)),
+            None => self.fresh_newcomer(matcher, window),
+        };
+        if let Some((c, found_in)) = newcomer {
+            self.begin(matcher, windows, c, found_in);
             confirmed.push(true);
         }
         // One window measures tempo roughly (a play found by the pair hashes
@@ -451,10 +460,32 @@ impl Tracker {
             (self.active.iter()).map(|a| (a.play.track, a.play.alignment(window.start + half)));
         let mut heard = vec![(c.track, c.alignment().shifted(half as f64))];
         heard.extend(found.chain(expected));
-        let scores = matcher.check_part(&late, &heard);
-        let playing = scores[1..].iter().copied().fold(0.0f32, f32::max);
-        let options = matcher.options();
-        scores[0] >= options.min_score && scores[0] - playing >= options.min_margin
+        leads(matcher, &late, &heard)
+    }
+
+    /// A match of a track not playing in the last `fresh_frames` of
+    /// `window`, by the accept rule against every other track and against
+    /// the plays under way where they expect their tracks, with the stream
+    /// frames it spans: the query last identified is then that part.
+    fn fresh_newcomer(
+        &self,
+        matcher: &mut Matcher<'_>,
+        window: &Window,
+    ) -> Option<(Candidate, (u32, u32))> {
+        let frames = window.fingerprint.frames;
+        let from = frames.checked_sub(self.options.fresh_frames?)?;
+        let fp = &window.fingerprint;
+        let fresh = Fingerprint::between(&fp.peaks, &fp.landmarks, from, frames);
+        let best = matcher.identify_with(&fresh, true).best?.candidate;
+        if self.playing(best.track) {
+            return None;
+        }
+        let mut heard = vec![(best.track, best.alignment())];
+        heard.extend(
+            (self.active.iter()).map(|a| (a.play.track, a.play.alignment(window.start + from))),
+        );
+        leads(matcher, &fresh, &heard)
+            .then_some((best, (window.start + from, window.start + frames)))
     }
 
     /// Starts a play of a match no play explains, found in the window
@@ -596,6 +627,15 @@ impl Tracker {
         }
         last
     }
+}
+
+/// Whether the first of `heard` (track and alignment) passes the accept
+/// rule against the others over `part`, scored at those alignments.
+fn leads(matcher: &Matcher<'_>, part: &Fingerprint, heard: &[(TrackId, Alignment)]) -> bool {
+    let scores = matcher.check_part(part, heard);
+    let others = scores[1..].iter().copied().fold(0.0f32, f32::max);
+    let options = matcher.options();
+    scores[0] >= options.min_score && scores[0] - others >= options.min_margin
 }
 
 /// Carries a boundary block outward over seconds where no second alone is

@@ -360,3 +360,24 @@ fn another_edition_of_the_track_playing_is_not_a_play_of_its_own() {
     let report = report(&log);
     assert_eq!(track_ids(&report), ["song0"], "{report}");
 }
+
+#[test]
+fn a_track_mixed_in_is_named_within_seconds_of_its_start() {
+    // Song 1 crossfades into song 0 at 30 s: the monitor names it from the
+    // last seconds heard (5.4 s after it began when only whole windows
+    // were identified, 4.4 s since).
+    let fx = Fixture::songs(2, 60.0);
+    fx.index();
+    let show = mix(&[part(&fx, 0, 0.0, 32.0), part(&fx, 1, 10.0, 30.0)], 2.0);
+    let wav = fx.dir.path().join("show.wav");
+    write_wav(&wav, RATE, 1, &show).expect("write");
+    let log = fx.dir.path().join("show.jsonl");
+    fx.monitor(&log, &wav, &[]);
+    let text = std::fs::read_to_string(&log).expect("log");
+    let started = (text.lines())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "play_started" && e["title"] == "song1")
+        .expect("song 1 named");
+    let delay = started["announced_s"].as_f64().expect("announced") - 30.0;
+    assert!(delay <= 5.0, "song 1 named {delay:.1} s after it began");
+}
