@@ -10,6 +10,8 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use symphonia::core::audio::conv::FromSample;
+use symphonia::core::audio::sample::Sample;
 use symphonia::core::audio::{Audio, AudioBuffer, GenericAudioBufferRef};
 use symphonia::core::codecs::CodecParameters;
 use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
@@ -184,15 +186,26 @@ impl AudioFile {
                     if buffer.spec().rate() != self.rate_hz {
                         return Err(self.corrupt("the sample rate changes inside the stream"));
                     }
+                    // The common formats (float from Vorbis, MP3, AAC and
+                    // Opus; integer from WAV and FLAC): average the planes
+                    // directly instead of interleaving first.
+                    let mono = &mut self.mono;
                     match buffer {
-                        // The common case (Vorbis, MP3, AAC, Opus): average the
-                        // planes directly instead of interleaving first.
                         GenericAudioBufferRef::F32(planar) => {
-                            downmix_planes(planar, channels, &mut self.mono);
+                            downmix_planes(planar, channels, mono)
+                        }
+                        GenericAudioBufferRef::S16(planar) => {
+                            downmix_planes(planar, channels, mono)
+                        }
+                        GenericAudioBufferRef::S24(planar) => {
+                            downmix_planes(planar, channels, mono)
+                        }
+                        GenericAudioBufferRef::S32(planar) => {
+                            downmix_planes(planar, channels, mono)
                         }
                         other => {
                             other.copy_to_vec_interleaved(&mut self.interleaved);
-                            downmix(&self.interleaved, channels, &mut self.mono);
+                            downmix(&self.interleaved, channels, mono);
                         }
                     }
                     self.decoded_any = true;
@@ -300,12 +313,17 @@ fn classify(path: &Path, error: SymError, context: &str) -> Error {
     }
 }
 
-/// Averages the planes of a float buffer into `mono`, as [`downmix`] does.
-fn downmix_planes(buffer: &AudioBuffer<f32>, channels: usize, mono: &mut Vec<f32>) {
+/// Averages the planes of a buffer into `mono`, each sample converted to
+/// float as symphonia converts it, as [`downmix`] does.
+fn downmix_planes<S: Sample>(buffer: &AudioBuffer<S>, channels: usize, mono: &mut Vec<f32>)
+where
+    f32: FromSample<S>,
+{
     mono.clear();
     mono.resize(buffer.frames(), 0.0);
     for plane in (0..channels).filter_map(|c| buffer.plane(c)) {
         for (m, &s) in mono.iter_mut().zip(plane) {
+            let s = f32::from_sample(s);
             if s.is_finite() {
                 *m += s;
             }
@@ -350,6 +368,45 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.starts_with("notes.txt:")));
+    }
+
+    /// A stereo WAV of `bits`-bit integers, left `left[i]` and right the
+    /// negated half of it, in full-scale units.
+    fn stereo_wav(bits: u16, left: &[i32]) -> Vec<u8> {
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 8_000,
+            bits_per_sample: bits,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        let mut writer = hound::WavWriter::new(&mut bytes, spec).expect("writer");
+        for &l in left {
+            writer.write_sample(l).expect("left");
+            writer.write_sample(-l / 2).expect("right");
+        }
+        writer.finalize().expect("finalize");
+        bytes.into_inner()
+    }
+
+    #[test]
+    fn integer_pcm_is_averaged_at_full_scale() {
+        for (bits, full) in [(16u16, 32_768.0f32), (24, 8_388_608.0)] {
+            let left: Vec<i32> = [0.5f32, -0.25, 0.125, 1.0 - 1.0 / full]
+                .iter()
+                .map(|&x| (x * full) as i32)
+                .collect();
+            let mut file = AudioFile::from_bytes("pcm.wav", stereo_wav(bits, &left)).expect("open");
+            let mut mono = Vec::new();
+            while let Some(chunk) = file.next_mono().expect("decode") {
+                mono.extend_from_slice(chunk);
+            }
+            let want: Vec<f32> = left
+                .iter()
+                .map(|&l| (l as f32 / full + (-l / 2) as f32 / full) / 2.0)
+                .collect();
+            assert_eq!(mono, want, "{bits}-bit");
+        }
     }
 
     #[test]

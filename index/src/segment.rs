@@ -766,21 +766,10 @@ impl Segment {
         let want = hash as u64 & ((1u64 << shift) - 1);
         let payload = layout.payload();
         let rest = |i| (self.entry(i, width) & mask) >> payload;
-        // Entries are sorted within the bucket, which holds a few hashes.
-        let (mut lo, mut hi) = (start, end);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if rest(mid) < want {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        let mut last = lo;
-        while last < end && rest(last) == want {
-            last += 1;
-        }
-        (lo, last)
+        // Entries are sorted within the bucket: the hash's run lies between
+        // the first entry not below it and the first entry above it.
+        let first = partition_point(start, end, |i| rest(i) < want);
+        (first, partition_point(first, end, |i| rest(i) <= want))
     }
 
     /// Calls `hit` with the track and frame of the postings in `range` (from
@@ -801,6 +790,20 @@ impl Segment {
     pub fn lookup(&self, hash: u32, hit: impl FnMut(TrackId, u32)) {
         self.read(self.range(hash), hit);
     }
+}
+
+/// The first index in `lo..hi` where `below` is false, `below` being true on a
+/// prefix of the range.
+fn partition_point(mut lo: u64, mut hi: u64, below: impl Fn(u64) -> bool) -> u64 {
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if below(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 #[cfg(test)]
