@@ -12,7 +12,7 @@
 
 use earmark_engine::Peak;
 
-use crate::constellation::PeakList;
+use crate::constellation::{PeakList, StoredPeak};
 
 /// How a query lines up with a track.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -107,12 +107,25 @@ impl PeakMask {
     /// How many track peaks fall inside the query under `a`, and how many of
     /// those hit the mask.
     pub fn overlap(&self, peaks: &PeakList<'_>, a: Alignment) -> Overlap {
+        let (from, to) = self.span(a);
+        self.count(peaks.range(from, to), a)
+    }
+
+    /// The track frames `from..to` that can fall inside the query under `a`.
+    fn span(&self, a: Alignment) -> (u32, u32) {
         let end = a.start_frame + a.tempo * self.frames as f64;
+        (
+            a.start_frame.max(0.0).floor() as u32,
+            end.max(0.0).ceil() as u32,
+        )
+    }
+
+    /// [`PeakMask::overlap`] over the track peaks of its span.
+    fn count(&self, peaks: impl Iterator<Item = StoredPeak>, a: Alignment) -> Overlap {
         let mut o = Overlap::default();
         let per_ref_frame = 1.0 / a.tempo;
         let pitch = a.pitch as f32;
-        let first = a.start_frame.max(0.0).floor() as u32;
-        for p in peaks.range(first, end.max(0.0).ceil() as u32) {
+        for p in peaks {
             // Adding 0.5 and truncating rounds; negatives are rejected first.
             let q = (p.frame as f64 - a.start_frame) * per_ref_frame + 0.5;
             if q < 0.0 || q >= self.frames as f64 {
@@ -129,10 +142,40 @@ impl PeakMask {
     /// Scores `a`: matched peaks above the count expected from wrong
     /// alignments, in standard errors (0 when nothing can be compared).
     pub fn score(&self, peaks: &PeakList<'_>, a: Alignment) -> (Overlap, f32) {
-        let here = self.overlap(peaks, a);
+        self.score_in(&self.decode(peaks, &[a]), a)
+    }
+
+    /// The track's peaks that [`PeakMask::score_in`] and
+    /// [`PeakMask::overlap_in`] compare under any alignment between the
+    /// first and the last of `alignments` (which differ in start or tempo
+    /// about a common pivot), decoded once: the spans overlap.
+    pub fn decode(&self, peaks: &PeakList<'_>, alignments: &[Alignment]) -> TrackPeaks {
+        let (mut from, mut to) = (u32::MAX, 0);
+        for &a in alignments {
+            let shifted = BACKGROUND_SHIFTS.map(|shift| a.shifted(shift as f64));
+            for b in std::iter::once(a).chain(shifted) {
+                let (lo, hi) = self.span(b);
+                (from, to) = (from.min(lo), to.max(hi));
+            }
+        }
+        TrackPeaks {
+            from,
+            to,
+            peaks: peaks.range(from, to).collect(),
+        }
+    }
+
+    /// [`PeakMask::overlap`] over decoded peaks.
+    pub fn overlap_in(&self, peaks: &TrackPeaks, a: Alignment) -> Overlap {
+        self.count(peaks.within(self.span(a)), a)
+    }
+
+    /// [`PeakMask::score`] over decoded peaks.
+    pub fn score_in(&self, peaks: &TrackPeaks, a: Alignment) -> (Overlap, f32) {
+        let here = self.overlap_in(peaks, a);
         let (mut n, mut matched) = (0u64, 0u64);
         for &shift in &BACKGROUND_SHIFTS {
-            let o = self.overlap(peaks, a.shifted(shift as f64));
+            let o = self.overlap_in(peaks, a.shifted(shift as f64));
             n += o.peaks as u64;
             matched += o.matched as u64;
         }
@@ -146,6 +189,24 @@ impl PeakMask {
             here,
             ((here.matched as f64 - expected) / variance.sqrt()) as f32,
         )
+    }
+}
+
+/// A track's stored peaks over a span of frames (see [`PeakMask::decode`]).
+#[derive(Debug, Clone, Default)]
+pub struct TrackPeaks {
+    from: u32,
+    to: u32,
+    peaks: Vec<StoredPeak>,
+}
+
+impl TrackPeaks {
+    /// The peaks with `from <= frame < to`, which must lie in the span.
+    fn within(&self, (from, to): (u32, u32)) -> impl Iterator<Item = StoredPeak> + '_ {
+        debug_assert!(from >= to || (self.from <= from && to <= self.to));
+        let first = self.peaks.partition_point(|p| p.frame < from);
+        let end = self.peaks.partition_point(|p| p.frame < to).max(first);
+        self.peaks[first..end].iter().copied()
     }
 }
 

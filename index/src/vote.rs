@@ -516,21 +516,25 @@ impl<'c> Matcher<'c> {
         // A tempo away from the candidate's must win clearly (5% more peaks,
         // and 2): on an unchanged clip chance must not tilt the tempo and
         // with it the offset. The last, fine step takes the plain maximum.
+        let steps = (reach / 0.005).ceil() as i32;
+        // The coarse search reaches `steps` steps of 0.5% either way, the fine
+        // one five steps of 0.1% beyond: less than two more coarse steps.
+        let reach = |sign: f64| c.tempo as f64 * (1.0 + sign * 0.005 * (steps + 2) as f64);
+        let peaks = self.mask.decode(&peaks, &[at(reach(-1.0)), at(reach(1.0))]);
         let search = |centre: f64, step: f64, n: i32, margin: f64| {
-            let here = self.mask.overlap(&peaks, at(centre)).matched as f64;
+            let here = self.mask.overlap_in(&peaks, at(centre)).matched as f64;
             let mut best = (centre, here);
             for k in (1..=n).flat_map(|k| [k, -k]) {
                 let tempo = centre * (1.0 + k as f64 * step);
-                let matched = self.mask.overlap(&peaks, at(tempo)).matched as f64;
+                let matched = self.mask.overlap_in(&peaks, at(tempo)).matched as f64;
                 if matched > best.1 && matched > here * (1.0 + margin) + 2.0 * margin.signum() {
                     best = (tempo, matched);
                 }
             }
             best.0
         };
-        let steps = (reach / 0.005).ceil() as i32;
         let tempo = search(search(c.tempo as f64, 0.005, steps, 0.05), 0.001, 5, 0.0);
-        let (overlap, score) = self.mask.score(&peaks, at(tempo));
+        let (overlap, score) = self.mask.score_in(&peaks, at(tempo));
         if overlap.matched < c.matched || score < c.score {
             return c;
         }
@@ -626,21 +630,23 @@ impl<'c> Matcher<'c> {
         // noise does not tilt an unchanged clip and shift its offset.
         let mut tempos = self.options.tempos.clone();
         tempos.sort_by(|a, b| a.ln().abs().total_cmp(&b.ln().abs()));
+        let at = |tempo: f64| Alignment {
+            start_frame: voted.ref_anchor - tempo * voted.query_anchor,
+            tempo,
+            pitch: 1.0,
+        };
+        let extremes = [f32::min, f32::max].map(|f| tempos.iter().copied().fold(1.0, f));
+        let peaks = self.mask.decode(&peaks, &extremes.map(|t| at(t as f64)));
         let mut best: Option<(Alignment, u32)> = None;
         for tempo in tempos {
-            let tempo = tempo as f64;
-            let a = Alignment {
-                start_frame: voted.ref_anchor - tempo * voted.query_anchor,
-                tempo,
-                pitch: 1.0,
-            };
-            let matched = self.mask.overlap(&peaks, a).matched;
+            let a = at(tempo as f64);
+            let matched = self.mask.overlap_in(&peaks, a).matched;
             if best.is_none_or(|(_, m)| matched as f64 > m as f64 * 1.05 + 2.0) {
                 best = Some((a, matched));
             }
         }
         let a = best.map_or(plain, |b| b.0);
-        let (overlap, score) = self.mask.score(&peaks, a);
+        let (overlap, score) = self.mask.score_in(&peaks, a);
         candidate(
             voted.track,
             voted.votes,
