@@ -14,7 +14,7 @@ use earmark_index::{Catalog, MatchOptions, Matcher};
 
 use crate::Outcome;
 use crate::cli::EvalArgs;
-use crate::identify::{decode_clip, identify_clip};
+use crate::identify::{QueryFingerprinter, decode_clip, identify_clip};
 
 /// A row of `ground_truth.csv` (the columns eval needs).
 #[derive(Debug, Clone, Deserialize)]
@@ -165,8 +165,15 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Outcome> {
     let outcomes: Vec<Outcome1> = rows
         .par_iter()
         .map_init(
-            || Matcher::new(&catalog, options.clone()),
-            |matcher, (path, truth)| run_one(&catalog, matcher, path, truth),
+            || {
+                (
+                    Matcher::new(&catalog, options.clone()),
+                    QueryFingerprinter::default(),
+                )
+            },
+            |(matcher, fingerprinter), (path, truth)| {
+                run_one(&catalog, matcher, fingerprinter, path, truth)
+            },
         )
         .collect();
     if let Some(path) = &args.details {
@@ -176,7 +183,13 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-fn run_one(catalog: &Catalog, matcher: &mut Matcher<'_>, path: &Path, truth: &Truth) -> Outcome1 {
+fn run_one(
+    catalog: &Catalog,
+    matcher: &mut Matcher<'_>,
+    fingerprinter: &mut QueryFingerprinter,
+    path: &Path,
+    truth: &Truth,
+) -> Outcome1 {
     let mut out = Outcome1 {
         truth: truth.clone(),
         answer: None,
@@ -198,7 +211,7 @@ fn run_one(catalog: &Catalog, matcher: &mut Matcher<'_>, path: &Path, truth: &Tr
         }
     };
     let started = Instant::now();
-    let result = identify_clip(matcher, &clip);
+    let result = identify_clip(matcher, fingerprinter, &clip);
     out.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
     let external = |t| catalog.tracks().get(t).map(|t| t.meta.external_id.clone());
     match result {

@@ -18,7 +18,7 @@ use earmark_monitor::{LIKELY_SAME_WORK, UnidentifiedRecord, work_beat_chroma};
 
 use crate::Outcome;
 use crate::cli::{EvalCoversArgs, UnknownsArgs};
-use crate::identify::{query_fingerprint, read_clip, round};
+use crate::identify::{QueryFingerprinter, read_clip, round};
 use crate::report::Show;
 
 /// A cover's embedding and beat chroma, of the whole file or of
@@ -361,9 +361,10 @@ fn fingerprint_groups(unknowns: &[Unknown]) -> anyhow::Result<Vec<Vec<usize>>> {
             r
         }
         let mut matcher = Matcher::new(catalog, options.clone());
+        let mut fingerprinter = QueryFingerprinter::default();
         for (i, clip) in clips.iter().enumerate() {
             let Ok(clip) = clip else { continue };
-            let candidates = matcher.all_candidates(&query_fingerprint(clip)?);
+            let candidates = matcher.all_candidates(&fingerprinter.fingerprint(clip)?);
             // No runner-up margin applies here (a passage's best match is
             // itself), so a link needs twice a catalog match's score.
             let linked = candidates

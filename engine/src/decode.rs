@@ -90,7 +90,7 @@ impl AudioFile {
     ///
     /// # Errors
     /// As [`AudioFile::open`].
-    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Self> {
+    pub fn from_bytes(name: &str, bytes: impl AsRef<[u8]> + Send + Sync + 'static) -> Result<Self> {
         Self::from_source(
             PathBuf::from(name),
             Box::new(Cursor::new(bytes)),
@@ -319,19 +319,26 @@ fn downmix_planes<S: Sample>(buffer: &AudioBuffer<S>, channels: usize, mono: &mu
 where
     f32: FromSample<S>,
 {
+    let finite = |s: S| {
+        let s = f32::from_sample(s);
+        if s.is_finite() { s } else { 0.0 }
+    };
     mono.clear();
-    mono.resize(buffer.frames(), 0.0);
-    for plane in (0..channels).filter_map(|c| buffer.plane(c)) {
+    let mut planes = (0..channels).filter_map(|c| buffer.plane(c));
+    match planes.next() {
+        Some(first) => mono.extend(first.iter().map(|&s| finite(s))),
+        None => mono.resize(buffer.frames(), 0.0),
+    }
+    for plane in planes {
         for (m, &s) in mono.iter_mut().zip(plane) {
-            let s = f32::from_sample(s);
-            if s.is_finite() {
-                *m += s;
-            }
+            *m += finite(s);
         }
     }
-    let scale = 1.0 / channels as f32;
-    for m in mono.iter_mut() {
-        *m = if m.is_finite() { *m * scale } else { 0.0 };
+    if channels > 1 {
+        let scale = 1.0 / channels as f32;
+        for m in mono.iter_mut() {
+            *m = if m.is_finite() { *m * scale } else { 0.0 };
+        }
     }
 }
 

@@ -265,11 +265,11 @@ impl PeakPicker {
             if p.frame > upto {
                 break;
             }
-            let rank = self
-                .ranking
-                .iter()
-                .filter(|q| q.frame.abs_diff(p.frame) <= w && outranks(q, &p))
-                .count() as u32;
+            // Counted without branches: which peaks outrank which is
+            // unpredictable.
+            let rank = (self.ranking.iter())
+                .map(|q| u32::from((q.frame.abs_diff(p.frame) <= w) & outranks(q, &p)))
+                .sum();
             if self.options.max_rank.is_none_or(|m| rank < m) {
                 out(Peak { rank, ..p });
             }
@@ -288,8 +288,8 @@ impl PeakPicker {
 
 /// Whether `a` outranks `b`: stronger, ties broken by frame then bin.
 fn outranks(a: &Peak, b: &Peak) -> bool {
-    a.strength > b.strength
-        || (a.strength == b.strength && (a.frame, a.bin.to_bits()) < (b.frame, b.bin.to_bits()))
+    (a.strength > b.strength)
+        | ((a.strength == b.strength) & ((a.frame, a.bin.to_bits()) < (b.frame, b.bin.to_bits())))
 }
 
 fn strongest_first(peaks: &mut [Peak]) {

@@ -27,7 +27,7 @@ use super::plays::valid_event_id;
 use crate::cli::ReportFormat;
 use crate::cluster::gateway::{ClusterError, Gateway};
 use crate::cluster::{TrackQuery, TrackUpload};
-use crate::identify::{match_json, matched_json, query_fingerprint, read_clip, round};
+use crate::identify::{QueryFingerprinter, match_json, matched_json, read_clip, round};
 use crate::ingest::prepare_audio;
 use crate::keys::{ApiKey, Role};
 use crate::report::{CueSheet, Licensing, parse_time};
@@ -211,7 +211,7 @@ async fn identify_inner(
 /// decoded, 413 when it is longer than `max_s` seconds.
 fn clip_query(name: &str, audio: &Bytes, max_s: f64) -> ApiResult<Fingerprint> {
     let bad = |e: earmark_engine::Error| ApiError::bad_audio(e.to_string());
-    let mut file = AudioFile::from_bytes(name, audio.to_vec()).map_err(bad)?;
+    let mut file = AudioFile::from_bytes(name, audio.clone()).map_err(bad)?;
     let clip = read_clip(&mut file, max_s + 0.5).map_err(bad)?;
     if clip.duration_s() > max_s {
         return Err(ApiError::new(
@@ -220,7 +220,13 @@ fn clip_query(name: &str, audio: &Bytes, max_s: f64) -> ApiResult<Fingerprint> {
             format!("clips are limited to {max_s} s"),
         ));
     }
-    query_fingerprint(&clip).map_err(bad)
+    thread_local! {
+        // Requests run on the blocking pool's long-lived threads.
+        static FINGERPRINTER: std::cell::RefCell<QueryFingerprinter> = Default::default();
+    }
+    FINGERPRINTER
+        .with_borrow_mut(|f| f.fingerprint(&clip))
+        .map_err(bad)
 }
 
 /// A cluster's failure as an answer: 503 when shards are missing.
@@ -508,7 +514,7 @@ pub(crate) fn add_recording(
     meta: TrackMeta,
     hash: String,
 ) -> ApiResult<String> {
-    let mut file = AudioFile::from_bytes(name, audio.to_vec())
+    let mut file = AudioFile::from_bytes(name, audio.clone())
         .map_err(|e| ApiError::bad_audio(e.to_string()))?;
     let extension = std::path::Path::new(name)
         .extension()
