@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -275,22 +276,34 @@ impl Catalog {
         &self.manifest.fingerprint
     }
 
-    /// Appends where the postings of `hash` are, one [`Run`] per segment
-    /// that has some; returns how many there are.
-    pub fn find(&self, hash: u32, runs: &mut Vec<Run>) -> u64 {
-        let mut count = 0;
-        for (segment, s) in self.segments.iter().enumerate() {
-            let (start, end) = s.range(hash);
-            if end > start {
-                runs.push(Run {
-                    segment: segment as u32,
-                    start,
-                    end,
-                });
-                count += end - start;
-            }
+    /// Finds where the postings of each of `hashes` are: appends to `runs`
+    /// one [`Run`] per segment that has some, a hash's runs together, and to
+    /// `found` each hash's postings count and the range of its runs.
+    pub fn find(&self, hashes: &[u32], runs: &mut Vec<Run>, found: &mut Vec<(u64, Range<usize>)>) {
+        let n = hashes.len();
+        if n == 0 {
+            return;
         }
-        count
+        // Segment by segment, so that each searches many hashes side by side.
+        let mut ranges = Vec::with_capacity(n * self.segments.len());
+        for s in &self.segments {
+            s.ranges(hashes, &mut ranges);
+        }
+        for i in 0..n {
+            let first = runs.len();
+            let mut count = 0;
+            for (segment, (start, end)) in ranges.iter().skip(i).step_by(n).copied().enumerate() {
+                if end > start {
+                    runs.push(Run {
+                        segment: segment as u32,
+                        start,
+                        end,
+                    });
+                    count += end - start;
+                }
+            }
+            found.push((count, first..runs.len()));
+        }
     }
 
     /// Calls `hit` with the track and frame of every posting of a run.
@@ -932,7 +945,7 @@ mod tests {
 
     fn hits(catalog: &Catalog, hash: u32) -> Vec<(TrackId, u32)> {
         let mut runs = Vec::new();
-        catalog.find(hash, &mut runs);
+        catalog.find(&[hash], &mut runs, &mut Vec::new());
         let mut out = Vec::new();
         for run in &runs {
             catalog.read(run, |t, f| out.push((t, f)));

@@ -752,24 +752,55 @@ impl Segment {
 
     /// The postings of `hash`, as a range of entries.
     pub fn range(&self, hash: u32) -> (u64, u64) {
+        let mut found = [(0, 0)];
+        self.search(&[hash], &mut found);
+        found[0]
+    }
+
+    /// [`Segment::range`] of each of `hashes`, appended to `out`.
+    pub fn ranges(&self, hashes: &[u32], out: &mut Vec<(u64, u64)>) {
+        for chunk in hashes.chunks(SIDE_BY_SIDE) {
+            let mut found = [(0, 0); SIDE_BY_SIDE];
+            self.search(chunk, &mut found);
+            out.extend_from_slice(&found[..chunk.len()]);
+        }
+    }
+
+    /// Finds the ranges of up to [`SIDE_BY_SIDE`] hashes (the rest are
+    /// ignored), searching them side by side and without branches on what
+    /// is read: the reads of different hashes then wait for memory together
+    /// instead of one after another, and a query's thousands of lookups are
+    /// bound by those waits.
+    fn search(&self, hashes: &[u32], found: &mut [(u64, u64)]) {
         let layout = self.layout;
-        if layout.hash_bits < 32 && hash >> layout.hash_bits != 0 {
-            return (0, 0);
-        }
         let shift = layout.rest_bits();
-        let (start, end) = self.bucket((hash >> shift) as usize);
-        if shift == 0 {
-            return (start, end);
+        let n = hashes.len().min(SIDE_BY_SIDE).min(found.len());
+        let mut lo = [0u64; SIDE_BY_SIDE];
+        let mut hi = [0u64; SIDE_BY_SIDE];
+        let mut want = [0u64; SIDE_BY_SIDE];
+        for (k, &hash) in hashes.iter().take(n).enumerate() {
+            if layout.hash_bits >= 32 || hash >> layout.hash_bits == 0 {
+                (lo[k], hi[k]) = self.bucket((hash >> shift) as usize);
+            }
+            want[k] = hash as u64 & ((1u64 << shift) - 1);
         }
-        let width = layout.width() as u64;
-        let mask = (1u64 << width) - 1;
-        let want = hash as u64 & ((1u64 << shift) - 1);
-        let payload = layout.payload();
-        let rest = |i| (self.entry(i, width) & mask) >> payload;
-        // Entries are sorted within the bucket: the hash's run lies between
-        // the first entry not below it and the first entry above it.
-        let first = partition_point(start, end, |i| rest(i) < want);
-        (first, partition_point(first, end, |i| rest(i) <= want))
+        if shift > 0 {
+            let width = layout.width() as u64;
+            let mask = (1u64 << width) - 1;
+            let payload = layout.payload();
+            let rest = |i| (self.entry(i, width) & mask) >> payload;
+            // Entries are sorted within a bucket: a hash's run lies between
+            // the first entry not below it and the first entry above it.
+            let mut end = hi;
+            partition_points(&mut lo[..n], &mut hi[..n], |k, i| rest(i) < want[k]);
+            let first = lo;
+            partition_points(&mut lo[..n], &mut end[..n], |k, i| rest(i) <= want[k]);
+            hi = lo;
+            lo = first;
+        }
+        for (k, f) in found.iter_mut().take(n).enumerate() {
+            *f = (lo[k], hi[k]);
+        }
     }
 
     /// Calls `hit` with the track and frame of the postings in `range` (from
@@ -792,18 +823,25 @@ impl Segment {
     }
 }
 
-/// The first index in `lo..hi` where `below` is false, `below` being true on a
-/// prefix of the range.
-fn partition_point(mut lo: u64, mut hi: u64, below: impl Fn(u64) -> bool) -> u64 {
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if below(mid) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
+/// How many lookups [`Segment::ranges`] searches side by side.
+const SIDE_BY_SIDE: usize = 16;
+
+/// Binary searches side by side, each step of all of them before the next
+/// and without a branch on `below`: each `lo[k]..hi[k]` narrows to the
+/// first index where `below(k, index)` is false, `below(k, _)` being true
+/// on a prefix of it.
+fn partition_points(lo: &mut [u64], hi: &mut [u64], below: impl Fn(usize, u64) -> bool) {
+    while lo.iter().zip(hi.iter()).any(|(lo, hi)| lo < hi) {
+        for (k, (lo, hi)) in lo.iter_mut().zip(hi.iter_mut()).enumerate() {
+            let open = *lo < *hi;
+            let mid = *lo + (*hi - *lo) / 2;
+            // A closed search reads at its end, which is harmless.
+            let right = below(k, mid) & open;
+            let left = !right & open;
+            *lo = if right { mid + 1 } else { *lo };
+            *hi = if left { mid } else { *hi };
         }
     }
-    lo
 }
 
 #[cfg(test)]
@@ -853,6 +891,36 @@ mod tests {
                 let expected: Vec<(TrackId, u32)> = postings
                     .iter()
                     .filter(|q| q.hash == p.hash)
+                    .map(|q| (q.track, q.frame))
+                    .collect();
+                prop_assert_eq!(hits, expected);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn hashes_searched_side_by_side_find_their_own_postings(
+            raw in proptest::collection::vec((0u32..1 << 12, 0u32..20, 0u32..1_000), 1..3_000),
+            asked in proptest::collection::vec(0u32..(1 << 12) + 8, 0..100),
+        ) {
+            let mut postings: Vec<Posting> = raw
+                .iter()
+                .map(|&(hash, track, frame)| Posting { hash: hash << 12, track: TrackId(track), frame })
+                .collect();
+            let (_dir, segment) = write_and_open(&mut postings);
+            // Beyond 2^24 the hashes are out of the segment's range.
+            let asked: Vec<u32> = asked.iter().map(|h| h << 12).collect();
+            let mut ranges = Vec::new();
+            segment.ranges(&asked, &mut ranges);
+            prop_assert_eq!(ranges.len(), asked.len());
+            for (&hash, &range) in asked.iter().zip(&ranges) {
+                let mut hits = Vec::new();
+                segment.read(range, |t, f| hits.push((t, f)));
+                let expected: Vec<(TrackId, u32)> = postings
+                    .iter()
+                    .filter(|q| q.hash == hash)
                     .map(|q| (q.track, q.frame))
                     .collect();
                 prop_assert_eq!(hits, expected);

@@ -248,6 +248,8 @@ pub struct Matcher<'c> {
     /// runs are in `runs`.
     chosen: Vec<(u64, Landmark, std::ops::Range<usize>)>,
     runs: Vec<Run>,
+    /// Postings count and runs of each distinct hash looked up.
+    found: Vec<(u64, std::ops::Range<usize>)>,
     /// Longest postings list looked up.
     postings_limit: u64,
     /// The rank and content key of each track the last stretch path chose.
@@ -292,6 +294,7 @@ impl<'c> Matcher<'c> {
             postings_limit: (options.max_postings_per_hash as u64).max(relative as u64),
             chosen: Vec::new(),
             runs: Vec::new(),
+            found: Vec::new(),
             catalog,
             options,
             votes: Vec::new(),
@@ -580,24 +583,21 @@ impl<'c> Matcher<'c> {
     fn choose(&mut self, triplets: bool) {
         self.chosen.clear();
         self.runs.clear();
+        self.found.clear();
         // The query is sorted by hash: a hash heard at several frames is
         // found once.
-        let mut last: Option<(u32, u64, std::ops::Range<usize>)> = None;
-        for &l in &self.query {
-            if (l.hash & TRIPLET != 0) != triplets {
-                continue;
-            }
-            let (n, runs) = match &last {
-                Some((hash, n, runs)) if *hash == l.hash => (*n, runs.clone()),
-                _ => {
-                    let first = self.runs.len();
-                    let n = self.catalog.find(l.hash, &mut self.runs);
-                    last = Some((l.hash, n, first..self.runs.len()));
-                    (n, first..self.runs.len())
-                }
+        let wanted = |l: &&Landmark| (l.hash & TRIPLET != 0) == triplets;
+        let mut hashes: Vec<u32> = self.query.iter().filter(wanted).map(|l| l.hash).collect();
+        hashes.dedup();
+        self.catalog.find(&hashes, &mut self.runs, &mut self.found);
+        let mut found = hashes.iter().zip(&self.found).peekable();
+        for &l in self.query.iter().filter(wanted) {
+            while found.next_if(|&(&hash, _)| hash != l.hash).is_some() {}
+            let Some(&(_, (n, runs))) = found.peek() else {
+                break;
             };
-            if n > 0 && n <= self.postings_limit {
-                self.chosen.push((n, l, runs));
+            if *n > 0 && *n <= self.postings_limit {
+                self.chosen.push((*n, l, runs.clone()));
             }
         }
         self.chosen.sort_unstable_by_key(|c| c.0);
