@@ -66,6 +66,9 @@ pub struct MatchOptions {
     pub min_score: f32,
     /// Smallest score the quick look accepts (see [`Matcher::quick_candidates`]).
     pub quick_min_score: f32,
+    /// Below this best score of the quick look, a query is taken to be
+    /// shifted in pitch or speed (see [`MatchOptions::stretch_first`]).
+    pub unshifted_score: f32,
     /// Fewest reference peaks that must be found again.
     pub min_matched: u32,
     /// The best track's score must exceed the best other track's by this.
@@ -90,6 +93,7 @@ impl Default for MatchOptions {
             max_pitch_semitones: 2.6,
             min_score: 6.0,
             quick_min_score: 12.0,
+            unshifted_score: 6.0,
             min_matched: 8,
             min_margin: 4.0,
         }
@@ -147,6 +151,15 @@ impl MatchOptions {
     /// on strong evidence, a score of at least `quick_min_score`.
     pub fn answers_quickly(&self, best: &Match) -> bool {
         best.candidate.score >= self.quick_min_score
+    }
+
+    /// Whether the stretch path goes before the full pair path, given the
+    /// quick look's candidates: when they hold nothing like the query at its
+    /// own pitch and speed, the query is most likely shifted, and a strong
+    /// answer of the stretch path (see [`MatchOptions::answers_quickly`])
+    /// spares the pair path's dense lookups, which could not find it.
+    pub fn stretch_first<'a>(&self, quick: impl IntoIterator<Item = &'a Candidate>) -> bool {
+        quick.into_iter().all(|c| c.score < self.unshifted_score)
     }
 
     /// How far an accepted `score` clears the threshold, in `[0.5, 1]`: 0.5
@@ -218,6 +231,15 @@ pub struct Match {
     pub runner_up_score: f32,
     /// How far the evidence clears the accept rule, in `[0.5, 1]`.
     pub confidence: f32,
+}
+
+/// Whether the full query adds the stretch path's candidates when it finds
+/// no match.
+enum Stretch {
+    Never,
+    IfNeeded,
+    /// They are known already.
+    Found(Vec<Candidate>),
 }
 
 /// The outcome of a query: the accepted match, if any, and the candidates.
@@ -319,16 +341,33 @@ impl<'c> Matcher<'c> {
 
     /// Identifies a query fingerprint: first by a quick look, then, unless
     /// that found a strong match, by the full query, which also weighs the
-    /// quick look's candidates.
+    /// quick look's candidates. When the quick look found nothing like the
+    /// query, the stretch path goes first (see
+    /// [`MatchOptions::stretch_first`]).
     pub fn identify(&mut self, query: &Fingerprint) -> Identification {
         let mut quick = self.quick_candidates(query);
-        match self.accept(&mut quick) {
-            Some(best) if self.options.answers_quickly(&best) => Identification {
+        let strong = |o: &MatchOptions, best: &Option<Match>| best.filter(|b| o.answers_quickly(b));
+        if let Some(best) = strong(&self.options, &self.accept(&mut quick)) {
+            return Identification {
                 best: Some(best),
                 candidates: quick,
                 query_landmarks: self.query.len() as u32,
+            };
+        }
+        if !self.options.stretch_first(&quick) {
+            return self.full_query(query, Stretch::IfNeeded, quick);
+        }
+        self.load(query, &query.landmarks);
+        let stretched = self.stretched(query);
+        let mut candidates = quick.clone();
+        merge(&mut candidates, stretched.clone());
+        match strong(&self.options, &self.accept(&mut candidates)) {
+            Some(best) => Identification {
+                best: Some(best),
+                candidates,
+                query_landmarks: self.query.len() as u32,
             },
-            _ => self.full_query(query, true, quick),
+            None => self.full_query(query, Stretch::Found(stretched), quick),
         }
     }
 
@@ -357,22 +396,35 @@ impl<'c> Matcher<'c> {
     /// pitch changes beyond a few percent) only if `stretch` is set: a caller
     /// already following the music can skip its cost.
     pub fn identify_with(&mut self, query: &Fingerprint, stretch: bool) -> Identification {
+        let stretch = if stretch {
+            Stretch::IfNeeded
+        } else {
+            Stretch::Never
+        };
         self.full_query(query, stretch, Vec::new())
     }
 
-    /// The full query, its candidates weighed with those already `seen`.
+    /// The full query, its candidates weighed with those already `seen`,
+    /// and those of the stretch path when it finds no match.
     fn full_query(
         &mut self,
         query: &Fingerprint,
-        stretch: bool,
+        stretch: Stretch,
         seen: Vec<Candidate>,
     ) -> Identification {
         let mut candidates = self.full_candidates(query, seen);
         let query_landmarks = self.query.len() as u32;
         let mut best = self.accept(&mut candidates);
-        if best.is_none() && stretch {
-            self.add_stretched(query, &mut candidates);
-            best = self.accept(&mut candidates);
+        if best.is_none() {
+            let stretched = match stretch {
+                Stretch::Never => None,
+                Stretch::IfNeeded => Some(self.stretched(query)),
+                Stretch::Found(stretched) => Some(stretched),
+            };
+            if let Some(stretched) = stretched {
+                merge(&mut candidates, stretched);
+                best = self.accept(&mut candidates);
+            }
         }
         Identification {
             best,
@@ -398,16 +450,7 @@ impl<'c> Matcher<'c> {
         landmarks: &[Landmark],
         max_candidates: usize,
     ) -> Vec<Candidate> {
-        self.query.clear();
-        self.query.extend_from_slice(landmarks);
-        self.query.sort_unstable();
-        self.query.dedup();
-        self.mask.build(
-            &query.peaks,
-            query.frames as usize,
-            self.options.frame_tolerance,
-            self.options.bin_tolerance,
-        );
+        self.load(query, landmarks);
         self.vote(max_candidates)
             .iter()
             .map(|v| self.verify_near_one(v))
@@ -424,12 +467,32 @@ impl<'c> Matcher<'c> {
         candidates
     }
 
+    /// Takes `landmarks` of `query` as the ones to look up, and its peaks
+    /// as those to verify against.
+    fn load(&mut self, query: &Fingerprint, landmarks: &[Landmark]) {
+        self.query.clear();
+        self.query.extend_from_slice(landmarks);
+        self.query.sort_unstable();
+        self.query.dedup();
+        self.mask.build(
+            &query.peaks,
+            query.frames as usize,
+            self.options.frame_tolerance,
+            self.options.bin_tolerance,
+        );
+    }
+
     /// Adds the stretch path's candidates, keeping the better of two for a
     /// track.
     pub fn add_stretched(&mut self, query: &Fingerprint, candidates: &mut Vec<Candidate>) {
-        self.peaks.build(&query.peaks, query.frames as usize);
-        let stretched = self.stretch();
+        let stretched = self.stretched(query);
         merge(candidates, stretched);
+    }
+
+    /// The stretch path's candidates of the query last loaded.
+    fn stretched(&mut self, query: &Fingerprint) -> Vec<Candidate> {
+        self.peaks.build(&query.peaks, query.frames as usize);
+        self.stretch()
     }
 
     /// Verifies a known alignment of `track` against the query last passed to

@@ -172,10 +172,18 @@ impl Gateway {
         let (mut paths, full_hop) = self.round(Round::Full, &payload).await?;
         hop += full_hop;
         let mut candidates = choose(paths.next().unwrap_or_default(), o.max_candidates);
+        let stretched = choose(paths.next().unwrap_or_default(), o.stretch_candidates);
+        if o.stretch_first(quick.iter().map(|c| &c.candidate)) {
+            let mut first = quick.clone();
+            merge(&mut first, stretched.clone());
+            let best = decide(o, &first).filter(|(_, m)| o.answers_quickly(m));
+            if best.is_some() {
+                return Ok(Identified { best, hop });
+            }
+        }
         merge(&mut candidates, quick);
         let mut best = decide(o, &candidates);
         if best.is_none() {
-            let stretched = choose(paths.next().unwrap_or_default(), o.stretch_candidates);
             merge(&mut candidates, stretched);
             best = decide(o, &candidates);
         }
