@@ -218,13 +218,14 @@ impl PeakPicker {
         self.candidates.clear();
         let lo = index.saturating_sub(o.time_radius);
         let hi = (index + o.time_radius).min(self.rows.len() - 1);
-        for (k, &c) in row.freq_max.iter().enumerate() {
-            let f = o.lo_bin + k;
-            if c < o.min_contrast || row.contrast[f] != c {
+        let (min_contrast, contrast) = (o.min_contrast, &row.contrast[o.lo_bin..]);
+        for (k, (&c, &own)) in row.freq_max.iter().zip(contrast).enumerate() {
+            if c < min_contrast || own != c {
                 continue;
             }
+            let f = o.lo_bin + k;
             // Ties go to the lowest bin...
-            if k > 0 && row.contrast[f - 1] == c {
+            if k > 0 && contrast[k - 1] == c {
                 continue;
             }
             // ...and to the earliest frame.

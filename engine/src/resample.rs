@@ -111,12 +111,29 @@ impl Resampler {
             self.produced += input.len() as u64;
             return;
         };
-        self.pending.extend_from_slice(input);
         let need = fft.input_frames_next();
-        let mut start = 0;
-        while self.pending.len() - start >= need {
-            let chunk = &self.pending[start..start + need];
-            start += need;
+        let mut input = input;
+        // A chunk begun by earlier input is completed first; whole chunks
+        // are then read from the input where it lies, and the rest waits.
+        if !self.pending.is_empty() {
+            let take = need.saturating_sub(self.pending.len()).min(input.len());
+            self.pending.extend_from_slice(&input[..take]);
+            input = &input[take..];
+            if self.pending.len() < need {
+                return;
+            }
+            Self::run(
+                fft,
+                &self.pending,
+                &mut self.chunk_out,
+                &mut self.delay_left,
+                &mut self.produced,
+                out,
+            );
+            self.pending.clear();
+        }
+        let mut chunks = input.chunks_exact(need.max(1));
+        for chunk in &mut chunks {
             Self::run(
                 fft,
                 chunk,
@@ -126,7 +143,7 @@ impl Resampler {
                 out,
             );
         }
-        self.pending.drain(..start);
+        self.pending.extend_from_slice(chunks.remainder());
     }
 
     /// Pushes out the tail: the output then covers exactly the input's duration.
