@@ -148,14 +148,19 @@ struct Bands {
 
 impl Bands {
     fn count(hits: &[(u32, u32)], width: f64) -> Option<Self> {
-        let offsets = || hits.iter().map(|&(r, q)| r as f64 - q as f64);
-        let low = offsets().reduce(f64::min)?;
-        let high = offsets().fold(low, f64::max);
-        let mut counts = vec![0u32; ((high - low) / width) as usize + 2];
+        // Offsets are whole frames: found and told apart in integers.
+        let offsets = || hits.iter().map(|&(r, q)| i64::from(r) - i64::from(q));
+        let low = offsets().min()?;
+        let high = offsets().max().unwrap_or(low);
+        let band = |offset: i64| ((offset - low) as f64 / width) as usize;
+        let mut counts = vec![0u32; band(high) + 2];
         for offset in offsets() {
-            counts[((offset - low) / width) as usize] += 1;
+            counts[band(offset)] += 1;
         }
-        Some(Self { low, counts })
+        Some(Self {
+            low: low as f64,
+            counts,
+        })
     }
 
     /// Hits in each pair of neighbouring bands.
