@@ -169,46 +169,71 @@ impl Bands {
     }
 }
 
-/// A query's peaks with an index by frame: the pitch of each, in semitones
-/// above bin 1, ascending within its frame.
+/// A query's peaks with an index by frame: for each frame, the pitches (in
+/// semitones above bin 1) of the peaks in it and in its two neighbours,
+/// ascending, which is what a track peak mapped to that frame is compared
+/// with.
 #[derive(Debug, Default)]
 pub struct QueryPeaks {
-    semitones: Vec<f64>,
-    /// Index of the first peak of each frame, then the total.
-    starts: Vec<u32>,
+    /// Each frame's pitches in turn.
+    own: Vec<f64>,
+    /// Index in `own` of the first pitch of each frame, then the total.
+    own_starts: Vec<u32>,
+    /// For each frame from -1 to one past the last, the pitches of it and
+    /// its neighbours, ascending.
+    near: Vec<f64>,
+    /// Index in `near` of the first pitch of each of those, then the total.
+    near_starts: Vec<u32>,
 }
 
 impl QueryPeaks {
     /// Indexes peaks sorted by frame.
     pub fn build(&mut self, peaks: &[Peak], frames: usize) {
-        self.semitones.clear();
-        self.starts.clear();
+        self.own.clear();
+        self.own_starts.clear();
         let mut i = 0;
         for frame in 0..=frames {
-            self.starts.push(i as u32);
-            let first = i;
+            self.own_starts.push(i as u32);
             while i < peaks.len() && peaks[i].frame as usize <= frame {
-                self.semitones.push(semitones(peaks[i].bin));
+                self.own.push(semitones(peaks[i].bin));
                 i += 1;
             }
-            self.semitones[first..i].sort_unstable_by(f64::total_cmp);
         }
-        self.starts.push(i as u32);
+        self.own_starts.push(i as u32);
+        // Neighbouring frames lie side by side in `own`.
+        self.near.clear();
+        self.near_starts.clear();
+        for centre in 0..=frames + 2 {
+            self.near_starts.push(self.near.len() as u32);
+            let (first, last) = (centre.saturating_sub(2), (centre + 1).min(frames + 1));
+            if first < last {
+                let span = self.own_starts[first] as usize..self.own_starts[last] as usize;
+                let from = self.near.len();
+                self.near.extend_from_slice(&self.own[span]);
+                self.near[from..].sort_unstable_by(f64::total_cmp);
+            }
+        }
+        self.near_starts.push(self.near.len() as u32);
     }
 
-    /// The pitches of the peaks in `frame` within `[low, high]`.
-    fn in_frame(&self, frame: usize, low: f64, high: f64) -> &[f64] {
-        let (Some(&a), Some(&b)) = (self.starts.get(frame), self.starts.get(frame + 1)) else {
+    /// The pitches within `[low, high]` of the peaks in `frame` and its
+    /// neighbours.
+    fn near(&self, frame: i64, low: f64, high: f64) -> &[f64] {
+        let at = usize::try_from(frame + 1).ok();
+        let (Some(&a), Some(&b)) = (
+            at.and_then(|i| self.near_starts.get(i)),
+            at.and_then(|i| self.near_starts.get(i + 1)),
+        ) else {
             return &[];
         };
-        let all = &self.semitones[a as usize..b as usize];
+        let all = &self.near[a as usize..b as usize];
         let from = all.partition_point(|&s| s < low);
         let to = all.partition_point(|&s| s <= high);
         &all[from..to.max(from)]
     }
 
     fn frames(&self) -> usize {
-        self.starts.len().saturating_sub(2)
+        self.own_starts.len().saturating_sub(2)
     }
 }
 
@@ -237,14 +262,10 @@ pub fn estimate_pitch(
     for p in peaks.range(a.start_frame.max(0.0) as u32, end.max(0.0).ceil() as u32) {
         let q = ((p.frame as f64 - a.start_frame) / a.tempo).round() as i64;
         let track = semitones(p.bin);
-        for frame in (q - 1).max(0)..=(q + 1) {
-            let heard =
-                query.in_frame(frame as usize, track - max_semitones, track + max_semitones);
-            for &s in heard {
-                let step = s - track;
-                histogram[((step / PITCH_STEP).round() as i64 + half) as usize] += 1;
-                steps.push(step);
-            }
+        for &s in query.near(q, track - max_semitones, track + max_semitones) {
+            let step = s - track;
+            histogram[((step / PITCH_STEP).round() as i64 + half) as usize] += 1;
+            steps.push(step);
         }
     }
     // The densest window of three steps.
@@ -335,5 +356,34 @@ mod tests {
         let a = Alignment::plain(0.0);
         let pitch = estimate_pitch(&list, &q, a, 2.5).expect("a pitch");
         assert!((pitch / factor - 1.0).abs() < 0.003, "{pitch} vs {factor}");
+    }
+
+    #[test]
+    fn a_frame_is_compared_with_its_neighbours_peaks() {
+        let peak = |frame, bin| Peak {
+            frame,
+            bin,
+            strength: 0.0,
+            rank: 0,
+        };
+        // Frames 0 to 4; frame 2 has no peak.
+        let peaks = [
+            peak(0, 64.0),
+            peak(1, 32.0),
+            peak(1, 128.0),
+            peak(3, 16.0),
+            peak(4, 8.0),
+        ];
+        let mut q = QueryPeaks::default();
+        q.build(&peaks, 4);
+        let near = |frame| q.near(frame, f64::MIN, f64::MAX).to_vec();
+        // Bin 2^k is 12k semitones above bin 1.
+        assert_eq!(near(-2), Vec::<f64>::new());
+        assert_eq!(near(-1), [72.0]);
+        assert_eq!(near(0), [60.0, 72.0, 84.0]);
+        assert_eq!(near(2), [48.0, 60.0, 84.0]);
+        assert_eq!(near(5), [36.0]);
+        assert_eq!(near(6), Vec::<f64>::new());
+        assert_eq!(q.near(0, 70.0, 85.0), [72.0, 84.0]);
     }
 }
