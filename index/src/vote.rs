@@ -579,14 +579,14 @@ impl<'c> Matcher<'c> {
             tempo,
             pitch: c.pitch as f64,
         };
-        // A tempo away from the candidate's must win clearly (5% more peaks,
-        // and 2): on an unchanged clip chance must not tilt the tempo and
-        // with it the offset. The last, fine step takes the plain maximum.
         let steps = (reach / 0.005).ceil() as i32;
         // The coarse search reaches `steps` steps of 0.5% either way, the fine
         // one five steps of 0.1% beyond: less than two more coarse steps.
-        let reach = |sign: f64| c.tempo as f64 * (1.0 + sign * 0.005 * (steps + 2) as f64);
-        let peaks = self.mask.decode(&peaks, &[at(reach(-1.0)), at(reach(1.0))]);
+        let edge = |sign: f64| c.tempo as f64 * (1.0 + sign * 0.005 * (steps + 2) as f64);
+        let peaks = self.mask.decode(&peaks, &[at(edge(-1.0)), at(edge(1.0))]);
+        // A tempo away from the candidate's must win clearly (5% more peaks,
+        // and 2): on an unchanged clip chance must not tilt the tempo and
+        // with it the offset. The last, fine step takes the plain maximum.
         let search = |centre: f64, step: f64, n: i32, margin: f64| {
             let here = self.mask.overlap_in(&peaks, at(centre)).matched as f64;
             let mut best = (centre, here);
