@@ -750,14 +750,8 @@ impl Segment {
         word >> (bit % 8)
     }
 
-    /// The postings of `hash`, as a range of entries.
-    pub fn range(&self, hash: u32) -> (u64, u64) {
-        let mut found = [(0, 0)];
-        self.search(&[hash], &mut found);
-        found[0]
-    }
-
-    /// [`Segment::range`] of each of `hashes`, appended to `out`.
+    /// The postings of each of `hashes`, as ranges of entries appended to
+    /// `out`.
     pub fn ranges(&self, hashes: &[u32], out: &mut Vec<(u64, u64)>) {
         for chunk in hashes.chunks(SIDE_BY_SIDE) {
             let mut found = [(0, 0); SIDE_BY_SIDE];
@@ -791,12 +785,11 @@ impl Segment {
             let rest = |i| (self.entry(i, width) & mask) >> payload;
             // Entries are sorted within a bucket: a hash's run lies between
             // the first entry not below it and the first entry above it.
-            let mut end = hi;
+            let ends = hi;
             partition_points(&mut lo[..n], &mut hi[..n], |k, i| rest(i) < want[k]);
-            let first = lo;
-            partition_points(&mut lo[..n], &mut end[..n], |k, i| rest(i) <= want[k]);
-            hi = lo;
-            lo = first;
+            let (mut above, mut end) = (lo, ends);
+            partition_points(&mut above[..n], &mut end[..n], |k, i| rest(i) <= want[k]);
+            hi = above;
         }
         for (k, f) in found.iter_mut().take(n).enumerate() {
             *f = (lo[k], hi[k]);
@@ -804,7 +797,7 @@ impl Segment {
     }
 
     /// Calls `hit` with the track and frame of the postings in `range` (from
-    /// [`Segment::range`]).
+    /// [`Segment::ranges`]).
     pub fn read(&self, (start, end): (u64, u64), mut hit: impl FnMut(TrackId, u32)) {
         let layout = self.layout;
         let width = layout.width() as u64;
@@ -815,11 +808,6 @@ impl Segment {
                 hit(track, (value & layout.frame_mask()) as u32);
             }
         }
-    }
-
-    /// Calls `hit` with the track and frame of every posting of `hash`.
-    pub fn lookup(&self, hash: u32, hit: impl FnMut(TrackId, u32)) {
-        self.read(self.range(hash), hit);
     }
 }
 
@@ -848,6 +836,13 @@ fn partition_points(lo: &mut [u64], hi: &mut [u64], below: impl Fn(usize, u64) -
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Calls `hit` with the track and frame of every posting of `hash`.
+    fn lookup(segment: &Segment, hash: u32, hit: impl FnMut(TrackId, u32)) {
+        let mut ranges = Vec::new();
+        segment.ranges(&[hash], &mut ranges);
+        segment.read(ranges[0], hit);
+    }
 
     fn write_and_open(postings: &mut Vec<Posting>) -> (tempfile::TempDir, Segment) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -887,7 +882,7 @@ mod tests {
             let (_dir, segment) = write_and_open(&mut postings);
             for p in &postings {
                 let mut hits = Vec::new();
-                segment.lookup(p.hash, |t, f| hits.push((t, f)));
+                lookup(&segment, p.hash, |t, f| hits.push((t, f)));
                 let expected: Vec<(TrackId, u32)> = postings
                     .iter()
                     .filter(|q| q.hash == p.hash)
@@ -959,11 +954,11 @@ mod tests {
             for &(hash, track, _) in &raw {
                 let mut want = Vec::new();
                 for s in &sources {
-                    s.lookup(hash, |t, f| want.push((t, f)));
+                    lookup(s, hash, |t, f| want.push((t, f)));
                 }
                 want.sort_unstable();
                 let mut got = Vec::new();
-                merged.lookup(hash, |t, f| got.push((t, f)));
+                lookup(&merged, hash, |t, f| got.push((t, f)));
                 prop_assert_eq!(got, want);
                 let peaks: Vec<u32> = merged.peaks(TrackId(track)).iter().map(|p| p.frame).collect();
                 prop_assert_eq!(peaks, vec![track]);

@@ -6,8 +6,9 @@
 //! can be identified like a clip. A batch scan cuts a window only once every
 //! landmark anchored in it can have been emitted (pairs and triplets look up
 //! to 64 frames ahead); a live monitor cuts it sooner and more often, and
-//! makes the landmarks of its last two seconds again from the peaks heard so
-//! far, each anchor paired with the targets already there. Peaks are kept
+//! makes each window's landmarks again from the peaks heard so far: those
+//! anchored well inside come out as the stream made them, those of its last
+//! two seconds pair with the targets already there. Peaks are kept
 //! longer than windows, so that the tracker can look back to refine where a
 //! play began.
 
