@@ -1,39 +1,34 @@
 //! Streaming conversion of mono PCM to the analysis rate.
 //!
-//! Wraps rubato's windowed-sinc resampler as an exact polyphase filter: the
-//! sinc table has one phase per distinct output position (`rate_out /
-//! gcd(rate_in, rate_out)`: 80 for 44.1 kHz to 8 kHz), so no interpolation
-//! between phases is needed and each output sample costs one 128-tap dot
-//! product. That is several times cheaper than rubato's FFT resampler at the
-//! awkward 441:80 ratio, which matters because resampling is paid on every
-//! hour of catalog and every second of monitoring. Input is buffered into
-//! fixed chunks, so the output does not depend on how the caller slices its
-//! input, and the start-up delay is trimmed so that output sample `n` sits at
-//! input time `n / rate_out`.
+//! An exact polyphase filter built on rubato's windowed-sinc interpolator:
+//! the sinc table has one phase per distinct output position (`rate_out /
+//! gcd(rate_in, rate_out)`: 80 for 44.1 kHz to 8 kHz), so each output sample
+//! is one dot product of rubato's (SIMD) interpolator with no interpolation
+//! between phases. That is several times cheaper than rubato's FFT
+//! resampler at the awkward 441:80 ratio, which matters because resampling
+//! is paid on every hour of catalog and every second of monitoring. Output
+//! positions are stepped in integers here rather than by rubato's
+//! floating-point resampler loop, whose per-sample rounding and buffer
+//! adapters cost more than the dot products themselves; the samples are
+//! the same as that loop's. Output sample `n` sits at input time
+//! `n / rate_out` (the filter's delay is trimmed), and the output does not
+//! depend on how the caller slices its input.
 
-use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{
-    Async, FixedAsync, Resampler as _, SincInterpolationParameters, SincInterpolationType,
-    WindowFunction,
-};
+use rubato::WindowFunction;
+use rubato::sinc_interpolator::{AnyInterpolator, SincInterpolator, make_interpolator};
 
 use crate::error::{Error, Result};
 
-/// Chunk size handed to rubato, in input frames.
-const CHUNK_FRAMES: usize = 2048;
 /// Taps of the anti-aliasing filter, at the input rate.
 const SINC_LEN: usize = 32;
-/// Beyond this many phases, interpolate linearly between 256 of them.
-const MAX_EXACT_PHASES: usize = 1024;
+/// Beyond this many phases, the nearest of this many is taken.
+const MAX_EXACT_PHASES: u64 = 1024;
 
 /// Converts a stream from one fixed rate to another.
 pub struct Resampler {
-    inner: Option<Async<f32>>,
+    filter: Option<Polyphase>,
     rate_in_hz: u32,
     rate_out_hz: u32,
-    pending: Vec<f32>,
-    chunk_out: Vec<f32>,
-    delay_left: usize,
     consumed: u64,
     produced: u64,
 }
@@ -51,53 +46,18 @@ impl Resampler {
     /// A resampler from `rate_in_hz` to `rate_out_hz` (a pass-through when equal).
     ///
     /// # Errors
-    /// [`Error::Limit`] when a rate is zero or the ratio is unusable.
+    /// [`Error::Limit`] when a rate is zero.
     pub fn try_new(rate_in_hz: u32, rate_out_hz: u32) -> Result<Self> {
-        let limit = || Error::Limit {
-            what: format!("resampling {rate_in_hz} Hz to {rate_out_hz} Hz"),
-            max: 768_000,
-        };
         if rate_in_hz == 0 || rate_out_hz == 0 {
-            return Err(limit());
+            return Err(Error::Limit {
+                what: format!("resampling {rate_in_hz} Hz to {rate_out_hz} Hz"),
+                max: 768_000,
+            });
         }
-        let inner = if rate_in_hz == rate_out_hz {
-            None
-        } else {
-            let phases = (rate_out_hz / gcd(rate_in_hz, rate_out_hz)) as usize;
-            let params =
-                SincInterpolationParameters::new(SINC_LEN, WindowFunction::BlackmanHarris2);
-            let params = if phases <= MAX_EXACT_PHASES {
-                params
-                    .oversampling_factor(phases)
-                    .interpolation(SincInterpolationType::Nearest)
-            } else {
-                params
-                    .oversampling_factor(256)
-                    .interpolation(SincInterpolationType::Linear)
-            };
-            Some(
-                Async::<f32>::new_sinc(
-                    rate_out_hz as f64 / rate_in_hz as f64,
-                    1.0,
-                    &params,
-                    CHUNK_FRAMES,
-                    1,
-                    FixedAsync::Input,
-                )
-                .map_err(|_| limit())?,
-            )
-        };
-        let (delay_left, chunk_out) = match &inner {
-            Some(fft) => (fft.output_delay(), vec![0.0; fft.output_frames_max()]),
-            None => (0, Vec::new()),
-        };
         Ok(Self {
-            inner,
+            filter: (rate_in_hz != rate_out_hz).then(|| Polyphase::new(rate_in_hz, rate_out_hz)),
             rate_in_hz,
             rate_out_hz,
-            pending: Vec::new(),
-            chunk_out,
-            delay_left,
             consumed: 0,
             produced: 0,
         })
@@ -106,106 +66,139 @@ impl Resampler {
     /// Feeds `input` and appends whatever output is ready to `out`.
     pub fn push(&mut self, input: &[f32], out: &mut Vec<f32>) {
         self.consumed += input.len() as u64;
-        let Some(fft) = self.inner.as_mut() else {
-            out.extend_from_slice(input);
-            self.produced += input.len() as u64;
-            return;
-        };
-        let need = fft.input_frames_next();
-        let mut input = input;
-        // A chunk begun by earlier input is completed first; whole chunks
-        // are then read from the input where it lies, and the rest waits.
-        if !self.pending.is_empty() {
-            let take = need.saturating_sub(self.pending.len()).min(input.len());
-            self.pending.extend_from_slice(&input[..take]);
-            input = &input[take..];
-            if self.pending.len() < need {
-                return;
+        let before = out.len();
+        match self.filter.as_mut() {
+            Some(filter) => {
+                filter.input.extend_from_slice(input);
+                filter.run(u64::MAX, out);
             }
-            Self::run(
-                fft,
-                &self.pending,
-                &mut self.chunk_out,
-                &mut self.delay_left,
-                &mut self.produced,
-                out,
-            );
-            self.pending.clear();
+            None => out.extend_from_slice(input),
         }
-        let mut chunks = input.chunks_exact(need.max(1));
-        for chunk in &mut chunks {
-            Self::run(
-                fft,
-                chunk,
-                &mut self.chunk_out,
-                &mut self.delay_left,
-                &mut self.produced,
-                out,
-            );
-        }
-        self.pending.extend_from_slice(chunks.remainder());
+        self.produced += (out.len() - before) as u64;
     }
 
     /// Pushes out the tail: the output then covers exactly the input's duration.
     pub fn flush(&mut self, out: &mut Vec<f32>) {
         let expected =
             (self.consumed as u128 * self.rate_out_hz as u128 / self.rate_in_hz as u128) as u64;
-        if let Some(fft) = self.inner.as_mut() {
-            let need = fft.input_frames_next();
-            let mut zeros = std::mem::take(&mut self.pending);
-            // Enough silence to drain the filter's delay as well as the tail.
-            let total = zeros.len() + need + self.delay_left * 2 + need;
-            zeros.resize(total.div_ceil(need) * need, 0.0);
-            for chunk in zeros.chunks_exact(need) {
-                if self.produced >= expected {
-                    break;
-                }
-                Self::run(
-                    fft,
-                    chunk,
-                    &mut self.chunk_out,
-                    &mut self.delay_left,
-                    &mut self.produced,
-                    out,
-                );
-            }
+        if let Some(filter) = self.filter.as_mut() {
+            let before = out.len();
+            filter.drain(expected.saturating_sub(self.produced), out);
+            self.produced += (out.len() - before) as u64;
             if self.produced > expected {
                 let extra = (self.produced - expected) as usize;
                 out.truncate(out.len().saturating_sub(extra));
-                self.produced = expected;
             }
-            fft.reset();
-            self.delay_left = fft.output_delay();
+            filter.reset();
         }
         self.consumed = 0;
         self.produced = 0;
     }
+}
 
-    fn run(
-        fft: &mut Async<f32>,
-        chunk: &[f32],
-        chunk_out: &mut [f32],
-        delay_left: &mut usize,
-        produced: &mut u64,
-        out: &mut Vec<f32>,
-    ) {
-        let frames_out = chunk_out.len();
-        let (Ok(input), Ok(mut output)) = (
-            InterleavedSlice::new(chunk, 1, chunk.len()),
-            InterleavedSlice::new_mut(chunk_out, 1, frames_out),
-        ) else {
-            return;
+/// The polyphase filter: output `n` (from 1) is the dot product of the
+/// input from sample `n * step / phases - (SINC_LEN - 1)` with the sinc of
+/// phase `n * step % phases`, as rubato's own sinc resampler places it.
+struct Polyphase {
+    interpolator: AnyInterpolator<f32>,
+    /// Input samples per output, as the fraction `step / phases`.
+    step: u64,
+    phases: u64,
+    /// Phases in the sinc table (`phases`, or at most [`MAX_EXACT_PHASES`]).
+    table_phases: u64,
+    /// Output samples the filter's delay shifts in, dropped at the start.
+    delay: u64,
+    /// Input not yet done with, led by `SINC_LEN - 1` samples of silence.
+    input: Vec<f32>,
+    /// Stream index (counting the silence) of `input[0]`.
+    input_start: u64,
+    /// The next output, from 1.
+    next: u64,
+}
+
+impl Polyphase {
+    fn new(rate_in_hz: u32, rate_out_hz: u32) -> Self {
+        let g = gcd(rate_in_hz, rate_out_hz);
+        let (step, phases) = ((rate_in_hz / g) as u64, (rate_out_hz / g) as u64);
+        let table_phases = phases.min(MAX_EXACT_PHASES);
+        let ratio = rate_out_hz as f64 / rate_in_hz as f64;
+        let mut filter = Self {
+            interpolator: make_interpolator(
+                SINC_LEN,
+                ratio,
+                None,
+                table_phases as usize,
+                WindowFunction::BlackmanHarris2,
+            ),
+            step,
+            phases,
+            table_phases,
+            delay: (SINC_LEN as f64 * ratio / 2.0) as u64,
+            input: Vec::new(),
+            input_start: 0,
+            next: 1,
         };
-        // Both buffers are sized from the resampler's own figures, so this
-        // cannot fail; if it ever did, the chunk would be dropped, not panic.
-        let Ok((_, written)) = fft.process_into_buffer(&input, &mut output, None) else {
-            return;
-        };
-        let ready = &chunk_out[..written];
-        let skip = (*delay_left).min(ready.len());
-        *delay_left -= skip;
-        out.extend_from_slice(&ready[skip..]);
-        *produced += (ready.len() - skip) as u64;
+        filter.reset();
+        filter
+    }
+
+    /// Appends the outputs the input allows, the delay's dropped, up to
+    /// `limit` of them.
+    fn run(&mut self, limit: u64, out: &mut Vec<f32>) {
+        let taps = self.interpolator.nbr_points() as u64;
+        let end = self.input_start + self.input.len() as u64;
+        let mut written = 0;
+        while written < limit {
+            let (whole, phase) = (
+                self.next * self.step / self.phases,
+                self.next * self.step % self.phases,
+            );
+            let (mut first, mut sinc) = (
+                whole,
+                (phase * self.table_phases * 2 + self.phases) / (2 * self.phases),
+            );
+            if sinc == self.table_phases {
+                (first, sinc) = (first + 1, 0);
+            }
+            // The interpolator reads one sample past the taps.
+            if first + taps >= end {
+                break;
+            }
+            if self.next > self.delay {
+                let at = (first - self.input_start) as usize;
+                out.push(
+                    self.interpolator
+                        .get_sinc_interpolated(&self.input, at, sinc as usize),
+                );
+                written += 1;
+            }
+            self.next += 1;
+        }
+        // What no later output reads goes, once it is most of the buffer.
+        let keep_from = (self.next * self.step / self.phases).saturating_sub(1);
+        let done = keep_from.saturating_sub(self.input_start) as usize;
+        if done > self.input.len() / 2 {
+            self.input.drain(..done);
+            self.input_start += done as u64;
+        }
+    }
+
+    /// Appends `count` more outputs, reading silence past the input.
+    fn drain(&mut self, count: u64, out: &mut Vec<f32>) {
+        let taps = self.interpolator.nbr_points() as u64;
+        let last = (self.next + self.delay + count) * self.step / self.phases + taps + 2;
+        let end = self.input_start + self.input.len() as u64;
+        self.input
+            .resize(self.input.len() + last.saturating_sub(end) as usize, 0.0);
+        self.run(count, out);
+    }
+
+    /// Forgets the stream.
+    fn reset(&mut self) {
+        self.input.clear();
+        self.input.resize(self.interpolator.nbr_points() - 1, 0.0);
+        self.input_start = 0;
+        self.next = 1;
     }
 }
 
@@ -234,6 +227,35 @@ mod tests {
             r.flush(&mut out);
             let expected = input.len() as u64 * 8_000 / rate as u64;
             assert_eq!(out.len() as u64, expected, "rate {rate}");
+        }
+    }
+
+    #[test]
+    fn samples_are_those_of_rubatos_own_resampler() {
+        use rubato::audioadapter_buffers::direct::InterleavedSlice;
+        use rubato::{Async, FixedAsync, Resampler as _, SincInterpolationParameters};
+        use rubato::{SincInterpolationType::Nearest, WindowFunction::BlackmanHarris2};
+        let input = crate::testutil::noise(96_000, 1.1, 0.5, 3);
+        for rate in [6_000, 11_025, 22_050, 44_100, 48_000, 96_000] {
+            let input = &input[..rate as usize + 77];
+            let mut ours = Vec::new();
+            let mut r = Resampler::try_new(rate, 8_000).expect("resampler");
+            r.push(input, &mut ours);
+            r.flush(&mut ours);
+            let phases = 8_000 / gcd(rate, 8_000);
+            let params = SincInterpolationParameters::new(SINC_LEN, BlackmanHarris2)
+                .oversampling_factor(phases as usize)
+                .interpolation(Nearest);
+            let ratio = 8_000.0 / rate as f64;
+            let mut theirs =
+                Async::<f32>::new_sinc(ratio, 1.0, &params, 2048, 1, FixedAsync::Input)
+                    .expect("rubato");
+            let whole = InterleavedSlice::new(input, 1, input.len()).expect("buffer");
+            let theirs = theirs
+                .process_all(&whole, input.len(), None)
+                .expect("rubato")
+                .take_data();
+            assert_eq!(ours[..], theirs[..ours.len()], "rate {rate}");
         }
     }
 
