@@ -238,7 +238,7 @@ pub struct Match {
 enum Stretch {
     Never,
     IfNeeded,
-    /// They are known already.
+    /// They are known already, found with the full query loaded.
     Found(Vec<Candidate>),
 }
 
@@ -412,7 +412,12 @@ impl<'c> Matcher<'c> {
         stretch: Stretch,
         seen: Vec<Candidate>,
     ) -> Identification {
-        let mut candidates = self.full_candidates(query, seen);
+        // The stretch path found its candidates with the full query loaded.
+        let mut candidates = match stretch {
+            Stretch::Found(_) => self.verified(self.options.max_candidates),
+            _ => self.pair_path(query, &query.landmarks, self.options.max_candidates),
+        };
+        merge(&mut candidates, seen);
         let query_landmarks = self.query.len() as u32;
         let mut best = self.accept(&mut candidates);
         if best.is_none() {
@@ -451,6 +456,11 @@ impl<'c> Matcher<'c> {
         max_candidates: usize,
     ) -> Vec<Candidate> {
         self.load(query, landmarks);
+        self.verified(max_candidates)
+    }
+
+    /// The pair path's candidates of the query last loaded.
+    fn verified(&mut self, max_candidates: usize) -> Vec<Candidate> {
         self.vote(max_candidates)
             .iter()
             .map(|v| self.verify_near_one(v))
@@ -472,7 +482,10 @@ impl<'c> Matcher<'c> {
     fn load(&mut self, query: &Fingerprint, landmarks: &[Landmark]) {
         self.query.clear();
         self.query.extend_from_slice(landmarks);
-        self.query.sort_unstable();
+        // By hash, then frame (their order as a `Landmark`), radix-sorted.
+        radsort::sort_by_key(&mut self.query, |l| {
+            (u64::from(l.hash) << 32) | u64::from(l.frame)
+        });
         self.query.dedup();
         self.mask.build(
             &query.peaks,
