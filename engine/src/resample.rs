@@ -68,10 +68,7 @@ impl Resampler {
         self.consumed += input.len() as u64;
         let before = out.len();
         match self.filter.as_mut() {
-            Some(filter) => {
-                filter.input.extend_from_slice(input);
-                filter.run(u64::MAX, out);
-            }
+            Some(filter) => filter.push(input, u64::MAX, out),
             None => out.extend_from_slice(input),
         }
         self.produced += (out.len() - before) as u64;
@@ -108,10 +105,11 @@ struct Polyphase {
     table_phases: u64,
     /// Output samples the filter's delay shifts in, dropped at the start.
     delay: u64,
-    /// Input not yet done with, led by `SINC_LEN - 1` samples of silence.
-    input: Vec<f32>,
-    /// Stream index (counting the silence) of `input[0]`.
-    input_start: u64,
+    /// The input later outputs read (at first, `SINC_LEN - 1` samples of
+    /// silence that lead the stream).
+    held: Vec<f32>,
+    /// Stream index (counting the silence) of `held[0]`.
+    held_from: u64,
     /// The next output, from 1.
     next: u64,
 }
@@ -134,70 +132,97 @@ impl Polyphase {
             phases,
             table_phases,
             delay: (SINC_LEN as f64 * ratio / 2.0) as u64,
-            input: Vec::new(),
-            input_start: 0,
+            held: Vec::new(),
+            held_from: 0,
             next: 1,
         };
         filter.reset();
         filter
     }
 
-    /// Appends the outputs the input allows, the delay's dropped, up to
-    /// `limit` of them.
-    fn run(&mut self, limit: u64, out: &mut Vec<f32>) {
+    /// The stream index of the first input sample output `n` reads, and
+    /// its phase in the sinc table.
+    fn position(&self, n: u64) -> (u64, usize) {
+        let (whole, phase) = (n * self.step / self.phases, n * self.step % self.phases);
+        let sinc = (phase * self.table_phases * 2 + self.phases) / (2 * self.phases);
+        if sinc == self.table_phases {
+            (whole + 1, 0)
+        } else {
+            (whole, sinc as usize)
+        }
+    }
+
+    /// Appends the outputs that `input`, following what is held, makes
+    /// ready (the delay's dropped), at most `limit`. The input is read
+    /// where it lies: only the outputs that begin in what is held read a
+    /// copy of the input's first samples joined to it, and only the input
+    /// later outputs need is kept.
+    fn push(&mut self, input: &[f32], limit: u64, out: &mut Vec<f32>) {
+        let input_from = self.held_from + self.held.len() as u64;
+        let mut held = std::mem::take(&mut self.held);
+        let joined = input.len().min(self.interpolator.nbr_points() + 1);
+        held.extend_from_slice(&input[..joined]);
+        let written = self.run(&held, self.held_from, input_from, limit, out);
+        held.truncate(held.len() - joined);
+        self.run(input, input_from, u64::MAX, limit - written, out);
+        let keep_from = self.position(self.next).0;
+        if keep_from >= input_from {
+            let skip = ((keep_from - input_from) as usize).min(input.len());
+            held.clear();
+            held.extend_from_slice(&input[skip..]);
+            self.held_from = input_from + skip as u64;
+        } else {
+            held.drain(..(keep_from - self.held_from) as usize);
+            held.extend_from_slice(input);
+            self.held_from = keep_from;
+        }
+        self.held = held;
+    }
+
+    /// Appends the outputs from the next one on that begin before stream
+    /// index `begins_before` and whose taps all lie in `input` (which
+    /// begins at stream index `from`), at most `limit`; how many.
+    fn run(
+        &mut self,
+        input: &[f32],
+        from: u64,
+        begins_before: u64,
+        limit: u64,
+        out: &mut Vec<f32>,
+    ) -> u64 {
         let taps = self.interpolator.nbr_points() as u64;
-        let end = self.input_start + self.input.len() as u64;
+        let end = from + input.len() as u64;
         let mut written = 0;
         while written < limit {
-            let (whole, phase) = (
-                self.next * self.step / self.phases,
-                self.next * self.step % self.phases,
-            );
-            let (mut first, mut sinc) = (
-                whole,
-                (phase * self.table_phases * 2 + self.phases) / (2 * self.phases),
-            );
-            if sinc == self.table_phases {
-                (first, sinc) = (first + 1, 0);
-            }
+            let (first, sinc) = self.position(self.next);
             // The interpolator reads one sample past the taps.
-            if first + taps >= end {
+            if first >= begins_before || first + taps >= end {
                 break;
             }
             if self.next > self.delay {
-                let at = (first - self.input_start) as usize;
-                out.push(
-                    self.interpolator
-                        .get_sinc_interpolated(&self.input, at, sinc as usize),
-                );
+                let at = (first - from) as usize;
+                out.push(self.interpolator.get_sinc_interpolated(input, at, sinc));
                 written += 1;
             }
             self.next += 1;
         }
-        // What no later output reads goes, once it is most of the buffer.
-        let keep_from = (self.next * self.step / self.phases).saturating_sub(1);
-        let done = keep_from.saturating_sub(self.input_start) as usize;
-        if done > self.input.len() / 2 {
-            self.input.drain(..done);
-            self.input_start += done as u64;
-        }
+        written
     }
 
     /// Appends `count` more outputs, reading silence past the input.
     fn drain(&mut self, count: u64, out: &mut Vec<f32>) {
         let taps = self.interpolator.nbr_points() as u64;
-        let last = (self.next + self.delay + count) * self.step / self.phases + taps + 2;
-        let end = self.input_start + self.input.len() as u64;
-        self.input
-            .resize(self.input.len() + last.saturating_sub(end) as usize, 0.0);
-        self.run(count, out);
+        let last = self.position(self.next + self.delay + count).0 + taps + 1;
+        let end = self.held_from + self.held.len() as u64;
+        let silence = vec![0.0; last.saturating_sub(end) as usize];
+        self.push(&silence, count, out);
     }
 
     /// Forgets the stream.
     fn reset(&mut self) {
-        self.input.clear();
-        self.input.resize(self.interpolator.nbr_points() - 1, 0.0);
-        self.input_start = 0;
+        self.held.clear();
+        self.held.resize(self.interpolator.nbr_points() - 1, 0.0);
+        self.held_from = 0;
         self.next = 1;
     }
 }
@@ -266,13 +291,16 @@ mod tests {
         let mut r = Resampler::try_new(44_100, 8_000).expect("resampler");
         r.push(&input, &mut whole);
         r.flush(&mut whole);
-        let mut pieces = Vec::new();
-        let mut r = Resampler::try_new(44_100, 8_000).expect("resampler");
-        for chunk in input.chunks(777) {
-            r.push(chunk, &mut pieces);
+        // Pieces shorter than the filter, as long, and longer.
+        for size in [1, 7, 32, 33, 34, 777] {
+            let mut pieces = Vec::new();
+            let mut r = Resampler::try_new(44_100, 8_000).expect("resampler");
+            for chunk in input.chunks(size) {
+                r.push(chunk, &mut pieces);
+            }
+            r.flush(&mut pieces);
+            assert_eq!(whole, pieces, "pieces of {size}");
         }
-        r.flush(&mut pieces);
-        assert_eq!(whole, pieces);
     }
 
     #[test]
