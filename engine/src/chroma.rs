@@ -54,6 +54,8 @@ pub struct ChromaFrames {
     now: Vec<f32>,
     /// Running sums of the spectrum being taken in.
     prefix: Vec<f64>,
+    /// Each class bin's power over its neighbourhood's mean.
+    excess: Vec<f32>,
     /// Energy of each pitch class, per frame.
     pub chroma: Vec<[f32; CHROMA]>,
     /// Rise of the log band energies over the last frame, per frame.
@@ -65,7 +67,9 @@ impl ChromaFrames {
     /// samples at the analysis rate).
     pub fn new(bins: usize) -> Self {
         let hz = |k: usize| k as f32 * ANALYSIS_RATE_HZ as f32 / FRAME_LEN as f32;
-        let classes = (1..bins)
+        // Bins whose whole neighbourhood is in the spectrum (all of them
+        // at the analysis rate's frames).
+        let classes = (WHITEN_BINS..bins.saturating_sub(WHITEN_BINS))
             .filter(|&k| (CHROMA_HZ.0..=CHROMA_HZ.1).contains(&hz(k)))
             .map(|k| {
                 // Semitones above C, folded into one octave.
@@ -92,27 +96,30 @@ impl ChromaFrames {
         // Each bin's excess over its neighbourhood (the spectral envelope),
         // so that the notes count rather than the instruments' timbre.
         let mut chroma = [0.0f32; CHROMA];
-        self.prefix.clear();
-        self.prefix.push(0.0);
+        self.prefix.resize(power.len() + 1, 0.0);
         let mut sum = 0.0f64;
-        for &p in power {
+        for (total, &p) in self.prefix[1..].iter_mut().zip(power) {
             sum += p as f64;
-            self.prefix.push(sum);
+            *total = sum;
         }
-        let prefix = &self.prefix;
-        let mean = |k: usize| {
-            let (a, b) = (
-                k.saturating_sub(WHITEN_BINS),
-                (k + WHITEN_BINS + 1).min(power.len()),
+        // The classes' bins are consecutive, each with its whole
+        // neighbourhood in the spectrum: their envelope is the difference of
+        // two shifted runs of the sums, a bin at a time without branches.
+        self.excess.clear();
+        if let (Some(&(first, _)), Some(&(last, _))) = (self.classes.first(), self.classes.last()) {
+            let width = (2 * WHITEN_BINS + 1) as f64;
+            let sums = |from: usize| self.prefix.get(from..).unwrap_or_default();
+            self.excess.extend(
+                (power.get(first..=last).unwrap_or_default().iter())
+                    .zip(sums(first + WHITEN_BINS + 1))
+                    .zip(sums(first - WHITEN_BINS))
+                    .map(|((&p, &b), &a)| p / (((b - a) / width) as f32 + 1e-12)),
             );
-            ((prefix[b] - prefix[a]) / (b - a) as f64) as f32
-        };
+        }
         // Sum of the log excesses, as the log of their product: one
         // logarithm per class (the product is kept far from overflowing).
         let mut product = [1.0f64; CHROMA];
-        for &(k, class) in &self.classes {
-            let Some(&p) = power.get(k) else { continue };
-            let excess = p / (mean(k) + 1e-12);
+        for (&excess, &(_, class)) in self.excess.iter().zip(&self.classes) {
             if excess > 1.0 {
                 product[class] = (product[class] * excess as f64).min(1e300);
             }
