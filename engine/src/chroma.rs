@@ -119,10 +119,11 @@ impl ChromaFrames {
         // Sum of the log excesses, as the log of their product: one
         // logarithm per class (the product is kept far from overflowing).
         let mut product = [1.0f64; CHROMA];
+        // Without a branch: which bins stand out is unpredictable, and a
+        // factor of 1 leaves the product as it is.
         for (&excess, &(_, class)) in self.excess.iter().zip(&self.classes) {
-            if excess > 1.0 {
-                product[class] = (product[class] * excess as f64).min(1e300);
-            }
+            let factor = if excess > 1.0 { excess as f64 } else { 1.0 };
+            product[class] = (product[class] * factor).min(1e300);
         }
         for (c, p) in chroma.iter_mut().zip(product) {
             *c = p.ln() as f32;
