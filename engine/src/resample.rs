@@ -30,7 +30,6 @@ pub struct Resampler {
     rate_in_hz: u32,
     rate_out_hz: u32,
     consumed: u64,
-    produced: u64,
 }
 
 impl std::fmt::Debug for Resampler {
@@ -59,37 +58,29 @@ impl Resampler {
             rate_in_hz,
             rate_out_hz,
             consumed: 0,
-            produced: 0,
         })
     }
 
     /// Feeds `input` and appends whatever output is ready to `out`.
     pub fn push(&mut self, input: &[f32], out: &mut Vec<f32>) {
         self.consumed += input.len() as u64;
-        let before = out.len();
         match self.filter.as_mut() {
             Some(filter) => filter.push(input, u64::MAX, out),
             None => out.extend_from_slice(input),
         }
-        self.produced += (out.len() - before) as u64;
     }
 
     /// Pushes out the tail: the output then covers exactly the input's duration.
     pub fn flush(&mut self, out: &mut Vec<f32>) {
-        let expected =
-            (self.consumed as u128 * self.rate_out_hz as u128 / self.rate_in_hz as u128) as u64;
         if let Some(filter) = self.filter.as_mut() {
-            let before = out.len();
-            filter.drain(expected.saturating_sub(self.produced), out);
-            self.produced += (out.len() - before) as u64;
-            if self.produced > expected {
-                let extra = (self.produced - expected) as usize;
-                out.truncate(out.len().saturating_sub(extra));
-            }
+            let expected =
+                (self.consumed as u128 * self.rate_out_hz as u128 / self.rate_in_hz as u128) as u64;
+            filter.drain(expected.saturating_sub(filter.written()), out);
+            let extra = filter.written().saturating_sub(expected) as usize;
+            out.truncate(out.len().saturating_sub(extra));
             filter.reset();
         }
         self.consumed = 0;
-        self.produced = 0;
     }
 }
 
@@ -150,6 +141,11 @@ impl Polyphase {
         } else {
             (whole, sinc as usize)
         }
+    }
+
+    /// Outputs written since the stream began: those past the delay.
+    fn written(&self) -> u64 {
+        (self.next - 1).saturating_sub(self.delay)
     }
 
     /// Appends the outputs that `input`, following what is held, makes
