@@ -260,6 +260,7 @@ pub(crate) async fn shutdown() {
 
 /// `earmark serve`.
 pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
+    crate::cpu::keep_freed_memory();
     if args.gateway || args.shard.is_some() {
         CatalogWriter::open(&args.db, SCHEME)?.ensure_published()?;
     }
