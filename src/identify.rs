@@ -59,18 +59,58 @@ impl QueryFingerprinter {
     /// # Errors
     /// [`earmark_engine::Error::Limit`] for a rate that cannot be resampled.
     pub fn fingerprint(&mut self, clip: &Clip) -> earmark_engine::Result<Fingerprint> {
-        let fingerprinter = match &mut self.0 {
-            Some((rate, fingerprinter)) if *rate == clip.rate_hz => fingerprinter,
-            slot => {
-                let new = Fingerprinter::try_new(&FingerprintOptions::query(), clip.rate_hz)?;
-                &mut slot.insert((clip.rate_hz, new)).1
-            }
-        };
+        let fingerprinter = self.at_rate(clip.rate_hz)?;
         // A flush leaves the fingerprinter as new.
         let mut fingerprint = Fingerprint::default();
         fingerprinter.push(&clip.samples, &mut fingerprint);
         fingerprinter.flush(&mut fingerprint);
         Ok(fingerprint)
+    }
+
+    /// The query fingerprint of at most `max_seconds` of an open stream,
+    /// fingerprinted as each packet is decoded (the same fingerprint as of
+    /// the decoded clip, without holding its samples), and the seconds it
+    /// covers.
+    ///
+    /// # Errors
+    /// What decoding meets, and [`earmark_engine::Error::Limit`] for a rate
+    /// that cannot be resampled.
+    pub fn fingerprint_stream(
+        &mut self,
+        file: &mut AudioFile,
+        max_seconds: f64,
+    ) -> earmark_engine::Result<(Fingerprint, f64)> {
+        let rate_hz = file.rate_hz();
+        let max = (max_seconds.max(0.0) * rate_hz as f64) as usize;
+        let fingerprinter = self.at_rate(rate_hz)?;
+        let mut fingerprint = Fingerprint::default();
+        let mut pushed = 0;
+        let decoded = loop {
+            if pushed >= max {
+                break Ok(());
+            }
+            match file.next_mono() {
+                Ok(Some(chunk)) => {
+                    let chunk = &chunk[..chunk.len().min(max - pushed)];
+                    fingerprinter.push(chunk, &mut fingerprint);
+                    pushed += chunk.len();
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        // Also after an error: the next stream starts from a clean state.
+        fingerprinter.flush(&mut fingerprint);
+        decoded.map(|()| (fingerprint, pushed as f64 / rate_hz as f64))
+    }
+
+    /// The fingerprinter for a rate: the last one if the rate is the same.
+    fn at_rate(&mut self, rate_hz: u32) -> earmark_engine::Result<&mut Fingerprinter> {
+        let kept = match self.0.take() {
+            Some((rate, fingerprinter)) if rate == rate_hz => fingerprinter,
+            _ => Fingerprinter::try_new(&FingerprintOptions::query(), rate_hz)?,
+        };
+        Ok(&mut self.0.insert((rate_hz, kept)).1)
     }
 }
 
@@ -122,8 +162,9 @@ pub fn run(args: &IdentifyArgs) -> anyhow::Result<Outcome> {
     let mut errors = 0usize;
     for file in &args.files {
         let started = Instant::now();
-        let result = decode_clip(file, args.max_seconds)
-            .and_then(|clip| identify_clip(&mut matcher, &mut fingerprinter, &clip));
+        let result = AudioFile::open(file)
+            .and_then(|mut file| fingerprinter.fingerprint_stream(&mut file, args.max_seconds))
+            .map(|(fingerprint, _)| matcher.identify(&fingerprint));
         let elapsed = started.elapsed();
         match result {
             Ok(id) => {
@@ -212,5 +253,35 @@ pub fn describe_change(tempo: f32, pitch: f32) -> String {
         String::new()
     } else {
         format!(", {}", parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use earmark_engine::testutil::{song, write_wav};
+
+    #[test]
+    fn a_stream_is_fingerprinted_as_its_decoded_clip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("clip.wav");
+        write_wav(&path, 22_050, 2, &song(22_050, 2.0 * 12.0, 3)).expect("write");
+        let mut fingerprinter = QueryFingerprinter::default();
+        let clip = decode_clip(&path, 10.0).expect("decode");
+        let whole = fingerprinter.fingerprint(&clip).expect("fingerprint");
+        assert!(!whole.landmarks.is_empty());
+        for _ in 0..2 {
+            let mut file = AudioFile::open(&path).expect("open");
+            let (streamed, seconds) = fingerprinter
+                .fingerprint_stream(&mut file, 10.0)
+                .expect("fingerprint");
+            assert!(streamed == whole, "not the fingerprint of the decoded clip");
+            assert!((seconds - 10.0).abs() < 1e-3, "{seconds}");
+        }
+        let mut file = AudioFile::open(&path).expect("open");
+        let (_, seconds) = fingerprinter
+            .fingerprint_stream(&mut file, 60.0)
+            .expect("all");
+        assert!((seconds - 12.0).abs() < 1e-3, "the whole 12 s: {seconds}");
     }
 }

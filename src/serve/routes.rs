@@ -27,7 +27,7 @@ use super::plays::valid_event_id;
 use crate::cli::ReportFormat;
 use crate::cluster::gateway::{ClusterError, Gateway};
 use crate::cluster::{TrackQuery, TrackUpload};
-use crate::identify::{QueryFingerprinter, match_json, matched_json, read_clip, round};
+use crate::identify::{QueryFingerprinter, match_json, matched_json, round};
 use crate::ingest::prepare_audio;
 use crate::keys::{ApiKey, Role};
 use crate::report::{CueSheet, Licensing, parse_time};
@@ -212,21 +212,21 @@ async fn identify_inner(
 fn clip_query(name: &str, audio: &Bytes, max_s: f64) -> ApiResult<Fingerprint> {
     let bad = |e: earmark_engine::Error| ApiError::bad_audio(e.to_string());
     let mut file = AudioFile::from_bytes(name, audio.clone()).map_err(bad)?;
-    let clip = read_clip(&mut file, max_s + 0.5).map_err(bad)?;
-    if clip.duration_s() > max_s {
+    thread_local! {
+        // Requests run on the blocking pool's long-lived threads.
+        static FINGERPRINTER: std::cell::RefCell<QueryFingerprinter> = Default::default();
+    }
+    let (fingerprint, seconds) = FINGERPRINTER
+        .with_borrow_mut(|f| f.fingerprint_stream(&mut file, max_s + 0.5))
+        .map_err(bad)?;
+    if seconds > max_s {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_long",
             format!("clips are limited to {max_s} s"),
         ));
     }
-    thread_local! {
-        // Requests run on the blocking pool's long-lived threads.
-        static FINGERPRINTER: std::cell::RefCell<QueryFingerprinter> = Default::default();
-    }
-    FINGERPRINTER
-        .with_borrow_mut(|f| f.fingerprint(&clip))
-        .map_err(bad)
+    Ok(fingerprint)
 }
 
 /// A cluster's failure as an answer: 503 when shards are missing.
