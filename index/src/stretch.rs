@@ -52,7 +52,8 @@ pub fn fit_tempo(hits: &[(u32, u32)], range: TempoRange) -> Option<(Alignment, u
         touched.clear();
         for &(r, q) in hits {
             let start = r as f64 - tempo * q as f64;
-            let bin = ((start - low) / width) as usize;
+            // Bins are far fewer than 2^32: u32 converts in fewer steps.
+            let bin = ((start - low) / width) as u32 as usize;
             histogram[bin] += 1;
             touched.push(bin);
         }
@@ -152,7 +153,8 @@ impl Bands {
         let offsets = || hits.iter().map(|&(r, q)| i64::from(r) - i64::from(q));
         let low = offsets().min()?;
         let high = offsets().max().unwrap_or(low);
-        let band = |offset: i64| ((offset - low) as f64 / width) as usize;
+        // Bands are far fewer than 2^32: u32 converts in fewer steps.
+        let band = |offset: i64| ((offset - low) as f64 / width) as u32 as usize;
         let mut counts = vec![0u32; band(high) + 2];
         for offset in offsets() {
             counts[band(offset)] += 1;
