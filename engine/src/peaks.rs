@@ -98,7 +98,7 @@ pub struct PeakPicker {
     candidates: Vec<Peak>,
     /// Peaks awaiting or serving as context for their rank, in frame order;
     /// those before `undecided` have been emitted.
-    ranking: VecDeque<Peak>,
+    ranking: Ranking,
     undecided: usize,
 }
 
@@ -125,7 +125,7 @@ impl PeakPicker {
             frames: 0,
             prefix: Vec::with_capacity(bins + 1),
             candidates: Vec::new(),
-            ranking: VecDeque::new(),
+            ranking: Ranking::default(),
             undecided: 0,
         }
     }
@@ -260,7 +260,9 @@ impl PeakPicker {
             self.candidates
                 .sort_unstable_by(|a, b| a.bin.total_cmp(&b.bin));
         }
-        self.ranking.extend(self.candidates.drain(..));
+        for p in self.candidates.drain(..) {
+            self.ranking.push(p);
+        }
         // Peaks more than a window before this frame have all their context.
         if let Some(complete) = frame.checked_sub(o.rank_window + 1) {
             self.rank(complete, out);
@@ -275,11 +277,7 @@ impl PeakPicker {
             if p.frame > upto {
                 break;
             }
-            // Counted without branches: which peaks outrank which is
-            // unpredictable.
-            let rank = (self.ranking.iter())
-                .map(|q| u32::from((q.frame.abs_diff(p.frame) <= w) & outranks(q, &p)))
-                .sum();
+            let rank = self.ranking.outranking(&p, w);
             if self.options.max_rank.is_none_or(|m| rank < m) {
                 out(Peak { rank, ..p });
             }
@@ -289,17 +287,81 @@ impl PeakPicker {
             .ranking
             .get(self.undecided)
             .map_or(u32::MAX, |p| p.frame.saturating_sub(w));
-        while self.ranking.front().is_some_and(|q| q.frame < horizon) {
-            self.ranking.pop_front();
-            self.undecided -= 1;
-        }
+        let unseen = self.ranking.forget_before(horizon);
+        self.undecided -= unseen;
     }
 }
 
-/// Whether `a` outranks `b`: stronger, ties broken by frame then bin.
-fn outranks(a: &Peak, b: &Peak) -> bool {
-    (a.strength > b.strength)
-        | ((a.strength == b.strength) & ((a.frame, a.bin.to_bits()) < (b.frame, b.bin.to_bits())))
+/// Peaks in frame order, their frames, strengths and bins also kept as
+/// columns: counting the peaks that outrank one then compares several at a
+/// time.
+#[derive(Default)]
+struct Ranking {
+    peaks: Vec<Peak>,
+    frames: Vec<u32>,
+    strengths: Vec<f32>,
+    bins: Vec<u32>,
+    /// Index of the first peak kept; those before it are forgotten.
+    first: usize,
+}
+
+impl Ranking {
+    fn push(&mut self, p: Peak) {
+        self.peaks.push(p);
+        self.frames.push(p.frame);
+        self.strengths.push(p.strength);
+        self.bins.push(p.bin.to_bits());
+    }
+
+    /// The `i`th peak kept.
+    fn get(&self, i: usize) -> Option<&Peak> {
+        self.peaks.get(self.first + i)
+    }
+
+    /// How many peaks kept within `w` frames of `p` outrank it: are
+    /// stronger, ties broken by frame then bin. Counted without branches:
+    /// which peaks outrank which is unpredictable.
+    fn outranking(&self, p: &Peak, w: u32) -> u32 {
+        let (frame, strength, bin) = (p.frame, p.strength, p.bin.to_bits());
+        let kept = self.first..;
+        let columns = self.frames[kept.clone()]
+            .iter()
+            .zip(&self.strengths[kept.clone()]);
+        columns
+            .zip(&self.bins[kept])
+            .map(|((&f, &s), &b)| {
+                let earlier = (f < frame) | ((f == frame) & (b < bin));
+                let outranks = (s > strength) | ((s == strength) & earlier);
+                u32::from((f.abs_diff(frame) <= w) & outranks)
+            })
+            .sum()
+    }
+
+    /// Forgets the peaks kept before frame `horizon`; returns how many.
+    fn forget_before(&mut self, horizon: u32) -> usize {
+        let n = self.frames[self.first..]
+            .iter()
+            .take_while(|&&f| f < horizon)
+            .count();
+        self.first += n;
+        // The columns move down now and then, not at every frame.
+        if self.first >= 4096 && 2 * self.first >= self.peaks.len() {
+            let first = std::mem::take(&mut self.first);
+            self.peaks.drain(..first);
+            self.frames.drain(..first);
+            self.strengths.drain(..first);
+            self.bins.drain(..first);
+        }
+        n
+    }
+
+    fn clear(&mut self) {
+        self.peaks.clear();
+        self.frames.clear();
+        self.strengths.clear();
+        self.bins.clear();
+        self.first = 0;
+    }
 }
 
 /// The indices of the bits set in `bits`, lowest first.
