@@ -487,6 +487,33 @@ fn the_openapi_document_matches_the_routes() {
         }
     }
     assert_eq!(operations, 10, "the API has ten operations");
+    // And every operation the router declares is documented: its source,
+    // one `.route(path, method(handler)...)` a line, read as text.
+    let declared: std::collections::BTreeSet<(String, String)> =
+        include_str!("../../src/serve/mod.rs")
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix(".route(\""))
+            .filter_map(|rest| rest.split_once('"'))
+            .flat_map(|(route, handlers)| {
+                ["get", "post", "put", "patch", "delete"]
+                    .into_iter()
+                    .filter(move |m| {
+                        handlers.contains(&format!(" {m}(")) || handlers.contains(&format!(".{m}("))
+                    })
+                    .map(move |m| (route.to_owned(), m.to_owned()))
+            })
+            .collect();
+    let documented: std::collections::BTreeSet<(String, String)> = paths
+        .iter()
+        .flat_map(|(route, methods)| {
+            let methods = methods.as_object().expect("methods").keys();
+            methods.map(move |m| (route.clone(), m.clone()))
+        })
+        .collect();
+    assert_eq!(
+        declared, documented,
+        "routed operations against documented ones"
+    );
     let (status, body) = server.get("/v1/nothing", Some(&keys.admin));
     assert_eq!((status, code(&body)), (404, "not_found".into()));
     assert!(body.contains("no such route"));
