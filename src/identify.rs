@@ -34,17 +34,32 @@ pub fn decode_clip(path: &Path, max_seconds: f64) -> earmark_engine::Result<Clip
 
 /// Decodes at most `max_seconds` of an open stream.
 pub fn read_clip(file: &mut AudioFile, max_seconds: f64) -> earmark_engine::Result<Clip> {
-    let rate_hz = file.rate_hz();
-    let max = (max_seconds.max(0.0) * rate_hz as f64) as usize;
     let mut samples = Vec::new();
-    while samples.len() < max {
+    decode_up_to(file, max_seconds, |chunk| samples.extend_from_slice(chunk))?;
+    Ok(Clip {
+        samples,
+        rate_hz: file.rate_hz(),
+    })
+}
+
+/// Decodes at most `max_seconds` of an open stream, handing the mono
+/// samples to `each` a packet at a time; returns how many it handed over.
+fn decode_up_to(
+    file: &mut AudioFile,
+    max_seconds: f64,
+    mut each: impl FnMut(&[f32]),
+) -> earmark_engine::Result<usize> {
+    let max = (max_seconds.max(0.0) * file.rate_hz() as f64) as usize;
+    let mut done = 0;
+    while done < max {
         let Some(chunk) = file.next_mono()? else {
             break;
         };
-        samples.extend_from_slice(chunk);
+        let chunk = &chunk[..chunk.len().min(max - done)];
+        each(chunk);
+        done += chunk.len();
     }
-    samples.truncate(max);
-    Ok(Clip { samples, rate_hz })
+    Ok(done)
 }
 
 /// Fingerprints clips as queries, keeping the fingerprinter of the last
@@ -81,27 +96,14 @@ impl QueryFingerprinter {
         max_seconds: f64,
     ) -> earmark_engine::Result<(Fingerprint, f64)> {
         let rate_hz = file.rate_hz();
-        let max = (max_seconds.max(0.0) * rate_hz as f64) as usize;
         let fingerprinter = self.at_rate(rate_hz)?;
         let mut fingerprint = Fingerprint::default();
-        let mut pushed = 0;
-        let decoded = loop {
-            if pushed >= max {
-                break Ok(());
-            }
-            match file.next_mono() {
-                Ok(Some(chunk)) => {
-                    let chunk = &chunk[..chunk.len().min(max - pushed)];
-                    fingerprinter.push(chunk, &mut fingerprint);
-                    pushed += chunk.len();
-                }
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            }
-        };
+        let decoded = decode_up_to(file, max_seconds, |chunk| {
+            fingerprinter.push(chunk, &mut fingerprint)
+        });
         // Also after an error: the next stream starts from a clean state.
         fingerprinter.flush(&mut fingerprint);
-        decoded.map(|()| (fingerprint, pushed as f64 / rate_hz as f64))
+        decoded.map(|samples| (fingerprint, samples as f64 / rate_hz as f64))
     }
 
     /// The fingerprinter for a rate: the last one if the rate is the same.
