@@ -27,7 +27,8 @@ pub struct TempoRange {
 
 /// Finds the line `track = start + tempo * query` through most `(track
 /// frame, query frame)` hits; returns it, how many hits lie on it and the
-/// mean query frame of those hits.
+/// mean query frame of those hits, or `None` when the line lies at an end of
+/// the range.
 pub fn fit_tempo(hits: &[(u32, u32)], range: TempoRange) -> Option<(Alignment, u32, f64)> {
     if hits.len() < 3 {
         return None;
@@ -89,13 +90,14 @@ pub fn fit_tempo(hits: &[(u32, u32)], range: TempoRange) -> Option<(Alignment, u
     let (sqq, sqr) = near.iter().fold((0.0, 0.0), |(a, b), &(q, r)| {
         (a + (q - mq) * (q - mq), b + (q - mq) * (r - mr))
     });
-    let fitted = if sqq > 0.0 { sqr / sqq } else { tempo };
-    // A fit outside the searched range is noise; keep the grid's answer.
-    let tempo = if (range.min..=range.max).contains(&fitted) {
-        fitted
-    } else {
-        tempo
-    };
+    let tempo = if sqq > 0.0 { sqr / sqq } else { tempo };
+    // A line beyond the range, or within half a step of its ends, is the
+    // search running out of range, not a measurement: chance alignments of
+    // noise end up there.
+    let inside = range.min + range.step / 2.0..=range.max - range.step / 2.0;
+    if !inside.contains(&tempo) {
+        return None;
+    }
     let alignment = Alignment {
         start_frame: mr - tempo * mq,
         tempo,
@@ -311,6 +313,19 @@ mod tests {
         assert!(inliers >= 40, "{inliers}");
         assert!((a.tempo - 1.07).abs() < 0.003, "{}", a.tempo);
         assert!((a.start_frame - 500.0).abs() < 2.0, "{}", a.start_frame);
+    }
+
+    #[test]
+    fn a_line_at_the_end_of_the_range_is_no_measurement() {
+        let line = |tempo: f64| -> Vec<(u32, u32)> {
+            (0..40)
+                .map(|i| ((500.0 + tempo * (i * 7) as f64).round() as u32, i * 7))
+                .collect()
+        };
+        assert!(fit_tempo(&line(0.86), RANGE).is_none());
+        assert!(fit_tempo(&line(1.16), RANGE).is_none());
+        let (a, _, _) = fit_tempo(&line(0.87), RANGE).expect("inside the range");
+        assert!((a.tempo - 0.87).abs() < 0.003, "{}", a.tempo);
     }
 
     #[test]

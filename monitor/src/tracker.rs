@@ -108,10 +108,6 @@ impl Default for TrackerOptions {
     }
 }
 
-/// How near the end of the stretch path's tempo range a fresh part's match
-/// is taken to be at its edge (half its grid step).
-const EDGE_TEMPO: f32 = 0.005;
-
 /// One play of a catalog track.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Play {
@@ -481,11 +477,7 @@ impl Tracker {
         let fp = &window.fingerprint;
         let fresh = Fingerprint::between(&fp.peaks, &fp.landmarks, from, frames);
         let best = matcher.identify_with(&fresh, true).best?.candidate;
-        // A tempo at the edge of the range the stretch path searches is its
-        // fit running out of range, not a measurement: in so short a part,
-        // chance alignments on noise end up there.
-        let reach = matcher.options().max_tempo_change - EDGE_TEMPO;
-        if self.playing(best.track) || (best.tempo - 1.0).abs() >= reach {
+        if self.playing(best.track) {
             return None;
         }
         let mut heard = vec![(best.track, best.alignment())];
