@@ -433,6 +433,10 @@ pub struct BenchScaleArgs {
     /// Tracks per commit.
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
+    /// Also compact the catalog into one segment at each size (as after a
+    /// bulk load) and measure it again.
+    #[arg(long)]
+    pub compact: bool,
     /// Worker threads for generating (default: all cores; queries use one).
     #[arg(long)]
     pub jobs: Option<usize>,

@@ -98,6 +98,18 @@ pub fn run(args: &BenchScaleArgs) -> anyhow::Result<Outcome> {
             build += begun.elapsed();
         }
         measure(&args.db, build, &args.truth)?;
+        if args.compact {
+            let begun = Instant::now();
+            let segments = writer.catalog().info().segments;
+            if writer.compact()? {
+                println!(
+                    "{:>8} compacted {segments} segments into 1 in {:.1} s:",
+                    "",
+                    begun.elapsed().as_secs_f64()
+                );
+                measure(&args.db, build, &args.truth)?;
+            }
+        }
     }
     add_late(&mut writer, &sources, args.seed, next)?;
     Ok(Outcome::Done)
