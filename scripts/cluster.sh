@@ -78,6 +78,12 @@ for k in $(seq "$shards"); do
 done
 url=$(sed -n 's/.*listening on //p' "$work/gateway.log")
 key=$("$earmark" keys add --db "$work/gateway" --role lookup --name cluster.sh 2>/dev/null)
+# One node over the whole catalog, asked the same clips over HTTP.
+"$earmark" keys add --db "$work/single" --role lookup --name cluster.sh >"$work/single.key" 2>/dev/null
+"$earmark" serve --db "$work/single" --listen 127.0.0.1:0 2>"$work/single.log" &
+pids+=($!)
+until grep -q "listening on" "$work/single.log"; do sleep 0.1; done
+single_url=$(sed -n 's/.*listening on //p' "$work/single.log")
 sleep 1 # the gateway rereads its keys every half second
 
 dir=$(dirname "$truth")
@@ -85,14 +91,14 @@ python3 -c 'import csv,sys; [print(r["query_file"]) for r in csv.DictReader(open
     "$truth" | sed "s|^|$dir/|" >"$work/queries.txt"
 mapfile -t queries <"$work/queries.txt"
 "$earmark" identify --db "$work/single" --json "${queries[@]}" >"$work/single.jsonl" || true
-python3 - "$url" "$key" "$work/single.jsonl" "$truth" <<'EOF'
+python3 - "$url" "$key" "$work/single.jsonl" "$truth" "$single_url" "$(cat "$work/single.key")" <<'EOF'
 import csv, json, os, statistics, sys, urllib.request
-url, key, single, truth = sys.argv[1:5]
+url, key, single, truth, single_url, single_key = sys.argv[1:7]
 expected = {r["query_file"]: (None if r["track_id"] == "NONE" else r["track_id"])
             for r in csv.DictReader(open(truth))}
 same = near = total = 0
 right = {"single node": 0, "cluster": 0}
-hops, cluster_ms = [], []
+hops, cluster_ms, added = [], [], []
 for line in open(single):
     one = json.loads(line)
     if "match" not in one:
@@ -101,6 +107,10 @@ for line in open(single):
     request = urllib.request.Request(url + "/v1/identify", body,
                                      {"Authorization": "Bearer " + key})
     many = json.load(urllib.request.urlopen(request))
+    request = urllib.request.Request(single_url + "/v1/identify", body,
+                                     {"Authorization": "Bearer " + single_key})
+    alone = json.load(urllib.request.urlopen(request))
+    added.append(many["elapsed_ms"] - alone["elapsed_ms"])
     a, b = one["match"], many["match"]
     ta, tb = a and a["track_id"], b and b["track_id"]
     total += 1
@@ -120,6 +130,8 @@ print("right answers: " + ", ".join(f"{k} {v} of {total}" for k, v in right.item
 print(f"NATS hop (round trip less the shard's work, slowest shard): "
       f"p50 {statistics.median(hops):.2f} ms, p99 {sorted(hops)[int(0.99 * (len(hops) - 1))]:.2f} ms")
 print(f"gateway identify p50 {statistics.median(cluster_ms):.1f} ms (decode included)")
+print(f"the cluster's time less one node's, the same clip over HTTP: "
+      f"p50 {statistics.median(added):.2f} ms, p99 {sorted(added)[int(0.99 * (len(added) - 1))]:.2f} ms")
 EOF
 
 (
