@@ -190,6 +190,19 @@ pub fn decode_job(bytes: &[u8]) -> Result<(Fingerprint, u32), String> {
 
 /// The query fingerprint [`encode_query`] sent, landmarks made again.
 pub fn decode_query(bytes: &[u8]) -> Result<Fingerprint, String> {
+    let mut query = decode_peaks(bytes)?;
+    let mut landmarker = Landmarker::new(&FingerprintOptions::query());
+    for &peak in &query.peaks {
+        landmarker.push(peak, &mut query.landmarks);
+    }
+    landmarker.flush(&mut query.landmarks);
+    Ok(query)
+}
+
+/// The peaks of the query fingerprint [`encode_query`] sent, without its
+/// landmarks: all the quick look needs, since it pairs the peaks as the
+/// catalog does.
+pub fn decode_peaks(bytes: &[u8]) -> Result<Fingerprint, String> {
     let body = bytes
         .strip_prefix(QUERY_MAGIC)
         .filter(|b| b.len() >= 4 && (b.len() - 4) % PEAK_BYTES == 0)
@@ -200,7 +213,6 @@ pub fn decode_query(bytes: &[u8]) -> Result<Fingerprint, String> {
         frames,
         ..Fingerprint::default()
     };
-    let mut landmarker = Landmarker::new(&FingerprintOptions::query());
     for chunk in body[4..].chunks_exact(PEAK_BYTES) {
         let peak = Peak {
             frame: u32::from_le_bytes(word(chunk, 0)),
@@ -212,9 +224,7 @@ pub fn decode_query(bytes: &[u8]) -> Result<Fingerprint, String> {
             return Err("peaks out of frame order".into());
         }
         query.peaks.push(peak);
-        landmarker.push(peak, &mut query.landmarks);
     }
-    landmarker.flush(&mut query.landmarks);
     Ok(query)
 }
 
@@ -405,6 +415,9 @@ mod tests {
         assert!(query.landmarks.len() > 100);
         let sent = decode_query(&encode_query(&query)).unwrap();
         assert_eq!(sent, query);
+        let peaks = decode_peaks(&encode_query(&query)).unwrap();
+        assert_eq!((&peaks.peaks, peaks.frames), (&query.peaks, query.frames));
+        assert!(peaks.landmarks.is_empty());
         assert!(decode_query(b"EMQ1\x01").is_err());
         assert!(decode_query(b"nope").is_err());
         let (job, base) = decode_job(&encode_job(&query, 930)).unwrap();

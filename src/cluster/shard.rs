@@ -14,8 +14,8 @@ use earmark_index::{Candidate, Catalog, MatchOptions, Matcher};
 
 use super::{
     Reply, Round, Shard, ShardAnswer, ShardCandidate, ShardList, ShardPlay, TrackList, TrackQuery,
-    TrackUpload, add_subject, decode_job, decode_query, follow_subject, lookup_subject,
-    tracks_stream,
+    TrackUpload, add_subject, decode_job, decode_peaks, decode_query, follow_subject,
+    lookup_subject, tracks_stream,
 };
 use crate::serve::AppState;
 use crate::serve::routes::{add_recording, compute, matching_tracks, track_json};
@@ -112,7 +112,11 @@ async fn identify(
     payload: &[u8],
 ) -> Reply<ShardAnswer> {
     let started = Instant::now();
-    let query = match decode_query(payload) {
+    let decode = match round {
+        Round::Quick => decode_peaks,
+        Round::Full => decode_query,
+    };
+    let query = match decode(payload) {
         Ok(q) => q,
         Err(e) => return Reply::Error(e),
     };
