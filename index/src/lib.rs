@@ -29,4 +29,7 @@ pub use licence::{Licence, LicenceKind, Period, Works};
 pub use rights::{Rights, RightsTable};
 pub use tracks::{Track, TrackId, TrackMeta, TrackTable, content_key};
 pub use verify::Alignment;
-pub use vote::{Candidate, Identification, Match, MatchOptions, Matcher, merge_by, ranked};
+pub use vote::{
+    Candidate, Identification, Match, MatchOptions, Matcher, Paths, decide_after_quick, merge_by,
+    ranked,
+};

@@ -240,15 +240,6 @@ pub struct Match {
     pub confidence: f32,
 }
 
-/// Whether the full query adds the stretch path's candidates when it finds
-/// no match.
-enum Stretch {
-    Never,
-    IfNeeded,
-    /// They are known already, found with the full query loaded.
-    Found(Vec<Candidate>),
-}
-
 /// The outcome of a query: the accepted match, if any, and the candidates.
 #[derive(Debug, Clone, Default)]
 pub struct Identification {
@@ -356,28 +347,23 @@ impl<'c> Matcher<'c> {
     /// [`MatchOptions::stretch_first`]).
     pub fn identify(&mut self, query: &Fingerprint) -> Identification {
         let mut quick = self.quick_candidates(query);
-        let strong = |o: &MatchOptions, best: &Option<Match>| best.filter(|b| o.answers_quickly(b));
-        if let Some(best) = strong(&self.options, &self.accept(&mut quick)) {
-            return Identification {
-                best: Some(best),
-                candidates: quick,
-                query_landmarks: self.query.len() as u32,
-            };
-        }
-        if !self.options.stretch_first(&quick) {
-            return self.full_query(query, Stretch::IfNeeded, quick);
-        }
-        self.load(query, &query.landmarks);
-        let stretched = self.stretched(query);
-        let mut candidates = quick.clone();
-        merge(&mut candidates, stretched.clone());
-        match strong(&self.options, &self.accept(&mut candidates)) {
-            Some(best) => Identification {
-                best: Some(best),
-                candidates,
-                query_landmarks: self.query.len() as u32,
-            },
-            None => self.full_query(query, Stretch::Found(stretched), quick),
+        let strong = (self.accept(&mut quick)).filter(|b| self.options.answers_quickly(b));
+        let (best, candidates) = match strong {
+            Some(best) => (Some(best), quick),
+            None => {
+                let options = self.options.clone();
+                let mut paths = MatcherPaths {
+                    matcher: self,
+                    query,
+                    loaded: false,
+                };
+                decide_after_quick(&options, &mut paths, quick)
+            }
+        };
+        Identification {
+            best,
+            candidates,
+            query_landmarks: self.query.len() as u32,
         }
     }
 
@@ -406,45 +392,17 @@ impl<'c> Matcher<'c> {
     /// pitch changes beyond a few percent) only if `stretch` is set: a caller
     /// already following the music can skip its cost.
     pub fn identify_with(&mut self, query: &Fingerprint, stretch: bool) -> Identification {
-        let stretch = if stretch {
-            Stretch::IfNeeded
-        } else {
-            Stretch::Never
-        };
-        self.full_query(query, stretch, Vec::new())
-    }
-
-    /// The full query, its candidates weighed with those already `seen`,
-    /// and those of the stretch path when it finds no match.
-    fn full_query(
-        &mut self,
-        query: &Fingerprint,
-        stretch: Stretch,
-        seen: Vec<Candidate>,
-    ) -> Identification {
-        // The stretch path found its candidates with the full query loaded.
-        let mut candidates = match stretch {
-            Stretch::Found(_) => self.verified(self.options.max_candidates),
-            _ => self.pair_path(query, &query.landmarks, self.options.max_candidates),
-        };
-        merge(&mut candidates, seen);
-        let query_landmarks = self.query.len() as u32;
+        let mut candidates = self.pair_path(query, &query.landmarks, self.options.max_candidates);
         let mut best = self.accept(&mut candidates);
-        if best.is_none() {
-            let stretched = match stretch {
-                Stretch::Never => None,
-                Stretch::IfNeeded => Some(self.stretched(query)),
-                Stretch::Found(stretched) => Some(stretched),
-            };
-            if let Some(stretched) = stretched {
-                merge(&mut candidates, stretched);
-                best = self.accept(&mut candidates);
-            }
+        if best.is_none() && stretch {
+            let stretched = self.stretched(query);
+            merge(&mut candidates, stretched);
+            best = self.accept(&mut candidates);
         }
         Identification {
             best,
             candidates,
-            query_landmarks,
+            query_landmarks: self.query.len() as u32,
         }
     }
 
@@ -839,6 +797,113 @@ impl<'c> Matcher<'c> {
             out.push(c);
         }
         out
+    }
+}
+
+/// Where a query's candidates come from once its quick look has found no
+/// strong match, path by path: one node's matcher computes each path when
+/// asked; a cluster's gateway holds what its shards sent in one round. Both
+/// take the paths in the order of [`decide_after_quick`], so that a cluster
+/// answers as one node does.
+pub trait Paths {
+    /// A candidate as this side holds it.
+    type Candidate: Clone;
+    /// An accepted match as this side reports it.
+    type Match;
+    /// The verified candidate inside.
+    fn candidate(c: &Self::Candidate) -> &Candidate;
+    /// The match inside.
+    fn matched(m: &Self::Match) -> &Match;
+    /// The full pair path's candidates.
+    fn full(&mut self) -> Vec<Self::Candidate>;
+    /// The stretch path's candidates.
+    fn stretched(&mut self) -> Vec<Self::Candidate>;
+    /// Adds `more` to `candidates`, keeping the better of two for a track.
+    fn merge(&self, candidates: &mut Vec<Self::Candidate>, more: Vec<Self::Candidate>);
+    /// The accept rule over `candidates` (which it may reorder).
+    fn decide(&self, candidates: &mut Vec<Self::Candidate>) -> Option<Self::Match>;
+}
+
+/// Decides a query whose quick look found no strong match, given the quick
+/// look's candidates: when they hold nothing like the query at its own pitch
+/// (see [`MatchOptions::stretch_first`]), the stretch path goes first and
+/// its strong answer stands; otherwise, or failing that, the full pair path
+/// weighed with the quick look, then with the stretch path. Returns the
+/// match and the candidates it was chosen from.
+pub fn decide_after_quick<P: Paths>(
+    options: &MatchOptions,
+    paths: &mut P,
+    quick: Vec<P::Candidate>,
+) -> (Option<P::Match>, Vec<P::Candidate>) {
+    let mut stretched = None;
+    if options.stretch_first(quick.iter().map(P::candidate)) {
+        let found = paths.stretched();
+        let mut first = quick.clone();
+        paths.merge(&mut first, found.clone());
+        let best = paths.decide(&mut first);
+        if best
+            .as_ref()
+            .is_some_and(|m| options.answers_quickly(P::matched(m)))
+        {
+            return (best, first);
+        }
+        stretched = Some(found);
+    }
+    let mut candidates = paths.full();
+    paths.merge(&mut candidates, quick);
+    let mut best = paths.decide(&mut candidates);
+    if best.is_none() {
+        let found = stretched.unwrap_or_else(|| paths.stretched());
+        paths.merge(&mut candidates, found);
+        best = paths.decide(&mut candidates);
+    }
+    (best, candidates)
+}
+
+/// One node's [`Paths`]: each computed when first asked, the full query
+/// looked up once for both.
+struct MatcherPaths<'m, 'c, 'q> {
+    matcher: &'m mut Matcher<'c>,
+    query: &'q Fingerprint,
+    /// Whether the full query's landmarks are loaded.
+    loaded: bool,
+}
+
+impl Paths for MatcherPaths<'_, '_, '_> {
+    type Candidate = Candidate;
+    type Match = Match;
+
+    fn candidate(c: &Candidate) -> &Candidate {
+        c
+    }
+
+    fn matched(m: &Match) -> &Match {
+        m
+    }
+
+    fn full(&mut self) -> Vec<Candidate> {
+        let max = self.matcher.options.max_candidates;
+        if !self.loaded {
+            self.loaded = true;
+            return (self.matcher).pair_path(self.query, &self.query.landmarks, max);
+        }
+        self.matcher.verified(max)
+    }
+
+    fn stretched(&mut self) -> Vec<Candidate> {
+        if !self.loaded {
+            self.loaded = true;
+            self.matcher.load(self.query, &self.query.landmarks);
+        }
+        self.matcher.stretched(self.query)
+    }
+
+    fn merge(&self, candidates: &mut Vec<Candidate>, more: Vec<Candidate>) {
+        merge(candidates, more);
+    }
+
+    fn decide(&self, candidates: &mut Vec<Candidate>) -> Option<Match> {
+        self.matcher.accept(candidates)
     }
 }
 

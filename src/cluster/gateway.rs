@@ -11,12 +11,12 @@ use futures_util::future::join_all;
 use serde::de::DeserializeOwned;
 
 use earmark_engine::Fingerprint;
-use earmark_index::{Match, MatchOptions, Track};
+use earmark_index::{Candidate, Match, MatchOptions, Paths, Track, decide_after_quick};
 
 use super::{
-    Reply, Round, Shard, ShardAnswer, ShardList, ShardPlay, TrackList, TrackQuery, TrackUpload,
-    add_subject, choose, decide, encode_job, encode_query, follow_subject, identify_subject,
-    lookup_subject, merge,
+    Reply, Round, Shard, ShardAnswer, ShardCandidate, ShardList, ShardPlay, TrackList, TrackQuery,
+    TrackUpload, add_subject, choose, decide, encode_job, encode_query, follow_subject,
+    identify_subject, lookup_subject, merge,
 };
 
 /// Tries of one shard before it counts as down: a replica that dies with a
@@ -61,6 +61,43 @@ pub struct Identified {
     /// Time the answers spent between gateway and shards: per round, the
     /// round trip less the shard's work, of the slowest shard.
     pub hop: Duration,
+}
+
+/// The whole catalog's lists of the full round, as one node's paths would
+/// give them (see [`decide_after_quick`]).
+struct RoundLists<'o> {
+    options: &'o MatchOptions,
+    full: Vec<ShardCandidate>,
+    stretched: Vec<ShardCandidate>,
+}
+
+impl Paths for RoundLists<'_> {
+    type Candidate = ShardCandidate;
+    type Match = (Track, Match);
+
+    fn candidate(c: &ShardCandidate) -> &Candidate {
+        &c.candidate
+    }
+
+    fn matched(m: &(Track, Match)) -> &Match {
+        &m.1
+    }
+
+    fn full(&mut self) -> Vec<ShardCandidate> {
+        std::mem::take(&mut self.full)
+    }
+
+    fn stretched(&mut self) -> Vec<ShardCandidate> {
+        std::mem::take(&mut self.stretched)
+    }
+
+    fn merge(&self, candidates: &mut Vec<ShardCandidate>, more: Vec<ShardCandidate>) {
+        merge(candidates, more);
+    }
+
+    fn decide(&self, candidates: &mut Vec<ShardCandidate>) -> Option<(Track, Match)> {
+        decide(self.options, candidates)
+    }
 }
 
 /// A connection to the shards of a cluster.
@@ -171,22 +208,12 @@ impl Gateway {
         }
         let (mut paths, full_hop) = self.round(Round::Full, &payload).await?;
         hop += full_hop;
-        let mut candidates = choose(paths.next().unwrap_or_default(), o.max_candidates);
-        let stretched = choose(paths.next().unwrap_or_default(), o.stretch_candidates);
-        if o.stretch_first(quick.iter().map(|c| &c.candidate)) {
-            let mut first = quick.clone();
-            merge(&mut first, stretched.clone());
-            let best = decide(o, &first).filter(|(_, m)| o.answers_quickly(m));
-            if best.is_some() {
-                return Ok(Identified { best, hop });
-            }
-        }
-        merge(&mut candidates, quick);
-        let mut best = decide(o, &candidates);
-        if best.is_none() {
-            merge(&mut candidates, stretched);
-            best = decide(o, &candidates);
-        }
+        let mut lists = RoundLists {
+            options: o,
+            full: choose(paths.next().unwrap_or_default(), o.max_candidates),
+            stretched: choose(paths.next().unwrap_or_default(), o.stretch_candidates),
+        };
+        let (best, _) = decide_after_quick(o, &mut lists, quick);
         Ok(Identified { best, hop })
     }
 
