@@ -351,13 +351,12 @@ impl<'c> Matcher<'c> {
         let (best, candidates) = match strong {
             Some(best) => (Some(best), quick),
             None => {
-                let options = self.options.clone();
                 let mut paths = MatcherPaths {
                     matcher: self,
                     query,
                     loaded: false,
                 };
-                decide_after_quick(&options, &mut paths, quick)
+                decide_after_quick(&mut paths, quick)
             }
         };
         Identification {
@@ -810,6 +809,8 @@ pub trait Paths {
     type Candidate: Clone;
     /// An accepted match as this side reports it.
     type Match;
+    /// The options deciding.
+    fn options(&self) -> &MatchOptions;
     /// The verified candidate inside.
     fn candidate(c: &Self::Candidate) -> &Candidate;
     /// The match inside.
@@ -831,19 +832,18 @@ pub trait Paths {
 /// weighed with the quick look, then with the stretch path. Returns the
 /// match and the candidates it was chosen from.
 pub fn decide_after_quick<P: Paths>(
-    options: &MatchOptions,
     paths: &mut P,
     quick: Vec<P::Candidate>,
 ) -> (Option<P::Match>, Vec<P::Candidate>) {
     let mut stretched = None;
-    if options.stretch_first(quick.iter().map(P::candidate)) {
+    if (paths.options()).stretch_first(quick.iter().map(P::candidate)) {
         let found = paths.stretched();
         let mut first = quick.clone();
         paths.merge(&mut first, found.clone());
         let best = paths.decide(&mut first);
         if best
             .as_ref()
-            .is_some_and(|m| options.answers_quickly(P::matched(m)))
+            .is_some_and(|m| paths.options().answers_quickly(P::matched(m)))
         {
             return (best, first);
         }
@@ -872,6 +872,10 @@ struct MatcherPaths<'m, 'c, 'q> {
 impl Paths for MatcherPaths<'_, '_, '_> {
     type Candidate = Candidate;
     type Match = Match;
+
+    fn options(&self) -> &MatchOptions {
+        &self.matcher.options
+    }
 
     fn candidate(c: &Candidate) -> &Candidate {
         c

@@ -75,6 +75,10 @@ impl Paths for RoundLists<'_> {
     type Candidate = ShardCandidate;
     type Match = (Track, Match);
 
+    fn options(&self) -> &MatchOptions {
+        self.options
+    }
+
     fn candidate(c: &ShardCandidate) -> &Candidate {
         &c.candidate
     }
@@ -213,7 +217,7 @@ impl Gateway {
             full: choose(paths.next().unwrap_or_default(), o.max_candidates),
             stretched: choose(paths.next().unwrap_or_default(), o.stretch_candidates),
         };
-        let (best, _) = decide_after_quick(o, &mut lists, quick);
+        let (best, _) = decide_after_quick(&mut lists, quick);
         Ok(Identified { best, hop })
     }
 
