@@ -273,7 +273,7 @@ impl PeakPicker {
     /// peaks that no undecided peak can see.
     fn rank(&mut self, upto: u32, out: &mut impl FnMut(Peak)) {
         let w = self.options.rank_window;
-        while let Some(&p) = self.ranking.get(self.undecided) {
+        while let Some(p) = self.ranking.get(self.undecided) {
             if p.frame > upto {
                 break;
             }
@@ -292,14 +292,14 @@ impl PeakPicker {
     }
 }
 
-/// Peaks in frame order, their frames, strengths and bins also kept as
-/// columns: counting the peaks that outrank one then compares several at a
+/// Unranked peaks in frame order, kept as columns of frames, strengths and
+/// bins: counting the peaks that outrank one then compares several at a
 /// time.
 #[derive(Default)]
 struct Ranking {
-    peaks: Vec<Peak>,
     frames: Vec<u32>,
     strengths: Vec<f32>,
+    /// The bins' bits, which order them as the floats do (they are positive).
     bins: Vec<u32>,
     /// Index of the first peak kept; those before it are forgotten.
     first: usize,
@@ -307,15 +307,20 @@ struct Ranking {
 
 impl Ranking {
     fn push(&mut self, p: Peak) {
-        self.peaks.push(p);
         self.frames.push(p.frame);
         self.strengths.push(p.strength);
         self.bins.push(p.bin.to_bits());
     }
 
-    /// The `i`th peak kept.
-    fn get(&self, i: usize) -> Option<&Peak> {
-        self.peaks.get(self.first + i)
+    /// The `i`th peak kept, unranked (rank 0).
+    fn get(&self, i: usize) -> Option<Peak> {
+        let i = self.first + i;
+        Some(Peak {
+            frame: *self.frames.get(i)?,
+            bin: f32::from_bits(self.bins[i]),
+            strength: self.strengths[i],
+            rank: 0,
+        })
     }
 
     /// How many peaks kept within `w` frames of `p` outrank it: are
@@ -345,9 +350,8 @@ impl Ranking {
             .count();
         self.first += n;
         // The columns move down now and then, not at every frame.
-        if self.first >= 4096 && 2 * self.first >= self.peaks.len() {
+        if self.first >= 4096 && 2 * self.first >= self.frames.len() {
             let first = std::mem::take(&mut self.first);
-            self.peaks.drain(..first);
             self.frames.drain(..first);
             self.strengths.drain(..first);
             self.bins.drain(..first);
@@ -356,7 +360,6 @@ impl Ranking {
     }
 
     fn clear(&mut self) {
-        self.peaks.clear();
         self.frames.clear();
         self.strengths.clear();
         self.bins.clear();
