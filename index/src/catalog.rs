@@ -313,10 +313,17 @@ impl Catalog {
         }
     }
 
-    /// Mean postings per hash value of the hash space.
-    pub fn mean_postings_per_hash(&self) -> f64 {
-        let postings: u64 = self.segments.iter().map(Segment::postings).sum();
-        postings as f64 / (1u64 << HASH_BITS) as f64
+    /// Postings of all segments.
+    pub fn postings(&self) -> u64 {
+        self.segments.iter().map(Segment::postings).sum()
+    }
+
+    /// Adds to `counts[i]` the postings of hash `first + i`, for as many
+    /// hashes as `counts` holds.
+    pub fn count_postings(&self, first: u32, counts: &mut [u32]) {
+        for s in &self.segments {
+            s.count_postings(first, counts);
+        }
     }
 
     /// Reads every file the manifest names and checks its checksum, and

@@ -30,6 +30,6 @@ pub use rights::{Rights, RightsTable};
 pub use tracks::{Track, TrackId, TrackMeta, TrackTable, content_key};
 pub use verify::Alignment;
 pub use vote::{
-    Candidate, Identification, Match, MatchOptions, Matcher, Paths, decide_after_quick, merge_by,
-    ranked,
+    Candidate, Identification, Match, MatchOptions, Matcher, Paths, WholeCounts,
+    decide_after_quick, merge_by, quick_landmarks, ranked,
 };

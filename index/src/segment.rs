@@ -716,6 +716,15 @@ impl Segment {
         ((read_u32(bytes, at) as u64).min(end), end)
     }
 
+    /// Adds to `counts[i]` the postings of hash `first + i`, for as many
+    /// hashes as `counts` holds.
+    pub fn count_postings(&self, first: u32, counts: &mut [u32]) {
+        let lo = first as u64;
+        self.for_each_between(lo, lo + counts.len() as u64, |hash, _, _| {
+            counts[(hash - first) as usize] += 1;
+        });
+    }
+
     /// Calls `each` with the hash, local track index and frame of every
     /// posting whose hash is in `lo..hi`, in order.
     fn for_each_between(&self, lo: u64, hi: u64, mut each: impl FnMut(u32, u32, u32)) {

@@ -20,7 +20,7 @@ use earmark_engine::hash::PairHasher;
 use earmark_engine::hash::TRIPLET;
 use earmark_engine::{Fingerprint, FingerprintOptions, Landmark};
 
-use crate::catalog::{Catalog, Run};
+use crate::catalog::{Catalog, HASH_BITS, Run};
 use crate::stretch::{
     QueryPeaks, TempoRange, band_excess, dense_offsets, estimate_pitch, fit_tempo,
 };
@@ -140,18 +140,11 @@ impl MatchOptions {
         })
     }
 
-    /// These options for one of `parts` equal parts of a catalog (a
-    /// cluster's shards, split by content hash): the lookup budgets, which
-    /// count postings of the whole catalog, are divided among the parts, so
-    /// that together they look up what the whole would.
-    pub fn part_of(self, parts: u32) -> Self {
-        let parts = parts.max(1);
-        Self {
-            max_postings_per_hash: self.max_postings_per_hash / parts as usize,
-            max_hits: self.max_hits / parts as u64,
-            max_stretch_hits: self.max_stretch_hits / parts as u64,
-            ..self
-        }
+    /// The longest postings list looked up in a catalog of `postings`
+    /// postings (see `max_postings_per_hash`).
+    fn postings_limit(&self, postings: u64) -> u64 {
+        let mean = postings as f64 / (1u64 << HASH_BITS) as f64;
+        (self.max_postings_per_hash as u64).max((self.max_postings_ratio * mean) as u64)
     }
 
     /// Whether the quick look may answer with `best`, an accepted match: only
@@ -272,8 +265,40 @@ pub struct Matcher<'c> {
     found: Vec<(u64, std::ops::Range<usize>)>,
     /// Longest postings list looked up.
     postings_limit: u64,
+    /// The counts of the whole catalog this one is part of, by which to
+    /// choose lookups (see [`Matcher::count_as`]).
+    whole: Option<WholeCounts>,
     /// The rank and content key of each track the last stretch path chose.
     stretch_ranks: Vec<(f32, u64)>,
+}
+
+/// The landmarks the quick look of `query` looks up, into `out`: the pairs
+/// of its peaks that the catalog makes of a track's (see
+/// [`Matcher::quick_candidates`]).
+pub fn quick_landmarks(query: &Fingerprint, out: &mut Vec<Landmark>) {
+    let mut pairs = PairHasher::new(FingerprintOptions::reference().pairs);
+    out.clear();
+    for &p in &query.peaks {
+        pairs.push(p, &mut |l| out.push(l));
+    }
+    pairs.flush(&mut |l| out.push(l));
+}
+
+/// The postings counts of a whole catalog for the hashes a query looks up,
+/// given to a matcher over a part of it (see [`Matcher::count_as`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WholeCounts {
+    /// All postings of the whole catalog.
+    pub postings: u64,
+    /// Hash and postings count, in hash order; a hash not here has none.
+    pub counts: Vec<(u32, u32)>,
+}
+
+impl WholeCounts {
+    /// The postings of `hash` in the whole catalog.
+    fn postings_of(&self, hash: u32) -> u64 {
+        (self.counts.binary_search_by_key(&hash, |c| c.0)).map_or(0, |i| self.counts[i].1 as u64)
+    }
 }
 
 /// A vote packs track, offset and query frame into one sortable word:
@@ -312,9 +337,9 @@ fn unpack_vote(vote: u64) -> (u32, i64, u32) {
 impl<'c> Matcher<'c> {
     /// A matcher over `catalog`.
     pub fn new(catalog: &'c Catalog, options: MatchOptions) -> Self {
-        let relative = options.max_postings_ratio * catalog.mean_postings_per_hash();
         Self {
-            postings_limit: (options.max_postings_per_hash as u64).max(relative as u64),
+            postings_limit: options.postings_limit(catalog.postings()),
+            whole: None,
             chosen: Vec::new(),
             runs: Vec::new(),
             found: Vec::new(),
@@ -375,16 +400,21 @@ impl<'c> Matcher<'c> {
     /// large catalog, where the full query's lookups are capped, these are
     /// the ones that count.
     pub fn quick_candidates(&mut self, query: &Fingerprint) -> Vec<Candidate> {
-        let mut pairs = PairHasher::new(FingerprintOptions::reference().pairs);
         let mut landmarks = std::mem::take(&mut self.quick);
-        landmarks.clear();
-        for &p in &query.peaks {
-            pairs.push(p, &mut |l| landmarks.push(l));
-        }
-        pairs.flush(&mut |l| landmarks.push(l));
+        quick_landmarks(query, &mut landmarks);
         let candidates = self.pair_path(query, &landmarks, self.options.quick_candidates);
         self.quick = landmarks;
         candidates
+    }
+
+    /// Chooses the hashes to look up by the postings counts of `whole`, the
+    /// whole catalog this one is part of (a cluster's shard), rather than by
+    /// its own: the parts of a catalog then each look up their share of
+    /// what the whole would, and together find the whole catalog's
+    /// candidates. `whole` must count every hash the next query looks up.
+    pub fn count_as(&mut self, whole: WholeCounts) {
+        self.postings_limit = self.options.postings_limit(whole.postings);
+        self.whole = Some(whole);
     }
 
     /// Identifies a query fingerprint, trying the stretch path (tempo and
@@ -640,8 +670,11 @@ impl<'c> Matcher<'c> {
             let Some(&(_, (n, runs))) = found.peek() else {
                 break;
             };
-            if *n > 0 && *n <= self.postings_limit {
-                self.chosen.push((*n, l, runs.clone()));
+            // The whole has at least this part's postings, unless it was
+            // counted before this part grew.
+            let n = (self.whole.as_ref()).map_or(*n, |w| w.postings_of(l.hash).max(*n));
+            if n > 0 && n <= self.postings_limit {
+                self.chosen.push((n, l, runs.clone()));
             }
         }
         self.chosen.sort_unstable_by_key(|c| c.0);
@@ -1029,15 +1062,11 @@ mod tests {
         earmark_engine::fingerprint_samples(samples, RATE, options).expect("8 kHz")
     }
 
-    #[test]
-    fn a_clear_query_takes_the_quick_look_and_a_noisy_one_the_full_query() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let songs: Vec<Vec<f32>> = (0..3).map(|seed| song(RATE, 60.0, seed)).collect();
-        let mut writer = CatalogWriter::open(dir.path(), SCHEME).expect("catalog");
-        let batch = songs
-            .iter()
-            .enumerate()
-            .map(|(i, samples)| {
+    /// A catalog in `dir` of `songs`, named `song{i}` by their index.
+    fn catalog_of(dir: &std::path::Path, songs: &[(usize, &[f32])]) -> Vec<TrackId> {
+        let mut writer = CatalogWriter::open(dir, SCHEME).expect("catalog");
+        let batch = (songs.iter())
+            .map(|&(i, samples)| {
                 let f = fingerprint(samples, &FingerprintOptions::reference());
                 let name = format!("song{i}");
                 NewTrack {
@@ -1045,7 +1074,7 @@ mod tests {
                         external_id: name.clone(),
                         ..TrackMeta::default()
                     },
-                    duration_s: 60.0,
+                    duration_s: samples.len() as f64 / RATE as f64,
                     path: format!("/{name}.wav"),
                     content_hash: name,
                     landmarks: f.landmarks,
@@ -1055,7 +1084,15 @@ mod tests {
                 }
             })
             .collect();
-        let ids = writer.commit(batch).expect("commit");
+        writer.commit(batch).expect("commit")
+    }
+
+    #[test]
+    fn a_clear_query_takes_the_quick_look_and_a_noisy_one_the_full_query() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let songs: Vec<Vec<f32>> = (0..3).map(|seed| song(RATE, 60.0, seed)).collect();
+        let all: Vec<(usize, &[f32])> = songs.iter().map(Vec::as_slice).enumerate().collect();
+        let ids = catalog_of(dir.path(), &all);
         let catalog = Catalog::open(dir.path()).expect("open");
         let mut matcher = Matcher::new(&catalog, MatchOptions::default());
         let clip = &songs[1][20 * RATE as usize..30 * RATE as usize];
@@ -1080,6 +1117,91 @@ mod tests {
             id.query_landmarks,
             matcher.identify_with(&noisy, true).query_landmarks
         );
+    }
+
+    #[test]
+    fn a_part_of_a_catalog_counted_as_the_whole_finds_what_the_whole_finds() {
+        let songs: Vec<Vec<f32>> = (0..4).map(|seed| song(RATE, 30.0, seed)).collect();
+        let all: Vec<(usize, &[f32])> = songs.iter().map(Vec::as_slice).enumerate().collect();
+        let (whole_dir, part_dir) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        catalog_of(whole_dir.path(), &all);
+        catalog_of(part_dir.path(), &all[1..3]);
+        let (whole, part) = (
+            Catalog::open(whole_dir.path()).expect("open"),
+            Catalog::open(part_dir.path()).expect("open"),
+        );
+        let clip = mix_at_snr(
+            &songs[1][8 * RATE as usize..16 * RATE as usize],
+            &noise(RATE, 8.0, 1.0, 5),
+            0.0,
+        );
+        let query = fingerprint(&clip, &FingerprintOptions::query());
+        // Limits that bind: a hash of a few postings is too common, and
+        // the budget stops short of the query's rarest hashes.
+        let options = MatchOptions {
+            max_postings_per_hash: 4,
+            max_postings_ratio: 0.0,
+            max_hits: 1_500,
+            max_stretch_hits: 1_500,
+            ..MatchOptions::default()
+        };
+        // Each track's candidates, by name.
+        let found = |catalog: &Catalog, counts: Option<WholeCounts>| {
+            let mut matcher = Matcher::new(catalog, options.clone());
+            if let Some(counts) = counts {
+                matcher.count_as(counts);
+            }
+            let mut candidates = matcher.full_candidates(&query, Vec::new());
+            matcher.add_stretched(&query, &mut candidates);
+            let mut named: Vec<(String, Candidate)> = (candidates.into_iter())
+                .map(|c| {
+                    let name = catalog
+                        .tracks()
+                        .get(c.track)
+                        .expect("track")
+                        .meta
+                        .external_id
+                        .clone();
+                    (
+                        name,
+                        Candidate {
+                            track: TrackId(0),
+                            ..c
+                        },
+                    )
+                })
+                .collect();
+            named.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.score.total_cmp(&a.1.score)));
+            named
+        };
+        let mut hashes: Vec<u32> = query.landmarks.iter().map(|l| l.hash).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        let counts = WholeCounts {
+            postings: whole.postings(),
+            counts: (hashes.into_iter())
+                .map(|h| {
+                    let mut n = [0];
+                    whole.count_postings(h, &mut n);
+                    (h, n[0])
+                })
+                .filter(|c| c.1 > 0)
+                .collect(),
+        };
+        let mut expected = found(&whole, None);
+        expected.retain(|(name, _)| name == "song1" || name == "song2");
+        assert!(
+            expected
+                .iter()
+                .any(|(name, c)| name == "song1" && c.votes >= 10),
+            "{expected:?}"
+        );
+        assert_eq!(found(&part, Some(counts)), expected);
+        // By its own counts, the part looks up other hashes.
+        assert_ne!(found(&part, None), expected);
     }
 
     fn vote(track: u32, offset: i64, query_frame: u32) -> u64 {

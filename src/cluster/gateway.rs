@@ -1,6 +1,8 @@
 //! A gateway's way to the shards: every query goes to every shard, whose
 //! replicas share the work; the answers are merged as one node would.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -11,12 +13,16 @@ use futures_util::future::join_all;
 use serde::de::DeserializeOwned;
 
 use earmark_engine::Fingerprint;
-use earmark_index::{Candidate, Match, MatchOptions, Paths, Track, decide_after_quick};
+use earmark_index::{
+    Candidate, Match, MatchOptions, Paths, Track, decide_after_quick, quick_landmarks,
+};
+use tokio::sync::RwLock;
 
+use super::census::{CHUNKS, Census, encode_round};
 use super::{
     Reply, Round, Shard, ShardAnswer, ShardCandidate, ShardList, ShardPlay, TrackList, TrackQuery,
-    TrackUpload, add_subject, choose, decide, encode_job, encode_query, follow_subject,
-    identify_subject, lookup_subject, merge,
+    TrackUpload, add_subject, choose, counts_subject, decide, encode_job, encode_query,
+    follow_subject, identify_subject, lookup_subject, merge,
 };
 
 /// Tries of one shard before it counts as down: a replica that dies with a
@@ -112,6 +118,10 @@ pub struct Gateway {
     /// How long one try of a shard may take.
     patience: Duration,
     options: MatchOptions,
+    /// The whole catalog's postings counts, taken at the first query.
+    census: Arc<RwLock<Option<Arc<Census>>>>,
+    /// Whether the census is being taken again.
+    recounting: Arc<AtomicBool>,
 }
 
 impl Gateway {
@@ -125,6 +135,8 @@ impl Gateway {
             shards,
             patience,
             options: MatchOptions::default(),
+            census: Arc::default(),
+            recounting: Arc::default(),
         })
     }
 
@@ -172,19 +184,34 @@ impl Gateway {
         payload: Bytes,
         patience: Duration,
     ) -> Result<Vec<(T, Duration)>, ClusterError> {
+        let replies = self.gather(subject, payload, patience).await?;
+        let mut answers = Vec::with_capacity(replies.len());
+        for (k, (bytes, took)) in (1..).zip(replies) {
+            match serde_json::from_slice::<Reply<T>>(&bytes) {
+                Ok(Reply::Ok(answer)) => answers.push((answer, took)),
+                Ok(Reply::Error(why)) => {
+                    return Err(ClusterError::Failed(format!("shard {k}: {why}")));
+                }
+                Err(e) => return Err(ClusterError::Failed(format!("shard {k}: {e}"))),
+            }
+        }
+        Ok(answers)
+    }
+
+    /// [`Gateway::scatter`]'s messages as they come back.
+    async fn gather(
+        &self,
+        subject: impl Fn(u32) -> String,
+        payload: Bytes,
+        patience: Duration,
+    ) -> Result<Vec<(Bytes, Duration)>, ClusterError> {
         let asks = (1..=self.shards).map(|k| self.ask(subject(k), payload.clone(), patience));
         let replies = join_all(asks).await;
         let mut missing = Vec::new();
         let mut answers = Vec::with_capacity(replies.len());
         for (k, reply) in (1..).zip(replies) {
             match reply {
-                Ok((bytes, took)) => match serde_json::from_slice::<Reply<T>>(&bytes) {
-                    Ok(Reply::Ok(answer)) => answers.push((answer, took)),
-                    Ok(Reply::Error(why)) => {
-                        return Err(ClusterError::Failed(format!("shard {k}: {why}")));
-                    }
-                    Err(e) => return Err(ClusterError::Failed(format!("shard {k}: {e}"))),
-                },
+                Ok(answer) => answers.push(answer),
                 Err(Some(why)) => return Err(ClusterError::Failed(format!("shard {k}: {why}"))),
                 Err(None) => missing.push(k),
             }
@@ -203,14 +230,21 @@ impl Gateway {
     /// slowest shard's).
     pub async fn identify(&self, query: &Fingerprint) -> Result<Identified, ClusterError> {
         let o = &self.options;
-        let payload: Bytes = encode_query(query).into();
-        let (mut paths, mut hop) = self.round(Round::Quick, &payload).await?;
+        let census = self.census().await?;
+        let peaks = encode_query(query);
+        let mut quick = Vec::new();
+        quick_landmarks(query, &mut quick);
+        let counts = census.counts_of(quick.iter().map(|l| l.hash));
+        let payload = encode_round(&counts, &peaks).into();
+        let (mut paths, mut hop) = self.round(Round::Quick, payload, &census).await?;
         let quick = choose(paths.next().unwrap_or_default(), o.quick_candidates);
         let best = decide(o, &quick).filter(|(_, m)| o.answers_quickly(m));
         if best.is_some() {
             return Ok(Identified { best, hop });
         }
-        let (mut paths, full_hop) = self.round(Round::Full, &payload).await?;
+        let counts = census.counts_of(query.landmarks.iter().map(|l| l.hash));
+        let payload = encode_round(&counts, &peaks).into();
+        let (mut paths, full_hop) = self.round(Round::Full, payload, &census).await?;
         hop += full_hop;
         let mut lists = RoundLists {
             options: o,
@@ -222,19 +256,21 @@ impl Gateway {
     }
 
     /// A round of a query on every shard: per path, the shards' lists; and
-    /// the time the slowest answer spent on the way.
+    /// the time the slowest answer spent on the way. When the shards have
+    /// changed since `census` was taken, it is taken again for the next
+    /// queries.
     async fn round(
         &self,
         round: Round,
-        payload: &Bytes,
+        payload: Bytes,
+        census: &Census,
     ) -> Result<(impl Iterator<Item = Vec<ShardList>>, Duration), ClusterError> {
         let answers: Vec<(ShardAnswer, Duration)> = self
-            .scatter(
-                |k| identify_subject(k, round),
-                payload.clone(),
-                self.patience,
-            )
+            .scatter(|k| identify_subject(k, round), payload, self.patience)
             .await?;
+        if !census.is_current(answers.iter().map(|(a, _)| a.postings)) {
+            self.recount();
+        }
         let hop = (answers.iter())
             .map(|(a, took)| took.saturating_sub(Duration::from_micros(a.work_us)))
             .max()
@@ -247,6 +283,56 @@ impl Gateway {
             }
         }
         Ok((paths.into_iter(), hop))
+    }
+
+    /// The census of the whole catalog, taken now if it has not been.
+    async fn census(&self) -> Result<Arc<Census>, ClusterError> {
+        if let Some(census) = self.census.read().await.as_ref() {
+            return Ok(Arc::clone(census));
+        }
+        let mut slot = self.census.write().await;
+        if let Some(census) = slot.as_ref() {
+            return Ok(Arc::clone(census));
+        }
+        let census = Arc::new(self.take_census().await?);
+        *slot = Some(Arc::clone(&census));
+        Ok(census)
+    }
+
+    /// Takes the census again in the background, unless that is under way;
+    /// queries go on with the one they have.
+    fn recount(&self) {
+        if self.recounting.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            match gateway.take_census().await {
+                Ok(census) => *gateway.census.write().await = Some(Arc::new(census)),
+                Err(e) => eprintln!("earmark serve: the catalog's counts were not taken: {e}"),
+            }
+            gateway.recounting.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// Asks every shard for its counts, a chunk of hashes at a time, and
+    /// sums them.
+    async fn take_census(&self) -> Result<Census, ClusterError> {
+        let mut census = Census::new(self.shards);
+        for chunk in 0..CHUNKS {
+            let counts: Vec<(Bytes, Duration)> = self
+                .gather(
+                    counts_subject,
+                    chunk.to_le_bytes().to_vec().into(),
+                    self.patience,
+                )
+                .await?;
+            for (k, (message, _)) in (1..).zip(counts) {
+                (census.add_chunk(k, chunk, &message))
+                    .map_err(|why| ClusterError::Failed(format!("shard {k}: {why}")))?;
+            }
+        }
+        Ok(census)
     }
 
     /// Looks tracks up in every shard: the total and the first

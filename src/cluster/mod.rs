@@ -5,12 +5,14 @@
 //! (`serve --shard k/K`) holds the whole index of its tracks and answers on
 //! its shard's identify subject; its replicas share a queue group, so NATS
 //! balances the load and routes around a dead replica. A gateway (`serve
-//! --gateway`) fingerprints a clip once, sends the peaks to every shard,
+//! --gateway`) fingerprints a clip once, sends the peaks to every shard
+//! with the whole catalog's postings counts of the hashes they look up,
 //! merges the best candidates of each and applies the single node's accept
 //! rule. New recordings go to a JetStream stream that every replica of the
 //! owning shard consumes; scan jobs go to a JetStream work queue that
 //! `earmark worker` processes pull from.
 
+pub mod census;
 pub mod gateway;
 pub mod shard;
 pub mod worker;
@@ -142,6 +144,12 @@ pub fn follow_subject(shard: u32) -> String {
     format!("earmark.shard.{shard}.follow")
 }
 
+/// The subject a shard's replicas send their hashes' postings counts on (see
+/// [`census`]).
+pub fn counts_subject(shard: u32) -> String {
+    format!("earmark.shard.{shard}.counts")
+}
+
 /// The subject a shard's replicas answer track lookups on.
 pub fn lookup_subject(shard: u32) -> String {
     format!("earmark.shard.{shard}.tracks")
@@ -269,6 +277,9 @@ pub struct ShardAnswer {
     /// Microseconds the shard spent on the query, from its arrival to its
     /// answer (the rest of the round trip is the network's).
     pub work_us: u64,
+    /// The postings the shard holds: when they change, the gateway counts
+    /// them again (see [`census`]).
+    pub postings: u64,
 }
 
 /// Of the shards' lists of one path, the candidates the whole catalog

@@ -12,10 +12,11 @@ use serde::Serialize;
 
 use earmark_index::{Candidate, Catalog, MatchOptions, Matcher};
 
+use super::census::{CHUNK_HASHES, decode_round, encode_chunk};
 use super::{
     Reply, Round, Shard, ShardAnswer, ShardCandidate, ShardList, ShardPlay, TrackList, TrackQuery,
-    TrackUpload, add_subject, decode_job, decode_peaks, decode_query, follow_subject,
-    lookup_subject, tracks_stream,
+    TrackUpload, add_subject, counts_subject, decode_job, decode_peaks, decode_query,
+    follow_subject, lookup_subject, tracks_stream,
 };
 use crate::serve::AppState;
 use crate::serve::routes::{add_recording, compute, matching_tracks, track_json};
@@ -43,7 +44,10 @@ pub async fn run(
         .queue_subscribe(lookup_subject(shard.index), group.clone())
         .await?;
     let mut jobs = client
-        .queue_subscribe(follow_subject(shard.index), group)
+        .queue_subscribe(follow_subject(shard.index), group.clone())
+        .await?;
+    let mut counts = client
+        .queue_subscribe(counts_subject(shard.index), group)
         .await?;
     let additions = consume_additions(Arc::clone(&state), client.clone(), shard, replica);
     let catalog = state.catalog();
@@ -62,7 +66,7 @@ pub async fn run(
                         } else {
                             Round::Full
                         };
-                        let answer = identify(&state, shard, round, &message.payload).await;
+                        let answer = identify(&state, round, &message.payload).await;
                         respond(&client, message.reply, &answer).await;
                     });
                 }
@@ -71,6 +75,16 @@ pub async fn run(
                     tokio::spawn(async move {
                         let answer = follow(&state, &message.payload).await;
                         respond(&client, message.reply, &answer).await;
+                    });
+                }
+                Some(message) = counts.next() => {
+                    let (state, client) = (Arc::clone(&state), client.clone());
+                    tokio::spawn(async move {
+                        let Some(reply) = message.reply else { return };
+                        let bytes = count(&state, &message.payload).await;
+                        if let Err(e) = client.publish(reply, bytes.into()).await {
+                            eprintln!("earmark serve: counts not sent: {e}");
+                        }
                     });
                 }
                 Some(message) = lookups.next() => {
@@ -105,25 +119,20 @@ async fn respond<T: Serialize>(
 }
 
 /// Votes a round of a query against this shard's catalog.
-async fn identify(
-    state: &Arc<AppState>,
-    shard: Shard,
-    round: Round,
-    payload: &[u8],
-) -> Reply<ShardAnswer> {
+async fn identify(state: &Arc<AppState>, round: Round, payload: &[u8]) -> Reply<ShardAnswer> {
     let started = Instant::now();
     let decode = match round {
         Round::Quick => decode_peaks,
         Round::Full => decode_query,
     };
-    let query = match decode(payload) {
+    let (whole, query) = match decode_round(payload).and_then(|(w, q)| Ok((w, decode(q)?))) {
         Ok(q) => q,
         Err(e) => return Reply::Error(e),
     };
     let catalog = state.catalog();
     let answer = compute(state, move || {
-        let options = MatchOptions::default().part_of(shard.count);
-        let mut matcher = Matcher::new(&catalog, options);
+        let mut matcher = Matcher::new(&catalog, MatchOptions::default());
+        matcher.count_as(whole);
         let lists = match round {
             Round::Quick => {
                 let quick = matcher.quick_candidates(&query);
@@ -144,6 +153,7 @@ async fn identify(
         ShardAnswer {
             lists,
             work_us: started.elapsed().as_micros() as u64,
+            postings: catalog.postings(),
         }
     })
     .await;
@@ -180,6 +190,22 @@ fn shard_list(
         })
         .collect();
     ShardList { candidates, chosen }
+}
+
+/// This shard's counts of the chunk of hashes a gateway asks for (its
+/// number, little-endian), as [`encode_chunk`] writes them; an empty
+/// message when the question is not a chunk's number.
+async fn count(state: &Arc<AppState>, payload: &[u8]) -> Vec<u8> {
+    let Ok(chunk) = <[u8; 4]>::try_from(payload).map(u32::from_le_bytes) else {
+        return Vec::new();
+    };
+    let catalog = state.catalog();
+    let counted = compute(state, move || {
+        let mut counts = vec![0; CHUNK_HASHES as usize];
+        catalog.count_postings(chunk.saturating_mul(CHUNK_HASHES), &mut counts);
+        encode_chunk(catalog.postings(), &counts)
+    });
+    counted.await.unwrap_or_default()
 }
 
 /// Follows a stretch of a recording through this shard's catalog.
