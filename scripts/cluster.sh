@@ -127,7 +127,7 @@ for line in open(single):
 print(f"answers: {same} of {total} the same (track or no match) as the single node's; "
       f"{near} also within 0.1 s of its offset")
 print("right answers: " + ", ".join(f"{k} {v} of {total}" for k, v in right.items()))
-print(f"NATS hop (round trip less the shard's work, slowest shard): "
+print(f"NATS hop (round trip less the work of the shard answering last, per round): "
       f"p50 {statistics.median(hops):.2f} ms, p99 {sorted(hops)[int(0.99 * (len(hops) - 1))]:.2f} ms")
 print(f"gateway identify p50 {statistics.median(cluster_ms):.1f} ms (decode included)")
 print(f"the cluster's time less one node's, the same clip over HTTP: "

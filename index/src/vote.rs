@@ -294,13 +294,6 @@ pub struct WholeCounts {
     pub counts: Vec<(u32, u32)>,
 }
 
-impl WholeCounts {
-    /// The postings of `hash` in the whole catalog.
-    fn postings_of(&self, hash: u32) -> u64 {
-        (self.counts.binary_search_by_key(&hash, |c| c.0)).map_or(0, |i| self.counts[i].1 as u64)
-    }
-}
-
 /// A vote packs track, offset and query frame into one sortable word:
 /// track in the top 20 bits, offset plus [`OFFSET_BIAS`] in the next 24, the
 /// query frame in the low 20 (queries are limited to about 9 hours).
@@ -665,6 +658,7 @@ impl<'c> Matcher<'c> {
         hashes.dedup();
         self.catalog.find(&hashes, &mut self.runs, &mut self.found);
         let mut found = hashes.iter().zip(&self.found).peekable();
+        let mut whole = (self.whole.as_ref()).map(|w| w.counts.iter().peekable());
         for &l in self.query.iter().filter(wanted) {
             while found.next_if(|&(&hash, _)| hash != l.hash).is_some() {}
             let Some(&(_, (n, runs))) = found.peek() else {
@@ -672,7 +666,14 @@ impl<'c> Matcher<'c> {
             };
             // The whole has at least this part's postings, unless it was
             // counted before this part grew.
-            let n = (self.whole.as_ref()).map_or(*n, |w| w.postings_of(l.hash).max(*n));
+            let n = match &mut whole {
+                Some(counts) => {
+                    while counts.next_if(|c| c.0 < l.hash).is_some() {}
+                    let whole = counts.peek().filter(|c| c.0 == l.hash).map_or(0, |c| c.1);
+                    (*n).max(whole as u64)
+                }
+                None => *n,
+            };
             if n > 0 && n <= self.postings_limit {
                 self.chosen.push((n, l, runs.clone()));
             }

@@ -64,8 +64,9 @@ impl std::fmt::Display for ClusterError {
 pub struct Identified {
     /// The accepted match and its track.
     pub best: Option<(Track, Match)>,
-    /// Time the answers spent between gateway and shards: per round, the
-    /// round trip less the shard's work, of the slowest shard.
+    /// What the way between gateway and shards added to the answer's time:
+    /// per round, the round trip less the shard's work, of the shard that
+    /// answered last (the others' answers waited for it anyway).
     pub hop: Duration,
 }
 
@@ -226,8 +227,8 @@ impl Gateway {
     /// Identifies a query fingerprint against the whole catalog, deciding
     /// as one node would: the quick look first, and the full query only if
     /// the quick look found no strong match. With the match, the time the
-    /// answers spent on the way rather than at work (per round, the
-    /// slowest shard's).
+    /// answers spent on the way rather than at work (see
+    /// [`Identified::hop`]).
     pub async fn identify(&self, query: &Fingerprint) -> Result<Identified, ClusterError> {
         let o = &self.options;
         let census = self.census().await?;
@@ -256,7 +257,7 @@ impl Gateway {
     }
 
     /// A round of a query on every shard: per path, the shards' lists; and
-    /// the time the slowest answer spent on the way. When the shards have
+    /// the time the last answer spent on the way. When the shards have
     /// changed since `census` was taken, it is taken again for the next
     /// queries.
     async fn round(
@@ -272,8 +273,8 @@ impl Gateway {
             self.recount();
         }
         let hop = (answers.iter())
+            .max_by_key(|(_, took)| *took)
             .map(|(a, took)| took.saturating_sub(Duration::from_micros(a.work_us)))
-            .max()
             .unwrap_or_default();
         let mut paths: Vec<Vec<ShardList>> = Vec::new();
         for (answer, _) in answers {
