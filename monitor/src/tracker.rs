@@ -63,9 +63,18 @@ const HANDOVER_FRAMES: f64 = 62.0;
 pub struct TrackerOptions {
     /// A play under way is confirmed by a window scoring at least this.
     pub keep_score: f32,
-    /// A play ends when windows starting more than this many frames after the
-    /// last window that confirmed it have all missed it.
+    /// A play is lost when windows starting more than this many frames
+    /// after the last window that confirmed it have all missed it.
     pub lost_after: u32,
+    /// A lost play is found again, as the same play, by a window that
+    /// scores at least `found_again_score` where the play expects its
+    /// track, until windows starting this many frames after the last one
+    /// that confirmed it; then it ends. A track buried for a while under an
+    /// announcement and the crowd goes on where it was.
+    pub forgotten_after: u32,
+    /// See `forgotten_after`: the accept rule's threshold, since the
+    /// place is the play's own but the evidence is a window's alone.
+    pub found_again_score: f32,
     /// Furthest a boundary search looks beyond the windows that confirmed
     /// the play, in frames.
     pub boundary_reach: u32,
@@ -98,6 +107,10 @@ impl Default for TrackerOptions {
             keep_score: 4.0,
             // 12 s of speech or noise over a play.
             lost_after: 372,
+            // 48 s: within the minute of stream the windows keep, where
+            // the end of a play is searched once it is forgotten.
+            forgotten_after: 1_500,
+            found_again_score: 6.0,
             boundary_reach: 500,
             boundary_excess: 0.07,
             confirm_after: 93,
@@ -184,6 +197,9 @@ struct Active {
     found_score: f32,
     /// Whether its start was searched again with a fitted tempo.
     refitted: bool,
+    /// Whether it is lost (see [`TrackerOptions::lost_after`]): it is then
+    /// no longer playing, but may be found again.
+    lost: bool,
 }
 
 impl Active {
@@ -246,9 +262,9 @@ impl Tracker {
         }
     }
 
-    /// Plays under way.
+    /// Plays under way (not lost).
     pub fn active(&self) -> impl Iterator<Item = &Play> {
-        self.active.iter().map(|a| &a.play)
+        self.active.iter().filter(|a| !a.lost).map(|a| &a.play)
     }
 
     /// Identifies a window and updates the plays; `windows` supplies the
@@ -298,7 +314,7 @@ impl Tracker {
         // outscore the incoming one over the window, not where it fades
         // out; another edition of the playing track is outscored there too.
         let newcomer = (id.candidates.iter())
-            .find(|c| !self.playing(c.track))
+            .find(|c| !self.explains(c, span))
             .filter(|c| matcher.options().accepts(c, rival(c.track)))
             .and_then(|c| match id.best {
                 Some(m) if m.candidate.track == c.track => Some(m.candidate),
@@ -310,11 +326,12 @@ impl Tracker {
         // Plays under way are checked where they are expected, and a few
         // frames either side: a clear improvement there is drift, and the
         // point found anchors the play's alignment.
-        let keep = self.options.keep_score;
+        let (keep, found_again) = (self.options.keep_score, self.options.found_again_score);
         let mut confirmed: Vec<bool> = self
             .active
             .iter_mut()
             .map(|a| {
+                let needed = if a.lost { found_again } else { keep };
                 let expected = a.play.alignment(window.start);
                 let score_at = |shift: i32| {
                     let at = Alignment {
@@ -335,13 +352,13 @@ impl Tracker {
                         }
                     });
                 a.play.score = a.play.score.max(score);
-                if score >= keep {
+                if score >= needed {
                     let track_frame = a.play.track_frame(middle) + shift as f64;
                     a.anchors.push((middle, track_frame));
                     let tempo = a.play.tempo;
                     a.fit(tempo, a.play.pitch);
                 }
-                score >= keep
+                score >= needed
             })
             .zip(&proven)
             .map(|(kept, &proven)| kept && proven)
@@ -350,12 +367,11 @@ impl Tracker {
         // place the play expects, it adds an anchor point, and the play's
         // tempo is fitted through all of them (one window measures tempo to
         // a few tenths of a percent; a minute of anchors far better). Where
-        // the play is lost, a match elsewhere in the same track is its music
-        // repeating, as looped music does: the play follows it.
-        let best_playing = id.best.and_then(|m| {
-            let i = (self.active.iter()).position(|a| a.play.track == m.candidate.track)?;
-            Some((i, m.candidate))
-        });
+        // the play is unconfirmed, a match elsewhere in the same track is its
+        // music repeating, as looped music does: the play follows it (a lost
+        // play does not: that match starts another play of the track).
+        let best_playing =
+            (id.best).and_then(|m| Some((self.explaining(&m.candidate, span)?, m.candidate)));
         if let Some((i, c)) = best_playing {
             let track_frame = heard_at(&c);
             let a = &mut self.active[i];
@@ -407,6 +423,7 @@ impl Tracker {
             if confirmed[i] {
                 a.last_window = span;
                 a.misses = 0;
+                a.lost = false;
                 let grew = span.1 as f64 > a.play.end_frame;
                 a.play.end_frame = a.play.end_frame.max(span.1 as f64);
                 let due = (self.options.sure_score).is_some_and(|s| a.found_score >= s)
@@ -421,7 +438,11 @@ impl Tracker {
             } else {
                 a.misses += 1;
             }
-            if span.0.saturating_sub(a.last_window.0) > self.options.lost_after {
+            let silent = span.0.saturating_sub(a.last_window.0);
+            a.lost = silent > self.options.lost_after;
+            // A play never announced is not kept once lost.
+            let forgotten = silent > self.options.forgotten_after || a.play.id == 0;
+            if a.lost && forgotten {
                 let a = self.active.remove(i);
                 confirmed.remove(i);
                 // A play never confirmed was chance: nobody hears of it.
@@ -435,9 +456,27 @@ impl Tracker {
         events
     }
 
-    /// Whether a play of `track` is under way.
+    /// Whether a play of `track` is under way (and not lost).
     fn playing(&self, track: TrackId) -> bool {
-        self.active.iter().any(|a| a.play.track == track)
+        self.active.iter().any(|a| a.play.track == track && !a.lost)
+    }
+
+    /// The play that explains `c`, a match in the stream frames `span`: a
+    /// play of its track under way, or a lost one (see
+    /// [`TrackerOptions::forgotten_after`]) that expects the track where
+    /// `c` hears it.
+    fn explaining(&self, c: &Candidate, span: (u32, u32)) -> Option<usize> {
+        let middle = (span.0 + span.1) as f64 / 2.0;
+        let heard_at = c.start_frame + c.tempo as f64 * (middle - span.0 as f64);
+        (self.active.iter()).position(|a| {
+            a.play.track == c.track
+                && (!a.lost || (a.play.track_frame(middle) - heard_at).abs() < SAME_PLACE_FRAMES)
+        })
+    }
+
+    /// Whether a play explains `c` (see [`Tracker::explaining`]).
+    fn explains(&self, c: &Candidate, span: (u32, u32)) -> bool {
+        self.explaining(c, span).is_some()
     }
 
     /// Whether `c` passes the accept rule against the plays under way in
@@ -477,15 +516,15 @@ impl Tracker {
         let fp = &window.fingerprint;
         let fresh = Fingerprint::between(&fp.peaks, &fp.landmarks, from, frames);
         let best = matcher.identify_with(&fresh, true).best?.candidate;
-        if self.playing(best.track) {
+        let span = (window.start + from, window.start + frames);
+        if self.explains(&best, span) {
             return None;
         }
         let mut heard = vec![(best.track, best.alignment())];
         heard.extend(
             (self.active.iter()).map(|a| (a.play.track, a.play.alignment(window.start + from))),
         );
-        leads(matcher, &fresh, &heard)
-            .then_some((best, (window.start + from, window.start + frames)))
+        leads(matcher, &fresh, &heard).then_some((best, span))
     }
 
     /// Starts a play of a match no play explains, found in the window
@@ -514,6 +553,7 @@ impl Tracker {
             found: span,
             found_score: c.score,
             refitted: false,
+            lost: false,
         });
     }
 

@@ -395,3 +395,23 @@ fn a_track_mixed_in_is_named_within_seconds_of_its_start() {
     let delay = started["announced_s"].as_f64().expect("announced") - 30.0;
     assert!(delay <= 5.0, "song 1 named {delay:.1} s after it began");
 }
+
+#[test]
+fn a_track_buried_under_noise_for_half_a_minute_goes_on_as_one_play() {
+    // Song 0 for 100 s, with 30 s from 30 s where only noise is heard (the
+    // song lost under an announcement and the crowd), then heard again
+    // where it was: one play, not two.
+    let fx = Fixture::songs(1, 100.0);
+    fx.index();
+    let mut show = part(&fx, 0, 0.0, 100.0).to_vec();
+    let buried = noise(RATE, 30.0, 0.3, 5);
+    show[30 * RATE as usize..][..buried.len()].copy_from_slice(&buried);
+    let wav = fx.dir.path().join("show.wav");
+    write_wav(&wav, RATE, 1, &show).expect("write");
+    let log = fx.dir.path().join("show.jsonl");
+    fx.monitor(&log, &wav, &[]);
+    let report = report(&log);
+    assert_eq!(track_ids(&report), ["song0"], "{report:#}");
+    let end = report["plays"][0]["end_s"].as_f64().expect("end");
+    assert!(end > 97.0, "the play ends at {end:.1} s, not 100 s");
+}
