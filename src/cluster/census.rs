@@ -66,6 +66,11 @@ impl Census {
         Ok(())
     }
 
+    /// The postings counted.
+    pub fn postings(&self) -> u64 {
+        self.postings
+    }
+
     /// Whether the shards still hold what was counted, given the postings
     /// each holds now, in shard order.
     pub fn is_current(&self, postings: impl IntoIterator<Item = u64>) -> bool {

@@ -319,6 +319,7 @@ impl Gateway {
     /// Asks every shard for its counts, a chunk of hashes at a time, and
     /// sums them.
     async fn take_census(&self) -> Result<Census, ClusterError> {
+        let started = Instant::now();
         let mut census = Census::new(self.shards);
         for chunk in 0..CHUNKS {
             let counts: Vec<(Bytes, Duration)> = self
@@ -333,6 +334,11 @@ impl Gateway {
                     .map_err(|why| ClusterError::Failed(format!("shard {k}: {why}")))?;
             }
         }
+        eprintln!(
+            "earmark serve: counted the catalog's {} postings by hash in {} ms",
+            census.postings(),
+            started.elapsed().as_millis()
+        );
         Ok(census)
     }
 
