@@ -282,9 +282,8 @@ impl Tracker {
         let following = !self.active.is_empty() && self.active.iter().all(|a| a.misses == 0);
         let id = matcher.identify_with(&window.fingerprint, !following);
         let span = (window.start, window.start + window.fingerprint.frames);
-        let middle = (span.0 + span.1) as f64 / 2.0;
-        // Where in its track a candidate puts the window's middle.
-        let heard_at = |c: &Candidate| c.start_frame + c.tempo as f64 * (middle - span.0 as f64);
+        let middle = middle(span);
+        let heard_at = |c: &Candidate| heard_at(c, span);
         // A play not yet announced is confirmed only by a window that
         // identifies it again on its own, by the accept rule, leaving aside
         // the other plays under way (a crossfade's outgoing track): a check
@@ -423,7 +422,6 @@ impl Tracker {
             if confirmed[i] {
                 a.last_window = span;
                 a.misses = 0;
-                a.lost = false;
                 let grew = span.1 as f64 > a.play.end_frame;
                 a.play.end_frame = a.play.end_frame.max(span.1 as f64);
                 let due = (self.options.sure_score).is_some_and(|s| a.found_score >= s)
@@ -466,8 +464,7 @@ impl Tracker {
     /// [`TrackerOptions::forgotten_after`]) that expects the track where
     /// `c` hears it.
     fn explaining(&self, c: &Candidate, span: (u32, u32)) -> Option<usize> {
-        let middle = (span.0 + span.1) as f64 / 2.0;
-        let heard_at = c.start_frame + c.tempo as f64 * (middle - span.0 as f64);
+        let (middle, heard_at) = (middle(span), heard_at(c, span));
         (self.active.iter()).position(|a| {
             a.play.track == c.track
                 && (!a.lost || (a.play.track_frame(middle) - heard_at).abs() < SAME_PLACE_FRAMES)
@@ -532,8 +529,7 @@ impl Tracker {
     /// confirms it, or at once if it was found with a sure score.
     fn begin(&mut self, matcher: &Matcher<'_>, windows: &Windows, c: Candidate, span: (u32, u32)) {
         let c = matcher.sharpen(c);
-        let middle = (span.0 + span.1) as f64 / 2.0;
-        let track_frame = c.start_frame + c.tempo as f64 * (middle - span.0 as f64);
+        let (middle, track_frame) = (middle(span), heard_at(&c, span));
         let mut play = Play {
             id: 0,
             track: c.track,
@@ -667,6 +663,17 @@ impl Tracker {
         }
         last
     }
+}
+
+/// The middle of the stream frames `span`.
+fn middle(span: (u32, u32)) -> f64 {
+    (span.0 + span.1) as f64 / 2.0
+}
+
+/// Where in its track `c`, a match in the stream frames `span`, puts their
+/// middle.
+fn heard_at(c: &Candidate, span: (u32, u32)) -> f64 {
+    c.start_frame + c.tempo as f64 * (middle(span) - span.0 as f64)
 }
 
 /// Whether the first of `heard` (track and alignment) passes the accept
