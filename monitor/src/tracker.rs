@@ -384,6 +384,8 @@ impl Tracker {
             } else if !confirmed[i] {
                 a.anchors = vec![(middle, track_frame)];
                 a.fit(c.tempo, c.pitch);
+                // Its start, searched at the old place, is searched again.
+                a.refitted = false;
                 confirmed[i] = true;
             }
         }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use earmark_engine::testutil::{mix_at_snr, noise, write_wav};
+use earmark_engine::testutil::{mix_at_snr, noise, song, write_wav};
 
 use crate::util::{Fixture, RATE, earmark, path, run, stderr, stdout};
 
@@ -414,4 +414,41 @@ fn a_track_buried_under_noise_for_half_a_minute_goes_on_as_one_play() {
     assert_eq!(track_ids(&report), ["song0"], "{report:#}");
     let end = report["plays"][0]["end_s"].as_f64().expect("end");
     assert!(end > 97.0, "the play ends at {end:.1} s, not 100 s");
+}
+
+#[test]
+fn a_looped_track_first_placed_at_the_wrong_turn_of_its_loop_starts_where_it_began() {
+    // A track of a 10 s intro, a 7 s motif played four times, and a tail.
+    // The show plays it from 5 s, the intro under noise (-22 dB: too much
+    // for a window to name it, not for the start search at the right
+    // place). Windows over the loop cannot tell its turns apart: the play
+    // is placed a turn early, its start searched there (13.4 s), until
+    // the tail puts it right; its start is then searched again.
+    let fx = Fixture::songs(1, 10.0);
+    let (intro, motif, tail) = (
+        song(RATE, 10.0, 50),
+        song(RATE, 7.0, 51),
+        song(RATE, 30.0, 52),
+    );
+    let mut track = intro.clone();
+    for _ in 0..4 {
+        track.extend_from_slice(&motif);
+    }
+    track.extend_from_slice(&tail);
+    write_wav(&fx.music().join("looped.wav"), RATE, 1, &track).expect("write");
+    fx.index();
+    let mut show = vec![0.0; 5 * RATE as usize];
+    show.extend(mix_at_snr(&intro, &noise(RATE, 10.0, 1.0, 7), -22.0));
+    show.extend_from_slice(&track[intro.len()..]);
+    let wav = fx.dir.path().join("show.wav");
+    write_wav(&wav, RATE, 1, &show).expect("write");
+    let log = fx.dir.path().join("show.jsonl");
+    fx.monitor(&log, &wav, &[]);
+    let report = report(&log);
+    assert_eq!(track_ids(&report), ["looped"], "{report:#}");
+    let start = report["plays"][0]["start_s"].as_f64().expect("start");
+    assert!(
+        (start - 5.0).abs() <= 2.0,
+        "the play starts at {start:.1} s, not 5 s"
+    );
 }
