@@ -45,11 +45,18 @@ pub struct MatchOptions {
     /// bring millions of chance hits and little evidence.
     pub max_hits: u64,
     /// The same for the stretch path's triplet hashes, which are fewer and
-    /// commoner than pairs: a 10 s query's triplets bring about 170,000
-    /// hits in a catalog of 145 tracks; past the rarest 50,000 (a tenth
-    /// of a shifted 10 s query's time) they find as many tracks and add
-    /// mostly chance.
+    /// commoner than pairs: `stretch_share` of the query's triplet hits,
+    /// within `min_stretch_hits..=max_stretch_hits`. A 10 s query's
+    /// triplets bring about 170,000 hits in a catalog of 145 tracks, where
+    /// past the rarest 70,000 (a tenth of a shifted query's time) they find
+    /// as many tracks and add mostly chance; in a catalog of 1,000 tracks
+    /// or more they bring hundreds of thousands, and the rarest 100,000
+    /// find 2-4% more tracks than the rarest 50,000.
     pub max_stretch_hits: u64,
+    /// See `max_stretch_hits`.
+    pub min_stretch_hits: u64,
+    /// See `max_stretch_hits`.
+    pub stretch_share: f64,
     /// Candidates (best offset of a track) verified, most votes first.
     pub max_candidates: usize,
     /// The same for the quick look (see [`Matcher::identify`]).
@@ -88,7 +95,9 @@ impl Default for MatchOptions {
             max_postings_per_hash: 200,
             max_postings_ratio: 1000.0,
             max_hits: 200_000,
-            max_stretch_hits: 50_000,
+            max_stretch_hits: 100_000,
+            min_stretch_hits: 50_000,
+            stretch_share: 0.4,
             max_candidates: 16,
             quick_candidates: 4,
             min_votes: 3,
@@ -108,6 +117,13 @@ impl Default for MatchOptions {
 }
 
 impl MatchOptions {
+    /// How many of a query's `hits` triplet hits the stretch path reads
+    /// (see [`MatchOptions::max_stretch_hits`]).
+    pub fn stretch_budget(&self, hits: u64) -> u64 {
+        let share = (hits as f64 * self.stretch_share) as u64;
+        share.max(self.min_stretch_hits).min(self.max_stretch_hits)
+    }
+
     /// The accept rule: whether `candidate` is a match when the best other
     /// track scores `runner_up_score`.
     pub fn accepts(&self, candidate: &Candidate, runner_up_score: f32) -> bool {
@@ -647,7 +663,7 @@ impl<'c> Matcher<'c> {
 
     /// Picks the query's pair (or triplet) landmarks to look up: those with
     /// postings but not too many, rarest first, up to `max_hits` postings
-    /// (`max_stretch_hits` for triplets).
+    /// (for triplets, [`MatchOptions::stretch_budget`]).
     fn choose(&mut self, triplets: bool) {
         self.chosen.clear();
         self.runs.clear();
@@ -681,7 +697,7 @@ impl<'c> Matcher<'c> {
         }
         self.chosen.sort_unstable_by_key(|c| c.0);
         let budget = match triplets {
-            true => self.options.max_stretch_hits,
+            true => (self.options).stretch_budget(self.chosen.iter().map(|c| c.0).sum()),
             false => self.options.max_hits,
         };
         let mut total = 0;
@@ -1087,6 +1103,16 @@ mod tests {
             })
             .collect();
         writer.commit(batch).expect("commit")
+    }
+
+    #[test]
+    fn the_stretch_path_reads_a_share_of_a_querys_triplet_hits_within_bounds() {
+        let o = MatchOptions::default();
+        // A short query reads all it can up to the floor, a 10 s one in the
+        // dev catalog (170,000 hits) a share, a long or common one the cap.
+        assert_eq!(o.stretch_budget(20_000), 50_000);
+        assert_eq!(o.stretch_budget(170_000), 68_000);
+        assert_eq!(o.stretch_budget(2_000_000), 100_000);
     }
 
     #[test]
