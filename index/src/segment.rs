@@ -822,14 +822,14 @@ impl Segment {
 /// How many lookups [`Segment::ranges`] searches side by side.
 const SIDE_BY_SIDE: usize = 16;
 
-/// Binary searches side by side, each step of all of them before the next.
-/// For each `k`, moves `base[k]` to the first `i` in `base[k]..end[k]`
-/// for which `below(k, i)` is false (all before it being true), the
-/// searches side by side: as many halvings as the longest range needs,
-/// each a conditional move, whatever is read (a closed search reads at its
-/// end, which is harmless). A fifth faster than bisecting each range to its
-/// own end, which checks after every round which searches are still open
-/// (41 against 51 ns a hash for the dev catalog and 10 s queries).
+/// Binary searches side by side: for each `k`, moves `base[k]` to the
+/// first `i` in `base[k]..end[k]` for which `below(k, i)` is false (all
+/// before it being true). Each round halves every range with a conditional
+/// move, whatever is read (a closed search reads at its end, which is
+/// harmless), for as many rounds as the longest range needs: a fifth
+/// faster than bisecting each to its own end, which checks after every
+/// round which searches are still open (41 against 51 ns a hash for the
+/// dev catalog and 10 s queries).
 fn lower_bounds(base: &mut [u64], end: &[u64], below: impl Fn(usize, u64) -> bool) {
     let mut size = [0u64; SIDE_BY_SIDE];
     for (s, (&b, &e)) in size.iter_mut().zip(base.iter().zip(end)) {

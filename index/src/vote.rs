@@ -49,9 +49,9 @@ pub struct MatchOptions {
     /// within `min_stretch_hits..=max_stretch_hits`. A 10 s query's
     /// triplets bring about 170,000 hits in a catalog of 145 tracks, where
     /// past the rarest 70,000 (a tenth of a shifted query's time) they find
-    /// as many tracks and add mostly chance; in a catalog of 1,000 tracks
-    /// or more they bring hundreds of thousands, and the rarest 100,000
-    /// find 2-4% more tracks than the rarest 50,000.
+    /// as many tracks and add mostly chance; in catalogs of 1,000 and
+    /// 10,000 tracks the rarest 100,000 find 2.5 and 3.9 points more of the dev
+    /// clips than the rarest 50,000.
     pub max_stretch_hits: u64,
     /// See `max_stretch_hits`.
     pub min_stretch_hits: u64,
