@@ -111,6 +111,16 @@ fn mix(parts: &[&[f32]], fade_s: f32) -> Vec<f32> {
     out
 }
 
+/// Writes `show` as a mono WAV, runs `earmark monitor` on it as fast as it
+/// decodes and returns the log.
+fn monitor_show(fx: &Fixture, show: &[f32]) -> PathBuf {
+    let wav = fx.dir.path().join("show.wav");
+    write_wav(&wav, RATE, 1, show).expect("write");
+    let log = fx.dir.path().join("show.jsonl");
+    fx.monitor(&log, &wav, &[]);
+    log
+}
+
 fn report(log: &Path) -> serde_json::Value {
     let out = run(&["report", "--format", "json", "--log", path(log)]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -383,10 +393,7 @@ fn a_track_mixed_in_is_named_within_seconds_of_its_start() {
     let fx = Fixture::songs(2, 60.0);
     fx.index();
     let show = mix(&[part(&fx, 0, 0.0, 32.0), part(&fx, 1, 10.0, 30.0)], 2.0);
-    let wav = fx.dir.path().join("show.wav");
-    write_wav(&wav, RATE, 1, &show).expect("write");
-    let log = fx.dir.path().join("show.jsonl");
-    fx.monitor(&log, &wav, &[]);
+    let log = monitor_show(&fx, &show);
     let text = std::fs::read_to_string(&log).expect("log");
     let started = (text.lines())
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -406,10 +413,7 @@ fn a_track_buried_under_noise_for_half_a_minute_goes_on_as_one_play() {
     let mut show = part(&fx, 0, 0.0, 100.0).to_vec();
     let buried = noise(RATE, 30.0, 0.3, 5);
     show[30 * RATE as usize..][..buried.len()].copy_from_slice(&buried);
-    let wav = fx.dir.path().join("show.wav");
-    write_wav(&wav, RATE, 1, &show).expect("write");
-    let log = fx.dir.path().join("show.jsonl");
-    fx.monitor(&log, &wav, &[]);
+    let log = monitor_show(&fx, &show);
     let report = report(&log);
     assert_eq!(track_ids(&report), ["song0"], "{report:#}");
     let end = report["plays"][0]["end_s"].as_f64().expect("end");
@@ -440,10 +444,7 @@ fn a_looped_track_first_placed_at_the_wrong_turn_of_its_loop_starts_where_it_beg
     let mut show = vec![0.0; 5 * RATE as usize];
     show.extend(mix_at_snr(&intro, &noise(RATE, 10.0, 1.0, 7), -22.0));
     show.extend_from_slice(&track[intro.len()..]);
-    let wav = fx.dir.path().join("show.wav");
-    write_wav(&wav, RATE, 1, &show).expect("write");
-    let log = fx.dir.path().join("show.jsonl");
-    fx.monitor(&log, &wav, &[]);
+    let log = monitor_show(&fx, &show);
     let report = report(&log);
     assert_eq!(track_ids(&report), ["looped"], "{report:#}");
     let start = report["plays"][0]["start_s"].as_f64().expect("start");
