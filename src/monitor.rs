@@ -178,7 +178,11 @@ impl View {
                     describe(play),
                     clock(play.start_s),
                     clock(play.end_s),
-                    if *interrupted { ", interrupted" } else { "" }
+                    match (interrupted, play.withdrawn) {
+                        (true, _) => ", interrupted",
+                        (_, true) => ", withdrawn: too short to be more than chance",
+                        _ => "",
+                    }
                 ),
                 Event::Unidentified { segment, .. } => format!(
                     "{} unidentified music {}-{}, kept as {}",

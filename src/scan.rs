@@ -248,7 +248,7 @@ pub fn follow(catalog: &Catalog, job: &Fingerprint, base: u32) -> Vec<Play> {
                 track_at_zero: p.track_at_zero - p.tempo as f64 * base,
                 ..p
             }),
-            PlayEvent::Started(_) | PlayEvent::Heard(_) => None,
+            PlayEvent::Started(_) | PlayEvent::Heard(_) | PlayEvent::Withdrawn(_) => None,
         })
         .collect()
 }

@@ -56,6 +56,10 @@ pub struct PlayRecord {
     /// was given (logs of earlier versions say "unknown").
     #[serde(default, deserialize_with = "decision_or_unknown")]
     pub coverage: Option<Decision>,
+    /// Whether the play, once over, turned out to be chance and is not one
+    /// (see `TrackerOptions::min_play`): reports leave it out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub withdrawn: bool,
 }
 
 /// A decision, or none for anything else (the "unknown" of older logs).
@@ -299,6 +303,7 @@ impl PlayRecord {
             pitch: (play.pitch as f64 * 1000.0).round() / 1000.0,
             score: (play.score as f64 * 10.0).round() / 10.0,
             coverage: None,
+            withdrawn: false,
         }
     }
 
@@ -378,8 +383,16 @@ impl History {
         history
     }
 
-    /// Every play, in its latest state, in start order.
+    /// Every play, in its latest state, in start order; withdrawn plays are
+    /// left out.
     pub fn plays(&self) -> Vec<PlayRecord> {
+        let mut plays = self.latest();
+        plays.retain(|p| !p.withdrawn);
+        plays
+    }
+
+    /// Every play in its latest state, withdrawn ones too, in start order.
+    fn latest(&self) -> Vec<PlayRecord> {
         let mut plays: Vec<PlayRecord> = Vec::new();
         for event in &self.events {
             let play = match event {
@@ -472,7 +485,7 @@ impl History {
 
     /// The number the next play gets.
     pub fn next_play(&self) -> u64 {
-        self.plays().iter().map(|p| p.play).max().unwrap_or(0) + 1
+        self.latest().iter().map(|p| p.play).max().unwrap_or(0) + 1
     }
 
     /// The number the next unidentified segment gets.
@@ -561,7 +574,48 @@ mod tests {
             pitch: 1.0,
             score: 9.0,
             coverage: None,
+            withdrawn: false,
         }
+    }
+
+    #[test]
+    fn a_withdrawn_play_is_left_out_and_keeps_its_number() {
+        let at = timestamp(SystemTime::now());
+        let withdrawn = PlayRecord {
+            withdrawn: true,
+            ..record(1, 5.0, 8.0)
+        };
+        let history = History {
+            events: vec![
+                Event::PlayStarted {
+                    at: at.clone(),
+                    announced_s: Some(9.0),
+                    play: record(1, 5.0, 9.0),
+                },
+                Event::PlayEnded {
+                    at: at.clone(),
+                    play: withdrawn.clone(),
+                    interrupted: false,
+                },
+                Event::PlayStarted {
+                    at,
+                    announced_s: Some(30.0),
+                    play: record(2, 20.0, 30.0),
+                },
+            ],
+            unreadable: 0,
+        };
+        assert_eq!(history.plays(), vec![record(2, 20.0, 30.0)]);
+        assert_eq!(history.open_plays(), vec![record(2, 20.0, 30.0)]);
+        assert_eq!(
+            history.next_play(),
+            3,
+            "a withdrawn play's number is not reused"
+        );
+        let line = serde_json::to_value(&withdrawn).expect("json");
+        assert_eq!(line["withdrawn"], true);
+        let kept = serde_json::to_value(record(2, 20.0, 30.0)).expect("json");
+        assert!(kept.get("withdrawn").is_none(), "written only when true");
     }
 
     #[test]

@@ -317,12 +317,24 @@ impl<'c> Session<'c> {
                     play: self.record(&p),
                     interrupted: false,
                 },
+                PlayEvent::Withdrawn(p) => Event::PlayEnded {
+                    at: at.clone(),
+                    play: PlayRecord {
+                        withdrawn: true,
+                        ..self.record(&p)
+                    },
+                    interrupted: false,
+                },
             };
             if let Event::PlayStarted { play, .. }
             | Event::PlayHeard { play, .. }
             | Event::PlayEnded { play, .. } = &event
             {
-                self.spans.insert(play.play, (play.start_s, play.end_s));
+                // Music of a withdrawn play is music nothing matched.
+                match play.withdrawn {
+                    true => self.spans.remove(&play.play),
+                    false => self.spans.insert(play.play, (play.start_s, play.end_s)),
+                };
             }
             self.log.append(&event)?;
             logged.push(event);

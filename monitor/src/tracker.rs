@@ -99,6 +99,11 @@ pub struct TrackerOptions {
     /// identified on their own, if set: a track that has just begun fills
     /// them, where it fills only part of the window.
     pub fresh_frames: Option<u32>,
+    /// An announced play whose music, bounded when it ends, lasts fewer
+    /// frames than this was chance and is withdrawn: a sure score on the
+    /// last seconds of a window, from music outside the catalog, is not
+    /// heard again around them.
+    pub min_play: u32,
 }
 
 impl Default for TrackerOptions {
@@ -117,6 +122,9 @@ impl Default for TrackerOptions {
             sure_score: None,
             early_newcomers: false,
             fresh_frames: None,
+            // 6 s. On the dev sessions, at four frame phases, the chance
+            // plays lasted 2.9-3.5 s and the shortest true one 8.3 s.
+            min_play: 187,
         }
     }
 }
@@ -181,6 +189,8 @@ pub enum PlayEvent {
     Heard(Play),
     /// A play is over.
     Ended(Play),
+    /// An announced play was chance (see [`TrackerOptions::min_play`]).
+    Withdrawn(Play),
 }
 
 #[derive(Debug)]
@@ -447,7 +457,7 @@ impl Tracker {
                 confirmed.remove(i);
                 // A play never confirmed was chance: nobody hears of it.
                 if a.play.id > 0 {
-                    events.push(PlayEvent::Ended(self.end(matcher.catalog(), windows, a)));
+                    events.push(self.close(matcher.catalog(), windows, a));
                 }
             } else {
                 i += 1;
@@ -560,8 +570,19 @@ impl Tracker {
         std::mem::take(&mut self.active)
             .into_iter()
             .filter(|a| a.play.id > 0)
-            .map(|a| PlayEvent::Ended(self.end(catalog, windows, a)))
+            .map(|a| self.close(catalog, windows, a))
             .collect()
+    }
+
+    /// Ends an announced play, or withdraws it if its music was too short
+    /// to be anything but chance.
+    fn close(&self, catalog: &Catalog, windows: &Windows, a: Active) -> PlayEvent {
+        let play = self.end(catalog, windows, a);
+        if play.end_frame - play.start_frame < self.options.min_play as f64 {
+            PlayEvent::Withdrawn(play)
+        } else {
+            PlayEvent::Ended(play)
+        }
     }
 
     /// Where a new play starts: the first second of the run of seconds with

@@ -46,8 +46,15 @@ impl EventPlays {
         match item {
             Item::Play(play) => {
                 let key = (source.to_owned(), play.play);
+                // A later state reaches further, or withdraws the play.
                 match self.plays.get(&key) {
-                    Some(old) if old == play || old.end_s > play.end_s => false,
+                    Some(old)
+                        if old == play
+                            || old.withdrawn
+                            || (old.end_s > play.end_s && !play.withdrawn) =>
+                    {
+                        false
+                    }
                     _ => {
                         self.plays.insert(key, play.clone());
                         true
@@ -161,7 +168,10 @@ impl PlayStore {
         let mut show = Show {
             source: format!("event {event}"),
             runs: None,
-            plays: plays.plays.values().cloned().collect(),
+            plays: (plays.plays.values())
+                .filter(|p| !p.withdrawn)
+                .cloned()
+                .collect(),
             unidentified: plays.unidentified.values().cloned().collect(),
         };
         show.plays.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
@@ -207,4 +217,46 @@ pub fn valid_event_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn play(end_s: f64, withdrawn: bool) -> PlayRecord {
+        let record = serde_json::json!({
+            "play": 1, "track_id": "T1", "title": "", "artist": "", "isrc": null,
+            "start_s": 5.0, "end_s": end_s, "started_at": null, "ended_at": null,
+            "track_start_s": 0.0, "tempo": 1.0, "pitch": 1.0, "score": 9.0,
+            "withdrawn": withdrawn,
+        });
+        serde_json::from_value(record).expect("record")
+    }
+
+    #[test]
+    fn a_withdrawn_play_leaves_the_show_though_it_ends_sooner() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = PlayStore::new(dir.path().to_owned());
+        let at = String::new();
+        let heard = Event::PlayHeard {
+            at: at.clone(),
+            play: play(9.0, false),
+        };
+        store.upload("show", "laptop", &[heard]).expect("upload");
+        let shown = store.show("show").expect("show").expect("plays");
+        assert_eq!(shown.plays.len(), 1);
+        let ended = Event::PlayEnded {
+            at,
+            play: play(8.0, true),
+            interrupted: false,
+        };
+        let uploaded = store.upload("show", "laptop", &[ended]).expect("upload");
+        assert_eq!(uploaded.stored, 1);
+        let shown = store.show("show").expect("show").expect("stored");
+        assert!(shown.plays.is_empty());
+        // As read back from disk by a restarted server.
+        let again = PlayStore::new(dir.path().to_owned());
+        let shown = again.show("show").expect("show").expect("stored");
+        assert!(shown.plays.is_empty());
+    }
 }

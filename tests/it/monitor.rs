@@ -453,3 +453,32 @@ fn a_looped_track_first_placed_at_the_wrong_turn_of_its_loop_starts_where_it_beg
         "the play starts at {start:.1} s, not 5 s"
     );
 }
+
+#[test]
+fn a_track_heard_for_seconds_only_is_withdrawn_once_over() {
+    // Three seconds of song 0 between silences: named from a window's last
+    // seconds, but no longer than chance finds are, so the play is
+    // withdrawn when it ends and the report leaves it out.
+    let fx = Fixture::songs(1, 60.0);
+    fx.index();
+    let silence = vec![0.0; 20 * RATE as usize];
+    let show = [&silence, part(&fx, 0, 20.0, 3.0), &silence].concat();
+    let log = monitor_show(&fx, &show);
+    let text = std::fs::read_to_string(&log).expect("log");
+    let events: Vec<serde_json::Value> = (text.lines())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &serde_json::Value| e["title"] == "song0" && e["event"] != "play_heard")
+        .collect();
+    let kinds: Vec<(&str, bool)> = (events.iter())
+        .map(|e| (e["event"].as_str().unwrap_or(""), e["withdrawn"] == true))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("play_started", false), ("play_ended", true)],
+        "{text}"
+    );
+    assert!(
+        report(&log)["plays"].as_array().expect("plays").is_empty(),
+        "{text}"
+    );
+}
