@@ -34,7 +34,11 @@ impl ListenerOptions {
             windows: WindowOptions::live(),
             tracker: TrackerOptions {
                 confirm_after: 31,
-                sure_score: Some(8.0),
+                // Over the dev sessions at four frame phases and 5.3 h of
+                // music outside the catalog, 8 named a track a median 5.6 s
+                // after it began and 7 did in 5.3 s; the chance plays it
+                // announced (5 instead of 2) were all withdrawn.
+                sure_score: Some(7.0),
                 early_newcomers: true,
                 fresh_frames: Some(78),
                 ..TrackerOptions::default()

@@ -86,9 +86,9 @@ pub struct TrackerOptions {
     /// chance, and never reported.
     pub confirm_after: u32,
     /// A play found by a window scoring at least this is announced at
-    /// once, if set: a margin above the accept rule's threshold that
-    /// chance did not reach on the dev corpus (79 minutes of music outside
-    /// the catalog, four venue sessions).
+    /// once, if set. Chance reaches such scores now and then on the last
+    /// seconds of a window; those plays are withdrawn when they end (see
+    /// `min_play`).
     pub sure_score: Option<f32>,
     /// Whether a track may start a play while a playing track outscores it
     /// over the window, if it leads in the window's second half: the
