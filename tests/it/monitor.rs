@@ -121,6 +121,13 @@ fn monitor_show(fx: &Fixture, show: &[f32]) -> PathBuf {
     log
 }
 
+/// The events of a monitor's log, one JSON object a line.
+fn log_events(text: &str) -> Vec<serde_json::Value> {
+    (text.lines())
+        .map(|l| serde_json::from_str(l).expect("event"))
+        .collect()
+}
+
 fn report(log: &Path) -> serde_json::Value {
     let out = run(&["report", "--format", "json", "--log", path(log)]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -238,8 +245,7 @@ fn the_live_monitor_names_each_track_played_into_the_sound_card() {
     }
     // Each play is announced seconds after it starts, at a session position
     // the log keeps (for `eval-session` to measure the delay).
-    let delays: Vec<f64> = (text.lines())
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    let delays: Vec<f64> = (log_events(&text).iter())
         .filter(|e| e["event"] == "play_started")
         .map(|e| e["announced_s"].as_f64().unwrap_or(-1.0) - e["start_s"].as_f64().unwrap_or(0.0))
         .collect();
@@ -350,11 +356,7 @@ fn a_monitor_that_loses_its_sound_card_logs_the_gap_and_listens_again() {
     assert!(interrupt.success());
     assert!(monitor.wait().expect("monitor").success());
 
-    let events: Vec<serde_json::Value> = std::fs::read_to_string(&log)
-        .expect("log")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("event"))
-        .collect();
+    let events = log_events(&std::fs::read_to_string(&log).expect("log"));
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
     let at = |kind: &str| kinds.iter().position(|k| *k == kind);
     let (lost, back) = (
@@ -400,8 +402,7 @@ fn a_track_mixed_in_is_named_within_seconds_of_its_start() {
     let show = mix(&[part(&fx, 0, 0.0, 32.0), part(&fx, 1, 10.0, 30.0)], 2.0);
     let log = monitor_show(&fx, &show);
     let text = std::fs::read_to_string(&log).expect("log");
-    let started = (text.lines())
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    let started = (log_events(&text).into_iter())
         .find(|e| e["event"] == "play_started" && e["title"] == "song1")
         .expect("song 1 named");
     let delay = started["announced_s"].as_f64().expect("announced") - 30.0;
@@ -470,11 +471,9 @@ fn a_track_heard_for_seconds_only_is_withdrawn_once_over() {
     let show = [&silence, part(&fx, 0, 20.0, 3.0), &silence].concat();
     let log = monitor_show(&fx, &show);
     let text = std::fs::read_to_string(&log).expect("log");
-    let events: Vec<serde_json::Value> = (text.lines())
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|e: &serde_json::Value| e["title"] == "song0" && e["event"] != "play_heard")
-        .collect();
+    let events = log_events(&text);
     let kinds: Vec<(&str, bool)> = (events.iter())
+        .filter(|e| e["title"] == "song0" && e["event"] != "play_heard")
         .map(|e| (e["event"].as_str().unwrap_or(""), e["withdrawn"] == true))
         .collect();
     assert_eq!(
