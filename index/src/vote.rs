@@ -86,6 +86,17 @@ pub struct MatchOptions {
     pub min_matched: u32,
     /// The best track's score must exceed the best other track's by this.
     pub min_margin: f32,
+    /// The second way to accept, for loud noise: when verification finds
+    /// few of a track's peaks (noise buries the weak ones) but its hashes
+    /// line up far more than any other track's, the best-scored candidate is
+    /// a match with at least this many aligned votes...
+    pub vote_min_votes: u32,
+    /// ...this many times the most votes of any other candidate (the level
+    /// chance reaches for this query: out-of-catalog clips stayed under 1.8
+    /// times)...
+    pub vote_ratio: f32,
+    /// ...and a score of at least this (verification does not contradict).
+    pub vote_min_score: f32,
 }
 
 impl Default for MatchOptions {
@@ -112,6 +123,9 @@ impl Default for MatchOptions {
             unshifted_score: 6.0,
             min_matched: 8,
             min_margin: 4.0,
+            vote_min_votes: 12,
+            vote_ratio: 2.2,
+            vote_min_score: 3.5,
         }
     }
 }
@@ -137,17 +151,45 @@ impl MatchOptions {
         candidate.score >= self.min_score && candidate.matched >= self.min_matched
     }
 
+    /// Whether `candidate` has the votes and score to be accepted by its
+    /// votes (see [`MatchOptions::vote_min_votes`]), so that no more than the
+    /// other candidates' votes stand between it and a match. Only the pair
+    /// paths' votes count: triplet hits on a tempo line are fewer per second
+    /// and gather differently by chance.
+    pub fn could_accept_by_votes(&self, candidate: &Candidate) -> bool {
+        !candidate.stretched
+            && candidate.votes >= self.vote_min_votes
+            && candidate.score >= self.vote_min_score
+    }
+
+    /// The most pair votes among `others`, the level chance reaches for this
+    /// query (see [`MatchOptions::vote_ratio`]).
+    pub fn rival_votes<'a>(others: impl IntoIterator<Item = &'a Candidate>) -> u32 {
+        (others.into_iter())
+            .filter(|c| !c.stretched)
+            .map(|c| c.votes)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The match of the best candidate `top`, if the accept rule passes
-    /// against the best other track's candidate `runner_up`; `reported`
-    /// gives the candidate the match reports (its tempo sharpened).
+    /// against the best other track's candidate `runner_up`, or failing
+    /// that, if `top`'s votes stand far above `rival_votes`, the most votes
+    /// of any other candidate; `reported` gives the candidate the match
+    /// reports (its tempo sharpened).
     pub fn decide(
         &self,
         top: &Candidate,
         runner_up: Option<&Candidate>,
+        rival_votes: u32,
         reported: impl FnOnce() -> Candidate,
     ) -> Option<Match> {
         let runner_up_score = runner_up.map_or(0.0, |c| c.score.max(0.0));
-        if !self.accepts(top, runner_up_score) {
+        let by_votes = || {
+            self.could_accept_by_votes(top)
+                && top.votes as f32 >= self.vote_ratio * rival_votes as f32
+        };
+        if !self.accepts(top, runner_up_score) && !by_votes() {
             return None;
         }
         Some(Match {
@@ -213,6 +255,10 @@ pub struct Candidate {
     /// how far its densest band of hits stands above chance on the stretch
     /// path (see [`ranked`]).
     pub rank: f32,
+    /// Whether the stretch path found it: its votes are then triplet hits
+    /// on a tempo line, not aligned pair hashes.
+    #[serde(default)]
+    pub stretched: bool,
 }
 
 /// The order in which tracks are chosen for verification: by rank, best
@@ -546,7 +592,8 @@ impl<'c> Matcher<'c> {
     fn accept(&self, candidates: &mut [Candidate]) -> Option<Match> {
         candidates.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.track.cmp(&b.track)));
         let top = *candidates.first()?;
-        (self.options).decide(&top, candidates.get(1), || self.refine(top))
+        let rival_votes = MatchOptions::rival_votes(&candidates[1..]);
+        (self.options).decide(&top, candidates.get(1), rival_votes, || self.refine(top))
     }
 
     /// The rank and content key (see [`ranked`]) of every track the last
@@ -844,6 +891,7 @@ impl<'c> Matcher<'c> {
             let (overlap, score) = self.mask.score(&peaks, a);
             let mut c = candidate(track, votes, (a, pivot), overlap, score);
             c.rank = excess;
+            c.stretched = true;
             out.push(c);
         }
         out
@@ -1004,6 +1052,7 @@ fn candidate(
         score,
         pivot_frame,
         rank: votes as f32,
+        stretched: false,
     }
 }
 
@@ -1113,6 +1162,47 @@ mod tests {
         assert_eq!(o.stretch_budget(20_000), 50_000);
         assert_eq!(o.stretch_budget(170_000), 68_000);
         assert_eq!(o.stretch_budget(2_000_000), 100_000);
+    }
+
+    #[test]
+    fn a_track_whose_votes_dwarf_the_others_is_accepted_on_a_modest_score() {
+        let o = MatchOptions::default();
+        let track = |votes, score| Candidate {
+            track: TrackId(0),
+            votes,
+            start_frame: 0.0,
+            tempo: 1.0,
+            pitch: 1.0,
+            peaks: 400,
+            matched: 60,
+            score,
+            pivot_frame: 0.0,
+            rank: votes as f32,
+            stretched: false,
+        };
+        let decide = |top: Candidate, rival_votes| {
+            let runner_up = track(rival_votes, 3.0);
+            o.decide(&top, Some(&runner_up), rival_votes, || top)
+                .is_some()
+        };
+        // Pink noise at -10 dB (q01303 of the dev queries): 23 aligned votes
+        // against at most 8 of any other track, a score of 6.7.
+        assert!(decide(track(23, 6.7), 8));
+        assert!(decide(track(23, 4.0), 8));
+        // Chance: the best of an out-of-catalog clip had at most 1.8 times
+        // the next one's votes.
+        assert!(!decide(track(17, 4.0), 10));
+        // Too few votes, or a verification that finds nothing.
+        assert!(!decide(track(10, 5.0), 3));
+        assert!(!decide(track(23, 2.0), 8));
+        // The score rule alone still accepts.
+        assert!(decide(track(9, 12.0), 9));
+        // Triplet hits on a stretch path's line are not pair votes.
+        let stretched = Candidate {
+            stretched: true,
+            ..track(23, 4.0)
+        };
+        assert!(!decide(stretched, 8));
     }
 
     #[test]

@@ -306,7 +306,7 @@ pub fn merge(candidates: &mut Vec<ShardCandidate>, more: Vec<ShardCandidate>) {
 
 /// The accepted match among candidates of the whole catalog, by the single
 /// node's rule: the best score must clear the threshold and the best other
-/// track's score by the margin.
+/// track's score by the margin, or its votes stand far above the others'.
 pub fn decide(options: &MatchOptions, candidates: &[ShardCandidate]) -> Option<(Track, Match)> {
     let mut ranked: Vec<&ShardCandidate> = candidates.iter().collect();
     ranked
@@ -314,7 +314,8 @@ pub fn decide(options: &MatchOptions, candidates: &[ShardCandidate]) -> Option<(
     let top = ranked.first()?;
     let (track, refined) = top.acceptable.as_ref()?;
     let runner_up = ranked.get(1).map(|c| &c.candidate);
-    let m = options.decide(&top.candidate, runner_up, || *refined)?;
+    let rival_votes = MatchOptions::rival_votes(ranked[1..].iter().map(|c| &c.candidate));
+    let m = options.decide(&top.candidate, runner_up, rival_votes, || *refined)?;
     Some((track.clone(), m))
 }
 
@@ -448,6 +449,7 @@ mod tests {
             score,
             pivot_frame: 0.0,
             rank,
+            stretched: false,
         };
         let track = Track {
             id: TrackId(0),

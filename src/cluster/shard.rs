@@ -181,7 +181,9 @@ fn shard_list(
     });
     let candidates = (candidates.into_iter())
         .map(|c| {
-            let acceptable = (o.could_accept(&c)).then(|| tracks.get(c.track)).flatten();
+            let acceptable = (o.could_accept(&c) || o.could_accept_by_votes(&c))
+                .then(|| tracks.get(c.track))
+                .flatten();
             ShardCandidate {
                 key: tracks.key(c.track),
                 candidate: c,
