@@ -97,6 +97,18 @@ pub struct MatchOptions {
     pub vote_ratio: f32,
     /// ...and a score of at least this (verification does not contradict).
     pub vote_min_score: f32,
+    /// Music repeats, and in noise the best-voted offset of a track may be
+    /// a repeat of the clip's passage rather than the passage itself: on
+    /// the full pair path, the best this many windows of offsets of a track
+    /// are verified...
+    pub alternate_offsets: usize,
+    /// ...when its best window holds at least this many votes and does not
+    /// verify strongly (a score of `quick_min_score`)...
+    pub alternate_min_votes: u32,
+    /// ...and another window stands for the track when its score is higher
+    /// by this (less, and chance would move the offsets of clips whose
+    /// tempo the pair path does not follow).
+    pub alternate_margin: f32,
 }
 
 impl Default for MatchOptions {
@@ -126,6 +138,9 @@ impl Default for MatchOptions {
             vote_min_votes: 12,
             vote_ratio: 2.2,
             vote_min_score: 3.5,
+            alternate_offsets: 3,
+            alternate_min_votes: 8,
+            alternate_margin: 2.0,
         }
     }
 }
@@ -364,6 +379,10 @@ pub struct WholeCounts {
 /// the top byte of the biased offset, so the radix sort of votes, which
 /// skips a byte all votes share, makes one pass fewer.
 const OFFSET_BIAS: i64 = (1 << 23) + (1 << 15);
+/// Frames of offset (0.5 s) between the windows of one track verified as
+/// alternatives (see [`MatchOptions::alternate_offsets`]).
+const ALTERNATE_APART: i64 = 16;
+
 /// Dense bands of offsets per track around which the stretch path looks
 /// for a tempo line.
 const DENSE_BANDS: usize = 3;
@@ -458,7 +477,7 @@ impl<'c> Matcher<'c> {
     pub fn quick_candidates(&mut self, query: &Fingerprint) -> Vec<Candidate> {
         let mut landmarks = std::mem::take(&mut self.quick);
         quick_landmarks(query, &mut landmarks);
-        let candidates = self.pair_path(query, &landmarks, self.options.quick_candidates);
+        let candidates = self.pair_path(query, &landmarks, self.options.quick_candidates, 1);
         self.quick = landmarks;
         candidates
     }
@@ -477,7 +496,8 @@ impl<'c> Matcher<'c> {
     /// pitch changes beyond a few percent) only if `stretch` is set: a caller
     /// already following the music can skip its cost.
     pub fn identify_with(&mut self, query: &Fingerprint, stretch: bool) -> Identification {
-        let mut candidates = self.pair_path(query, &query.landmarks, self.options.max_candidates);
+        let (most, alternates) = (self.options.max_candidates, self.options.alternate_offsets);
+        let mut candidates = self.pair_path(query, &query.landmarks, most, alternates);
         let mut best = self.accept(&mut candidates);
         if best.is_none() && stretch {
             let stretched = self.stretched(query);
@@ -494,7 +514,8 @@ impl<'c> Matcher<'c> {
     /// The full query's candidates (every landmark of the query looked up),
     /// weighed with those already `seen`: of a track, the better counts.
     pub fn full_candidates(&mut self, query: &Fingerprint, seen: Vec<Candidate>) -> Vec<Candidate> {
-        let mut candidates = self.pair_path(query, &query.landmarks, self.options.max_candidates);
+        let (most, alternates) = (self.options.max_candidates, self.options.alternate_offsets);
+        let mut candidates = self.pair_path(query, &query.landmarks, most, alternates);
         merge(&mut candidates, seen);
         candidates
     }
@@ -507,16 +528,34 @@ impl<'c> Matcher<'c> {
         query: &Fingerprint,
         landmarks: &[Landmark],
         max_candidates: usize,
+        alternates: usize,
     ) -> Vec<Candidate> {
         self.load(query, landmarks);
-        self.verified(max_candidates)
+        self.verified(max_candidates, alternates)
     }
 
-    /// The pair path's candidates of the query last loaded.
-    fn verified(&mut self, max_candidates: usize) -> Vec<Candidate> {
-        self.vote(max_candidates)
-            .iter()
-            .map(|v| self.verify_near_one(v))
+    /// The pair path's candidates of the query last loaded: of each of the
+    /// `max_candidates` tracks, the best verified of its `alternates` best
+    /// windows of votes (see [`MatchOptions::alternate_offsets`]).
+    fn verified(&mut self, max_candidates: usize, alternates: usize) -> Vec<Candidate> {
+        let voted = self.vote(max_candidates);
+        let o = &self.options;
+        let tolerance = o.offset_tolerance as i64;
+        (voted.iter())
+            .map(|v| {
+                let best = self.verify_near_one(v);
+                if v.votes < o.alternate_min_votes || best.score >= o.quick_min_score {
+                    return best;
+                }
+                let group = votes_of(&self.votes, v.track);
+                (windows(group, tolerance, alternates, ALTERNATE_APART).iter())
+                    .skip(1)
+                    .map(|w| self.verify_near_one(w))
+                    .fold(best, |a, b| match b.score > a.score + o.alternate_margin {
+                        true => b,
+                        false => a,
+                    })
+            })
             .collect()
     }
 
@@ -988,9 +1027,11 @@ impl Paths for MatcherPaths<'_, '_, '_> {
         let max = self.matcher.options.max_candidates;
         if !self.loaded {
             self.loaded = true;
-            return (self.matcher).pair_path(self.query, &self.query.landmarks, max);
+            let alternates = self.matcher.options.alternate_offsets;
+            return (self.matcher).pair_path(self.query, &self.query.landmarks, max, alternates);
         }
-        self.matcher.verified(max)
+        self.matcher
+            .verified(max, self.matcher.options.alternate_offsets)
     }
 
     fn stretched(&mut self) -> Vec<Candidate> {
@@ -1070,49 +1111,84 @@ struct Voted {
 /// From sorted packed votes, the best window of each track: the offsets
 /// within `2 * tolerance` of each other that hold the most votes.
 fn tally(votes: &[u64], tolerance: i64) -> Vec<Voted> {
-    let mut best: Vec<Voted> = Vec::new();
+    let mut best = Vec::new();
     let mut start = 0;
     while start < votes.len() {
         let track = unpack_vote(votes[start]).0;
         let end = start + votes[start..].partition_point(|&v| unpack_vote(v).0 == track);
-        let group = &votes[start..end];
-        let (mut lo, mut count) = (0usize, 0u32);
-        let (mut sum_offset, mut sum_query) = (0i64, 0i64);
-        let mut top = Voted {
-            track: TrackId(track),
-            votes: 0,
-            query_anchor: 0.0,
-            ref_anchor: 0.0,
-        };
-        for &vote in group {
-            let (_, offset, q) = unpack_vote(vote);
-            count += 1;
-            sum_offset += offset;
-            sum_query += q as i64;
-            loop {
-                let (_, first, first_q) = unpack_vote(group[lo]);
-                if first >= offset - 2 * tolerance {
-                    break;
-                }
-                count -= 1;
-                sum_offset -= first;
-                sum_query -= first_q as i64;
-                lo += 1;
-            }
-            if count > top.votes {
-                let query_anchor = sum_query as f64 / count as f64;
-                top = Voted {
-                    votes: count,
-                    query_anchor,
-                    ref_anchor: query_anchor + sum_offset as f64 / count as f64,
-                    ..top
-                };
-            }
-        }
-        best.push(top);
+        best.extend(windows(&votes[start..end], tolerance, 1, 0));
         start = end;
     }
     best
+}
+
+/// The votes of `track` among sorted packed `votes`.
+fn votes_of(votes: &[u64], track: TrackId) -> &[u64] {
+    let first = votes.partition_point(|&v| unpack_vote(v).0 < track.0);
+    let last = first + votes[first..].partition_point(|&v| unpack_vote(v).0 == track.0);
+    &votes[first..last]
+}
+
+/// The `n` windows of one track's sorted votes (offsets within `2 *
+/// tolerance` of each other) that hold the most votes, more than `apart`
+/// frames of offset from each other, most votes first.
+fn windows(group: &[u64], tolerance: i64, n: usize, apart: i64) -> Vec<Voted> {
+    let Some(&first) = group.first() else {
+        return Vec::new();
+    };
+    let track = TrackId(unpack_vote(first).0);
+    // Each window's votes, mean offset and mean query frame, at each vote.
+    let mut all: Vec<(u32, f64, f64)> = Vec::with_capacity(if n > 1 { group.len() } else { 0 });
+    let mut top = (0u32, 0.0, 0.0);
+    let (mut lo, mut count) = (0usize, 0u32);
+    let (mut sum_offset, mut sum_query) = (0i64, 0i64);
+    for &vote in group {
+        let (_, offset, q) = unpack_vote(vote);
+        count += 1;
+        sum_offset += offset;
+        sum_query += q as i64;
+        loop {
+            let (_, first, first_q) = unpack_vote(group[lo]);
+            if first >= offset - 2 * tolerance {
+                break;
+            }
+            count -= 1;
+            sum_offset -= first;
+            sum_query -= first_q as i64;
+            lo += 1;
+        }
+        let window = (
+            count,
+            sum_offset as f64 / count as f64,
+            sum_query as f64 / count as f64,
+        );
+        if n > 1 {
+            all.push(window);
+        } else if count > top.0 {
+            top = window;
+        }
+    }
+    let voted = |(votes, offset, query_anchor): (u32, f64, f64)| Voted {
+        track,
+        votes,
+        query_anchor,
+        ref_anchor: query_anchor + offset,
+    };
+    if n == 1 {
+        return vec![voted(top)];
+    }
+    // Most votes first, the earliest of equals (a stable sort).
+    all.sort_by_key(|w| std::cmp::Reverse(w.0));
+    let mut chosen: Vec<(u32, f64, f64)> = Vec::with_capacity(n);
+    for w in all {
+        if chosen.len() == n {
+            break;
+        }
+        if chosen.iter().all(|c| (c.1 - w.1).abs() > apart as f64) {
+            chosen.push(w);
+        }
+    }
+    chosen.into_iter().map(voted).collect()
 }
 
 #[cfg(test)]
@@ -1162,6 +1238,30 @@ mod tests {
         assert_eq!(o.stretch_budget(20_000), 50_000);
         assert_eq!(o.stretch_budget(170_000), 68_000);
         assert_eq!(o.stretch_budget(2_000_000), 100_000);
+    }
+
+    #[test]
+    fn a_track_whose_music_repeats_offers_each_repeat_as_a_window_of_votes() {
+        let track = TrackId(7);
+        // 10 votes at offset 100 (one a frame off), 8 at 300 (a repeat), 1 at 104.
+        let mut votes: Vec<u64> = (0..10)
+            .map(|q| (100 + (q == 3) as i64, q))
+            .chain((0..8).map(|q| (300, q + 20)))
+            .chain([(104, 40)])
+            .filter_map(|(offset, q)| pack_vote(track, offset, q))
+            .collect();
+        votes.sort_unstable();
+        let offset = |v: &Voted| v.ref_anchor - v.query_anchor;
+        let found = windows(&votes, 1, 3, ALTERNATE_APART);
+        let got: Vec<(u32, i64)> = (found.iter())
+            .map(|v| (v.votes, offset(v).round() as i64))
+            .collect();
+        assert_eq!(got, [(10, 100), (8, 300)], "104 is the window at 100 again");
+        assert!((offset(&found[0]) - 100.1).abs() < 1e-9, "the mean offset");
+        // One window is the tally's.
+        assert_eq!(windows(&votes, 1, 1, 0), tally(&votes, 1));
+        assert_eq!(votes_of(&votes, track).len(), votes.len());
+        assert!(votes_of(&votes, TrackId(8)).is_empty());
     }
 
     #[test]
