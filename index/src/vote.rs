@@ -477,7 +477,10 @@ impl<'c> Matcher<'c> {
     pub fn quick_candidates(&mut self, query: &Fingerprint) -> Vec<Candidate> {
         let mut landmarks = std::mem::take(&mut self.quick);
         quick_landmarks(query, &mut landmarks);
-        let candidates = self.pair_path(query, &landmarks, self.options.quick_candidates, 1);
+        // One window of votes a track: the quick look answers only strong
+        // matches, which verify at their best-voted offset.
+        self.load(query, &landmarks);
+        let candidates = self.verified(self.options.quick_candidates, 1);
         self.quick = landmarks;
         candidates
     }
@@ -496,8 +499,7 @@ impl<'c> Matcher<'c> {
     /// pitch changes beyond a few percent) only if `stretch` is set: a caller
     /// already following the music can skip its cost.
     pub fn identify_with(&mut self, query: &Fingerprint, stretch: bool) -> Identification {
-        let (most, alternates) = (self.options.max_candidates, self.options.alternate_offsets);
-        let mut candidates = self.pair_path(query, &query.landmarks, most, alternates);
+        let mut candidates = self.full_path(query);
         let mut best = self.accept(&mut candidates);
         if best.is_none() && stretch {
             let stretched = self.stretched(query);
@@ -514,29 +516,28 @@ impl<'c> Matcher<'c> {
     /// The full query's candidates (every landmark of the query looked up),
     /// weighed with those already `seen`: of a track, the better counts.
     pub fn full_candidates(&mut self, query: &Fingerprint, seen: Vec<Candidate>) -> Vec<Candidate> {
-        let (most, alternates) = (self.options.max_candidates, self.options.alternate_offsets);
-        let mut candidates = self.pair_path(query, &query.landmarks, most, alternates);
+        let mut candidates = self.full_path(query);
         merge(&mut candidates, seen);
         candidates
     }
 
-    /// The pair path: votes of `landmarks` (made from `query`'s peaks), the
-    /// best offsets of the `max_candidates` tracks with the most votes
-    /// verified against those peaks.
-    fn pair_path(
-        &mut self,
-        query: &Fingerprint,
-        landmarks: &[Landmark],
-        max_candidates: usize,
-        alternates: usize,
-    ) -> Vec<Candidate> {
-        self.load(query, landmarks);
-        self.verified(max_candidates, alternates)
+    /// The full pair path: every landmark of `query` looked up.
+    fn full_path(&mut self, query: &Fingerprint) -> Vec<Candidate> {
+        self.load(query, &query.landmarks);
+        self.full_verified()
     }
 
-    /// The pair path's candidates of the query last loaded: of each of the
-    /// `max_candidates` tracks, the best verified of its `alternates` best
-    /// windows of votes (see [`MatchOptions::alternate_offsets`]).
+    /// The full pair path's candidates of the query last loaded.
+    fn full_verified(&mut self) -> Vec<Candidate> {
+        let (most, alternates) = (self.options.max_candidates, self.options.alternate_offsets);
+        self.verified(most, alternates)
+    }
+
+    /// The pair path's candidates of the query last loaded (votes of its
+    /// landmarks, verified against its peaks): of each of the
+    /// `max_candidates` tracks with the most votes, the best verified of its
+    /// `alternates` best windows of votes (see
+    /// [`MatchOptions::alternate_offsets`]).
     fn verified(&mut self, max_candidates: usize, alternates: usize) -> Vec<Candidate> {
         let voted = self.vote(max_candidates);
         let o = &self.options;
@@ -1024,14 +1025,11 @@ impl Paths for MatcherPaths<'_, '_, '_> {
     }
 
     fn full(&mut self) -> Vec<Candidate> {
-        let max = self.matcher.options.max_candidates;
         if !self.loaded {
             self.loaded = true;
-            let alternates = self.matcher.options.alternate_offsets;
-            return (self.matcher).pair_path(self.query, &self.query.landmarks, max, alternates);
+            return self.matcher.full_path(self.query);
         }
-        self.matcher
-            .verified(max, self.matcher.options.alternate_offsets)
+        self.matcher.full_verified()
     }
 
     fn stretched(&mut self) -> Vec<Candidate> {
