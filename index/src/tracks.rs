@@ -56,6 +56,9 @@ pub struct TrackTable {
     tracks: Vec<Track>,
     /// The [`content_key`] of each track, by id.
     keys: Vec<u64>,
+    /// The duration of each track, by id: matching reads those of many
+    /// tracks, which a table of [`Track`]s would spread over memory.
+    durations_s: Vec<f64>,
     by_external: HashMap<String, TrackId>,
     by_content: HashMap<String, TrackId>,
 }
@@ -101,6 +104,7 @@ impl TrackTable {
             .insert(track.meta.external_id.clone(), track.id);
         self.by_content.insert(track.content_hash.clone(), track.id);
         self.keys.push(content_key(&track.content_hash));
+        self.durations_s.push(track.duration_s);
         self.tracks.push(track);
         Ok(())
     }
@@ -118,6 +122,11 @@ impl TrackTable {
     /// The [`content_key`] of a track (0 for an unknown id).
     pub fn key(&self, id: TrackId) -> u64 {
         self.keys.get(id.0 as usize).copied().unwrap_or(0)
+    }
+
+    /// The duration of a track in seconds, if the id is known.
+    pub fn duration_s(&self, id: TrackId) -> Option<f64> {
+        self.durations_s.get(id.0 as usize).copied()
     }
 
     /// The track with this external id.

@@ -327,7 +327,12 @@ pub struct Identification {
 pub struct Matcher<'c> {
     catalog: &'c Catalog,
     options: MatchOptions,
+    /// Packed votes of the tracks with at least `min_votes`, grouped by
+    /// track in track order, each track's by offset.
     votes: Vec<u64>,
+    /// Packed votes as read, and the per-track counts that group them.
+    read: Vec<u64>,
+    counts: Vec<u32>,
     query: Vec<Landmark>,
     /// The quick look's landmarks.
     quick: Vec<Landmark>,
@@ -387,6 +392,8 @@ const ALTERNATE_APART: i64 = 16;
 /// for a tempo line.
 const DENSE_BANDS: usize = 3;
 const QUERY_BITS: u32 = 20;
+/// Runs of votes longer than this are radix-sorted.
+const RADIX_SORT_LEN: usize = 256;
 const OFFSET_BITS: u32 = 24;
 
 fn pack_vote(track: TrackId, offset: i64, query_frame: u32) -> Option<u64> {
@@ -421,6 +428,8 @@ impl<'c> Matcher<'c> {
             catalog,
             options,
             votes: Vec::new(),
+            read: Vec::new(),
+            counts: Vec::new(),
             query: Vec::new(),
             quick: Vec::new(),
             mask: PeakMask::default(),
@@ -724,27 +733,32 @@ impl<'c> Matcher<'c> {
     /// The best-voted offset of each track from pair landmarks, most votes
     /// first.
     fn vote(&mut self, max_candidates: usize) -> Vec<Voted> {
-        self.votes.clear();
+        self.read.clear();
         self.choose(false);
         for (_, l, runs) in &self.chosen {
             for run in &self.runs[runs.clone()] {
-                let votes = &mut self.votes;
+                let read = &mut self.read;
                 self.catalog.read(run, |track, frame| {
                     let offset = frame as i64 - l.frame as i64;
-                    votes.extend(pack_vote(track, offset, l.frame));
+                    read.extend(pack_vote(track, offset, l.frame));
                 });
             }
         }
-        // By track and offset only (the query frame's order does not matter
-        // to the tally): a radix sort over the digits that differ, several
-        // times faster than a comparison sort of 100,000 votes.
-        radsort::sort_by_key(&mut self.votes, |v| v >> QUERY_BITS);
-        let mut best = tally(&self.votes, self.options.offset_tolerance as i64);
-        best.retain(|v| v.votes >= self.options.min_votes);
+        let min_votes = self.options.min_votes;
+        group_by_track(&self.read, min_votes, &mut self.counts, &mut self.votes);
+        let tolerance = self.options.offset_tolerance as i64;
+        let mut best: Vec<Voted> = (track_groups(&self.votes))
+            .map(|group| best_window(group, tolerance))
+            .filter(|v| v.votes >= min_votes)
+            .collect();
         let tracks = self.catalog.tracks();
         let rank = |v: &Voted| (v.votes as f32, tracks.key(v.track));
-        best.sort_unstable_by(|a, b| ranked(rank(a), rank(b)).then(a.track.cmp(&b.track)));
-        best.truncate(max_candidates);
+        let order = |a: &Voted, b: &Voted| ranked(rank(a), rank(b)).then(a.track.cmp(&b.track));
+        if best.len() > max_candidates {
+            best.select_nth_unstable_by(max_candidates, order);
+            best.truncate(max_candidates);
+        }
+        best.sort_unstable_by(order);
         best
     }
 
@@ -884,8 +898,7 @@ impl<'c> Matcher<'c> {
             .filter(|&t| counts[t as usize] >= o.min_votes)
             .map(|t| {
                 let run = &self.hits[firsts[t as usize]..firsts[t as usize + 1]];
-                let frames =
-                    (table.get(TrackId(t))).map_or(1.0, |x| x.duration_s / frame_seconds());
+                let frames = (table.duration_s(TrackId(t))).map_or(1.0, |d| d / frame_seconds());
                 (band_excess(run, width, frames + query_frames) as f32, t)
             })
             .collect();
@@ -1106,18 +1119,54 @@ struct Voted {
     ref_anchor: f64,
 }
 
-/// From sorted packed votes, the best window of each track: the offsets
-/// within `2 * tolerance` of each other that hold the most votes.
-fn tally(votes: &[u64], tolerance: i64) -> Vec<Voted> {
-    let mut best = Vec::new();
-    let mut start = 0;
-    while start < votes.len() {
-        let track = unpack_vote(votes[start]).0;
-        let end = start + votes[start..].partition_point(|&v| unpack_vote(v).0 == track);
-        best.extend(windows(&votes[start..end], tolerance, 1, 0));
-        start = end;
+/// Groups packed `votes` by track with a counting sort into `out`: the
+/// votes of each track that has at least `min` of them, in track order,
+/// each track's sorted (by offset, then query frame). `counts` is scratch.
+fn group_by_track(votes: &[u64], min: u32, counts: &mut Vec<u32>, out: &mut Vec<u64>) {
+    counts.clear();
+    for &v in votes {
+        let track = unpack_vote(v).0 as usize;
+        if track >= counts.len() {
+            counts.resize(track + 1, 0);
+        }
+        counts[track] += 1;
     }
-    best
+    // Each kept track's first slot; `u32::MAX` marks a track left out.
+    let mut total = 0;
+    for c in counts.iter_mut() {
+        let n = *c;
+        *c = u32::MAX;
+        if n >= min.max(1) {
+            *c = total;
+            total += n;
+        }
+    }
+    out.clear();
+    out.resize(total as usize, 0);
+    for &v in votes {
+        let slot = &mut counts[unpack_vote(v).0 as usize];
+        if *slot != u32::MAX {
+            out[*slot as usize] = v;
+            *slot += 1;
+        }
+    }
+    for group in track_groups_mut(out) {
+        // A radix sort wins on the long runs of a small catalog's tracks.
+        match group.len() > RADIX_SORT_LEN {
+            true => radsort::sort(group),
+            false => group.sort_unstable(),
+        }
+    }
+}
+
+/// The runs of one track each in votes grouped by track.
+fn track_groups(votes: &[u64]) -> impl Iterator<Item = &[u64]> {
+    votes.chunk_by(|&a, &b| unpack_vote(a).0 == unpack_vote(b).0)
+}
+
+/// [`track_groups`], mutable.
+fn track_groups_mut(votes: &mut [u64]) -> impl Iterator<Item = &mut [u64]> {
+    votes.chunk_by_mut(|&a, &b| unpack_vote(a).0 == unpack_vote(b).0)
 }
 
 /// The votes of `track` among sorted packed `votes`.
@@ -1127,17 +1176,10 @@ fn votes_of(votes: &[u64], track: TrackId) -> &[u64] {
     &votes[first..last]
 }
 
-/// The `n` windows of one track's sorted votes (offsets within `2 *
-/// tolerance` of each other) that hold the most votes, more than `apart`
-/// frames of offset from each other, most votes first.
-fn windows(group: &[u64], tolerance: i64, n: usize, apart: i64) -> Vec<Voted> {
-    let Some(&first) = group.first() else {
-        return Vec::new();
-    };
-    let track = TrackId(unpack_vote(first).0);
-    // Each window's votes, mean offset and mean query frame, at each vote.
-    let mut all: Vec<(u32, f64, f64)> = Vec::with_capacity(if n > 1 { group.len() } else { 0 });
-    let mut top = (0u32, 0.0, 0.0);
+/// Slides a window of offsets within `2 * tolerance` of each other over one
+/// track's sorted votes, handing `at` the window ending at each vote: its
+/// votes, mean offset and mean query frame.
+fn slide(group: &[u64], tolerance: i64, mut at: impl FnMut((u32, f64, f64))) {
     let (mut lo, mut count) = (0usize, 0u32);
     let (mut sum_offset, mut sum_query) = (0i64, 0i64);
     for &vote in group {
@@ -1155,26 +1197,31 @@ fn windows(group: &[u64], tolerance: i64, n: usize, apart: i64) -> Vec<Voted> {
             sum_query -= first_q as i64;
             lo += 1;
         }
-        let window = (
+        at((
             count,
             sum_offset as f64 / count as f64,
             sum_query as f64 / count as f64,
-        );
-        if n > 1 {
-            all.push(window);
-        } else if count > top.0 {
-            top = window;
+        ));
+    }
+}
+
+/// The window of one track's sorted votes that holds the most, the earliest
+/// of equals.
+fn best_window(group: &[u64], tolerance: i64) -> Voted {
+    let mut top = (0u32, 0.0, 0.0);
+    slide(group, tolerance, |w| {
+        if w.0 > top.0 {
+            top = w;
         }
-    }
-    let voted = |(votes, offset, query_anchor): (u32, f64, f64)| Voted {
-        track,
-        votes,
-        query_anchor,
-        ref_anchor: query_anchor + offset,
-    };
-    if n == 1 {
-        return vec![voted(top)];
-    }
+    });
+    voted(group, top)
+}
+
+/// The `n` windows of one track's sorted votes that hold the most votes,
+/// more than `apart` frames of offset from each other, most votes first.
+fn windows(group: &[u64], tolerance: i64, n: usize, apart: i64) -> Vec<Voted> {
+    let mut all: Vec<(u32, f64, f64)> = Vec::with_capacity(group.len());
+    slide(group, tolerance, |w| all.push(w));
     // Most votes first, the earliest of equals (a stable sort).
     all.sort_by_key(|w| std::cmp::Reverse(w.0));
     let mut chosen: Vec<(u32, f64, f64)> = Vec::with_capacity(n);
@@ -1186,7 +1233,18 @@ fn windows(group: &[u64], tolerance: i64, n: usize, apart: i64) -> Vec<Voted> {
             chosen.push(w);
         }
     }
-    chosen.into_iter().map(voted).collect()
+    chosen.into_iter().map(|w| voted(group, w)).collect()
+}
+
+/// A window (votes, mean offset, mean query frame) of the track whose votes
+/// `group` holds.
+fn voted(group: &[u64], (votes, offset, query_anchor): (u32, f64, f64)) -> Voted {
+    Voted {
+        track: TrackId(group.first().map_or(0, |&v| unpack_vote(v).0)),
+        votes,
+        query_anchor,
+        ref_anchor: query_anchor + offset,
+    }
 }
 
 #[cfg(test)]
@@ -1256,8 +1314,8 @@ mod tests {
             .collect();
         assert_eq!(got, [(10, 100), (8, 300)], "104 is the window at 100 again");
         assert!((offset(&found[0]) - 100.1).abs() < 1e-9, "the mean offset");
-        // One window is the tally's.
-        assert_eq!(windows(&votes, 1, 1, 0), tally(&votes, 1));
+        // One window is the best one.
+        assert_eq!(windows(&votes, 1, 1, 0), [best_window(&votes, 1)]);
         assert_eq!(votes_of(&votes, track).len(), votes.len());
         assert!(votes_of(&votes, TrackId(8)).is_empty());
     }
@@ -1435,19 +1493,28 @@ mod tests {
 
     #[test]
     fn aligned_votes_win_over_scattered_ones() {
-        let mut votes = vec![
-            vote(1, 100, 10),
-            vote(1, 100, 20),
-            vote(1, 101, 30),
-            vote(1, 99, 40),
-            vote(1, 500, 5),
-            vote(2, 3, 1),
-            vote(2, 40, 2),
+        let votes = vec![
             vote(2, 41, 3),
+            vote(1, 100, 20),
+            vote(3, 7, 1),
+            vote(1, 500, 5),
+            vote(1, 101, 30),
+            vote(2, 3, 1),
+            vote(1, 100, 10),
+            vote(3, 7, 2),
+            vote(1, 99, 40),
+            vote(2, 40, 2),
         ];
-        votes.sort_unstable();
-        let mut best = tally(&votes, 1);
-        best.sort_by_key(|v| std::cmp::Reverse(v.votes));
+        let (mut counts, mut grouped) = (Vec::new(), Vec::new());
+        group_by_track(&votes, 3, &mut counts, &mut grouped);
+        let tracks: Vec<u32> = grouped.iter().map(|&v| unpack_vote(v).0).collect();
+        assert_eq!(
+            tracks,
+            [1, 1, 1, 1, 1, 2, 2, 2],
+            "track 3 has too few votes"
+        );
+        assert!(grouped.is_sorted(), "each track's votes by offset");
+        let best: Vec<Voted> = track_groups(&grouped).map(|g| best_window(g, 1)).collect();
         assert_eq!(best[0].track, TrackId(1));
         assert_eq!(best[0].votes, 4);
         assert!((best[0].query_anchor - 25.0).abs() < 1e-9);
@@ -1459,8 +1526,8 @@ mod tests {
     #[test]
     fn negative_offsets_are_kept() {
         let votes = vec![vote(0, -7, 9), vote(0, -7, 10), vote(0, -6, 11)];
-        let best = tally(&votes, 1);
-        assert_eq!(best[0].votes, 3);
-        assert!(best[0].ref_anchor - best[0].query_anchor < -6.0);
+        let best = best_window(&votes, 1);
+        assert_eq!(best.votes, 3);
+        assert!(best.ref_anchor - best.query_anchor < -6.0);
     }
 }
