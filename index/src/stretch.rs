@@ -110,9 +110,10 @@ pub fn fit_tempo(hits: &[(u32, u32)], range: TempoRange) -> Option<(Alignment, u
 /// whose offsets fall within two neighbouring bands of `width` frames (wide
 /// enough for the drift of any searched tempo over the query), above the
 /// number that a band holds by chance when the hits spread over `span`
-/// frames of offset, in standard deviations.
-pub fn band_excess(hits: &[(u32, u32)], width: f64, span: f64) -> f64 {
-    let Some(bands) = Bands::count(hits, width) else {
+/// frames of offset, in standard deviations. `scratch` holds the band
+/// counts (a caller ranking many tracks reuses it).
+pub fn band_excess(hits: &[(u32, u32)], width: f64, span: f64, scratch: &mut Vec<u32>) -> f64 {
+    let Some(bands) = Bands::count(hits, width, scratch) else {
         return 0.0;
     };
     let best = bands.pairs().max().unwrap_or(0) as f64;
@@ -125,7 +126,8 @@ pub fn band_excess(hits: &[(u32, u32)], width: f64, span: f64) -> f64 {
 /// frames from the others: where the lines with most hits must pass (music
 /// repeats, so the densest band is not always the right one).
 pub fn dense_offsets(hits: &[(u32, u32)], width: f64, n: usize, apart: f64) -> Vec<f64> {
-    let Some(bands) = Bands::count(hits, width) else {
+    let mut counts = Vec::new();
+    let Some(bands) = Bands::count(hits, width, &mut counts) else {
         return Vec::new();
     };
     let mut pairs: Vec<(u32, usize)> = bands.pairs().zip(0..).filter(|p| p.0 > 0).collect();
@@ -144,20 +146,22 @@ pub fn dense_offsets(hits: &[(u32, u32)], width: f64, n: usize, apart: f64) -> V
 }
 
 /// Hits counted by offset in bands of one width.
-struct Bands {
+struct Bands<'a> {
     low: f64,
-    counts: Vec<u32>,
+    counts: &'a [u32],
 }
 
-impl Bands {
-    fn count(hits: &[(u32, u32)], width: f64) -> Option<Self> {
+impl<'a> Bands<'a> {
+    /// Counts `hits` into `counts`.
+    fn count(hits: &[(u32, u32)], width: f64, counts: &'a mut Vec<u32>) -> Option<Self> {
         // Offsets are whole frames: found and told apart in integers.
         let offsets = || hits.iter().map(|&(r, q)| i64::from(r) - i64::from(q));
         let low = offsets().min()?;
         let high = offsets().max().unwrap_or(low);
         // Bands are far fewer than 2^32: u32 converts in fewer steps.
         let band = |offset: i64| ((offset - low) as f64 / width) as u32 as usize;
-        let mut counts = vec![0u32; band(high) + 2];
+        counts.clear();
+        counts.resize(band(high) + 2, 0);
         for offset in offsets() {
             counts[band(offset)] += 1;
         }
@@ -334,8 +338,9 @@ mod tests {
             (0..300u32).map(|i| ((i * 7919) % 5000, i % 300)).collect();
         let mut aligned = scattered.clone();
         aligned.extend((0..30).map(|i| (2000 + (1.08 * (i * 10) as f64) as u32, i * 10)));
-        let plain = band_excess(&scattered, 30.0, 5300.0);
-        let lined = band_excess(&aligned, 30.0, 5300.0);
+        let scratch = &mut Vec::new();
+        let plain = band_excess(&scattered, 30.0, 5300.0, scratch);
+        let lined = band_excess(&aligned, 30.0, 5300.0, scratch);
         assert!(lined > plain + 5.0, "{lined} vs {plain}");
         let at = dense_offsets(&aligned, 30.0, 3, 100.0);
         assert_eq!(at.len(), 3);

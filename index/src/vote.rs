@@ -330,8 +330,9 @@ pub struct Matcher<'c> {
     /// Packed votes of the tracks with at least `min_votes`, grouped by
     /// track in track order, each track's by offset.
     votes: Vec<u64>,
-    /// Packed votes as read, and the per-track counts that group them.
+    /// Packed votes as read.
     read: Vec<u64>,
+    /// Votes or triplet hits per track: scratch of both paths.
     counts: Vec<u32>,
     query: Vec<Landmark>,
     /// The quick look's landmarks.
@@ -340,6 +341,13 @@ pub struct Matcher<'c> {
     peaks: QueryPeaks,
     /// Triplet hits as (track frame, query frame), grouped by track.
     hits: Vec<(u32, u32)>,
+    /// Triplet hits as read (track, track frame, query frame), where each
+    /// track's first is in `hits` and where the next goes, band counts: the
+    /// stretch path's scratch.
+    triplet_hits: Vec<(u32, u32, u32)>,
+    firsts: Vec<usize>,
+    next: Vec<usize>,
+    bands: Vec<u32>,
     /// The landmarks looked up, with their postings counts and where their
     /// runs are in `runs`.
     chosen: Vec<(u64, Landmark, std::ops::Range<usize>)>,
@@ -435,6 +443,10 @@ impl<'c> Matcher<'c> {
             mask: PeakMask::default(),
             peaks: QueryPeaks::default(),
             hits: Vec::new(),
+            triplet_hits: Vec::new(),
+            firsts: Vec::new(),
+            next: Vec::new(),
+            bands: Vec::new(),
             stretch_ranks: Vec::new(),
         }
     }
@@ -747,10 +759,14 @@ impl<'c> Matcher<'c> {
         let min_votes = self.options.min_votes;
         group_by_track(&self.read, min_votes, &mut self.counts, &mut self.votes);
         let tolerance = self.options.offset_tolerance as i64;
-        let mut best: Vec<Voted> = (track_groups(&self.votes))
-            .map(|group| best_window(group, tolerance))
-            .filter(|v| v.votes >= min_votes)
-            .collect();
+        let mut best = Vec::new();
+        for group in track_groups_mut(&mut self.votes) {
+            sort_votes(group);
+            let window = best_window(group, tolerance);
+            if window.votes >= min_votes {
+                best.push(window);
+            }
+        }
         let tracks = self.catalog.tracks();
         let rank = |v: &Voted| (v.votes as f32, tracks.key(v.track));
         let order = |a: &Voted, b: &Voted| ranked(rank(a), rank(b)).then(a.track.cmp(&b.track));
@@ -863,32 +879,40 @@ impl<'c> Matcher<'c> {
         // Hits grouped by track with a counting sort: (track frame, query
         // frame) in `self.hits`, each track's run starting at `firsts[t]`.
         let n_tracks = self.catalog.tracks().len();
-        let mut counts = vec![0u32; n_tracks + 1];
-        let mut found: Vec<(u32, u32, u32)> = Vec::new();
+        let found = &mut self.triplet_hits;
+        found.clear();
         for (_, l, runs) in &self.chosen {
             for run in &self.runs[runs.clone()] {
                 self.catalog
                     .read(run, |track, frame| found.push((track.0, frame, l.frame)));
             }
         }
-        for h in &found {
+        let counts = &mut self.counts;
+        counts.clear();
+        counts.resize(n_tracks + 1, 0);
+        for h in found.iter() {
             if let Some(c) = counts.get_mut(h.0 as usize) {
                 *c += 1;
             }
         }
-        let mut firsts = vec![0usize; n_tracks + 1];
+        let firsts = &mut self.firsts;
+        firsts.clear();
+        firsts.resize(n_tracks + 1, 0);
         for t in 0..n_tracks {
             firsts[t + 1] = firsts[t] + counts[t] as usize;
         }
         self.hits.clear();
         self.hits.resize(firsts[n_tracks], (0, 0));
-        let mut next = firsts.clone();
-        for &(t, r, q) in &found {
+        let next = &mut self.next;
+        next.clear();
+        next.extend_from_slice(firsts);
+        for &(t, r, q) in found.iter() {
             if let Some(slot) = next.get_mut(t as usize) {
                 self.hits[*slot] = (r, q);
                 *slot += 1;
             }
         }
+        let (counts, firsts, bands) = (&self.counts, &self.firsts, &mut self.bands);
         // Rank tracks by how far their densest band of offsets stands above
         // the hits a band of that width collects by chance.
         let query_frames = self.mask.frames() as f64;
@@ -899,7 +923,10 @@ impl<'c> Matcher<'c> {
             .map(|t| {
                 let run = &self.hits[firsts[t as usize]..firsts[t as usize + 1]];
                 let frames = (table.duration_s(TrackId(t))).map_or(1.0, |d| d / frame_seconds());
-                (band_excess(run, width, frames + query_frames) as f32, t)
+                (
+                    band_excess(run, width, frames + query_frames, bands) as f32,
+                    t,
+                )
             })
             .collect();
         let rank = |&(excess, t): &(f32, u32)| (excess, table.key(TrackId(t)));
@@ -1120,8 +1147,8 @@ struct Voted {
 }
 
 /// Groups packed `votes` by track with a counting sort into `out`: the
-/// votes of each track that has at least `min` of them, in track order,
-/// each track's sorted (by offset, then query frame). `counts` is scratch.
+/// votes of each track that has at least `min` of them, in track order.
+/// `counts` is scratch.
 fn group_by_track(votes: &[u64], min: u32, counts: &mut Vec<u32>, out: &mut Vec<u64>) {
     counts.clear();
     for &v in votes {
@@ -1150,21 +1177,18 @@ fn group_by_track(votes: &[u64], min: u32, counts: &mut Vec<u32>, out: &mut Vec<
             *slot += 1;
         }
     }
-    for group in track_groups_mut(out) {
-        // A radix sort wins on the long runs of a small catalog's tracks.
-        match group.len() > RADIX_SORT_LEN {
-            true => radsort::sort(group),
-            false => group.sort_unstable(),
-        }
+}
+
+/// Sorts one track's packed votes by offset, then query frame.
+fn sort_votes(group: &mut [u64]) {
+    // A radix sort wins on the long runs of a small catalog's tracks.
+    match group.len() > RADIX_SORT_LEN {
+        true => radsort::sort(group),
+        false => group.sort_unstable(),
     }
 }
 
 /// The runs of one track each in votes grouped by track.
-fn track_groups(votes: &[u64]) -> impl Iterator<Item = &[u64]> {
-    votes.chunk_by(|&a, &b| unpack_vote(a).0 == unpack_vote(b).0)
-}
-
-/// [`track_groups`], mutable.
 fn track_groups_mut(votes: &mut [u64]) -> impl Iterator<Item = &mut [u64]> {
     votes.chunk_by_mut(|&a, &b| unpack_vote(a).0 == unpack_vote(b).0)
 }
@@ -1513,8 +1537,11 @@ mod tests {
             [1, 1, 1, 1, 1, 2, 2, 2],
             "track 3 has too few votes"
         );
+        track_groups_mut(&mut grouped).for_each(sort_votes);
         assert!(grouped.is_sorted(), "each track's votes by offset");
-        let best: Vec<Voted> = track_groups(&grouped).map(|g| best_window(g, 1)).collect();
+        let best: Vec<Voted> = (grouped.chunk_by(|&a, &b| unpack_vote(a).0 == unpack_vote(b).0))
+            .map(|g| best_window(g, 1))
+            .collect();
         assert_eq!(best[0].track, TrackId(1));
         assert_eq!(best[0].votes, 4);
         assert!((best[0].query_anchor - 25.0).abs() < 1e-9);
