@@ -339,14 +339,11 @@ pub struct Matcher<'c> {
     quick: Vec<Landmark>,
     mask: PeakMask,
     peaks: QueryPeaks,
-    /// Triplet hits as (track frame, query frame), grouped by track.
-    hits: Vec<(u32, u32)>,
-    /// Triplet hits as read (track, track frame, query frame), where each
-    /// track's first is in `hits` and where the next goes, band counts: the
-    /// stretch path's scratch.
-    triplet_hits: Vec<(u32, u32, u32)>,
-    firsts: Vec<usize>,
-    next: Vec<usize>,
+    /// Triplet hits as packed votes, grouped by track.
+    hits: Vec<u64>,
+    /// One track's triplet hits as (track frame, query frame), and band
+    /// counts: the stretch path's scratch.
+    pairs: Vec<(u32, u32)>,
     bands: Vec<u32>,
     /// The landmarks looked up, with their postings counts and where their
     /// runs are in `runs`.
@@ -443,9 +440,7 @@ impl<'c> Matcher<'c> {
             mask: PeakMask::default(),
             peaks: QueryPeaks::default(),
             hits: Vec::new(),
-            triplet_hits: Vec::new(),
-            firsts: Vec::new(),
-            next: Vec::new(),
+            pairs: Vec::new(),
             bands: Vec::new(),
             stretch_ranks: Vec::new(),
         }
@@ -745,17 +740,8 @@ impl<'c> Matcher<'c> {
     /// The best-voted offset of each track from pair landmarks, most votes
     /// first.
     fn vote(&mut self, max_candidates: usize) -> Vec<Voted> {
-        self.read.clear();
         self.choose(false);
-        for (_, l, runs) in &self.chosen {
-            for run in &self.runs[runs.clone()] {
-                let read = &mut self.read;
-                self.catalog.read(run, |track, frame| {
-                    let offset = frame as i64 - l.frame as i64;
-                    read.extend(pack_vote(track, offset, l.frame));
-                });
-            }
-        }
+        self.read_votes();
         let min_votes = self.options.min_votes;
         group_by_track(&self.read, min_votes, &mut self.counts, &mut self.votes);
         let tolerance = self.options.offset_tolerance as i64;
@@ -776,6 +762,22 @@ impl<'c> Matcher<'c> {
         }
         best.sort_unstable_by(order);
         best
+    }
+
+    /// Reads the postings of the landmarks chosen into `read` as packed
+    /// votes (for a triplet hit, its track frame is its offset plus its
+    /// query frame).
+    fn read_votes(&mut self) {
+        self.read.clear();
+        for (_, l, runs) in &self.chosen {
+            for run in &self.runs[runs.clone()] {
+                let read = &mut self.read;
+                self.catalog.read(run, |track, frame| {
+                    let offset = frame as i64 - l.frame as i64;
+                    read.extend(pack_vote(track, offset, l.frame));
+                });
+            }
+        }
     }
 
     /// Picks the query's pair (or triplet) landmarks to look up: those with
@@ -875,61 +877,25 @@ impl<'c> Matcher<'c> {
     /// Candidates from triplet hits, at their estimated tempo and pitch.
     fn stretch(&mut self) -> Vec<Candidate> {
         self.choose(true);
+        self.read_votes();
         let o = &self.options;
-        // Hits grouped by track with a counting sort: (track frame, query
-        // frame) in `self.hits`, each track's run starting at `firsts[t]`.
-        let n_tracks = self.catalog.tracks().len();
-        let found = &mut self.triplet_hits;
-        found.clear();
-        for (_, l, runs) in &self.chosen {
-            for run in &self.runs[runs.clone()] {
-                self.catalog
-                    .read(run, |track, frame| found.push((track.0, frame, l.frame)));
-            }
-        }
-        let counts = &mut self.counts;
-        counts.clear();
-        counts.resize(n_tracks + 1, 0);
-        for h in found.iter() {
-            if let Some(c) = counts.get_mut(h.0 as usize) {
-                *c += 1;
-            }
-        }
-        let firsts = &mut self.firsts;
-        firsts.clear();
-        firsts.resize(n_tracks + 1, 0);
-        for t in 0..n_tracks {
-            firsts[t + 1] = firsts[t] + counts[t] as usize;
-        }
-        self.hits.clear();
-        self.hits.resize(firsts[n_tracks], (0, 0));
-        let next = &mut self.next;
-        next.clear();
-        next.extend_from_slice(firsts);
-        for &(t, r, q) in found.iter() {
-            if let Some(slot) = next.get_mut(t as usize) {
-                self.hits[*slot] = (r, q);
-                *slot += 1;
-            }
-        }
-        let (counts, firsts, bands) = (&self.counts, &self.firsts, &mut self.bands);
+        group_by_track(&self.read, o.min_votes, &mut self.counts, &mut self.hits);
         // Rank tracks by how far their densest band of offsets stands above
         // the hits a band of that width collects by chance.
         let query_frames = self.mask.frames() as f64;
         let width = 8.0 + o.max_tempo_change as f64 * query_frames / 2.0;
         let table = self.catalog.tracks();
-        let mut tracks: Vec<(f32, u32)> = (0..n_tracks as u32)
-            .filter(|&t| counts[t as usize] >= o.min_votes)
-            .map(|t| {
-                let run = &self.hits[firsts[t as usize]..firsts[t as usize + 1]];
-                let frames = (table.duration_s(TrackId(t))).map_or(1.0, |d| d / frame_seconds());
-                (
-                    band_excess(run, width, frames + query_frames, bands) as f32,
-                    t,
-                )
-            })
-            .collect();
-        let rank = |&(excess, t): &(f32, u32)| (excess, table.key(TrackId(t)));
+        let mut tracks: Vec<(f32, u32, std::ops::Range<usize>)> = Vec::new();
+        let mut first = 0;
+        for run in self.hits.chunk_by(same_track) {
+            let t = unpack_vote(run[0]).0;
+            hits_of(run, &mut self.pairs);
+            let frames = (table.duration_s(TrackId(t))).map_or(1.0, |d| d / frame_seconds());
+            let excess = band_excess(&self.pairs, width, frames + query_frames, &mut self.bands);
+            tracks.push((excess as f32, t, first..first + run.len()));
+            first += run.len();
+        }
+        let rank = |(excess, t, _): &(f32, u32, _)| (*excess, table.key(TrackId(*t)));
         tracks.sort_unstable_by(|x, y| ranked(rank(x), rank(y)).then(x.1.cmp(&y.1)));
         tracks.truncate(o.stretch_candidates);
         self.stretch_ranks.clear();
@@ -947,8 +913,9 @@ impl<'c> Matcher<'c> {
         let reach = change * query_frames + 2.0 * width;
         let mut near = Vec::new();
         let mut out = Vec::new();
-        for (excess, track) in tracks {
-            let run = &self.hits[firsts[track as usize]..firsts[track as usize + 1]];
+        for (excess, track, run) in tracks {
+            hits_of(&self.hits[run], &mut self.pairs);
+            let run = &self.pairs;
             let dense = dense_offsets(run, width, DENSE_BANDS, reach);
             near.clear();
             near.extend(run.iter().copied().filter(|&(r, q)| {
@@ -1188,9 +1155,23 @@ fn sort_votes(group: &mut [u64]) {
     }
 }
 
+/// Whether two packed votes are of one track.
+fn same_track(a: &u64, b: &u64) -> bool {
+    unpack_vote(*a).0 == unpack_vote(*b).0
+}
+
 /// The runs of one track each in votes grouped by track.
 fn track_groups_mut(votes: &mut [u64]) -> impl Iterator<Item = &mut [u64]> {
-    votes.chunk_by_mut(|&a, &b| unpack_vote(a).0 == unpack_vote(b).0)
+    votes.chunk_by_mut(same_track)
+}
+
+/// One track's packed votes as (track frame, query frame) into `out`.
+fn hits_of(votes: &[u64], out: &mut Vec<(u32, u32)>) {
+    out.clear();
+    out.extend(votes.iter().map(|&v| {
+        let (_, offset, q) = unpack_vote(v);
+        ((offset + q as i64) as u32, q)
+    }));
 }
 
 /// The votes of `track` among sorted packed `votes`.
@@ -1539,7 +1520,7 @@ mod tests {
         );
         track_groups_mut(&mut grouped).for_each(sort_votes);
         assert!(grouped.is_sorted(), "each track's votes by offset");
-        let best: Vec<Voted> = (grouped.chunk_by(|&a, &b| unpack_vote(a).0 == unpack_vote(b).0))
+        let best: Vec<Voted> = (grouped.chunk_by(same_track))
             .map(|g| best_window(g, 1))
             .collect();
         assert_eq!(best[0].track, TrackId(1));
