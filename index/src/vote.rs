@@ -766,15 +766,20 @@ impl<'c> Matcher<'c> {
 
     /// Reads the postings of the landmarks chosen into `read` as packed
     /// votes (for a triplet hit, its track frame is its offset plus its
-    /// query frame).
+    /// query frame), counting each track's in `counts`.
     fn read_votes(&mut self) {
         self.read.clear();
+        self.counts.clear();
+        self.counts.resize(self.catalog.tracks().len(), 0);
         for (_, l, runs) in &self.chosen {
             for run in &self.runs[runs.clone()] {
-                let read = &mut self.read;
+                let (read, counts) = (&mut self.read, &mut self.counts);
                 self.catalog.read(run, |track, frame| {
                     let offset = frame as i64 - l.frame as i64;
-                    read.extend(pack_vote(track, offset, l.frame));
+                    if let Some(vote) = pack_vote(track, offset, l.frame) {
+                        read.push(vote);
+                        count_vote(counts, track);
+                    }
                 });
             }
         }
@@ -1113,18 +1118,19 @@ struct Voted {
     ref_anchor: f64,
 }
 
+/// Counts a vote of `track` in `counts`.
+fn count_vote(counts: &mut Vec<u32>, track: TrackId) {
+    let track = track.0 as usize;
+    if track >= counts.len() {
+        counts.resize(track + 1, 0);
+    }
+    counts[track] += 1;
+}
+
 /// Groups packed `votes` by track with a counting sort into `out`: the
 /// votes of each track that has at least `min` of them, in track order.
-/// `counts` is scratch.
-fn group_by_track(votes: &[u64], min: u32, counts: &mut Vec<u32>, out: &mut Vec<u64>) {
-    counts.clear();
-    for &v in votes {
-        let track = unpack_vote(v).0 as usize;
-        if track >= counts.len() {
-            counts.resize(track + 1, 0);
-        }
-        counts[track] += 1;
-    }
+/// `counts` holds each track's votes (see [`count_vote`]) and is used up.
+fn group_by_track(votes: &[u64], min: u32, counts: &mut [u32], out: &mut Vec<u64>) {
     // Each kept track's first slot; `u32::MAX` marks a track left out.
     let mut total = 0;
     for c in counts.iter_mut() {
@@ -1138,10 +1144,12 @@ fn group_by_track(votes: &[u64], min: u32, counts: &mut Vec<u32>, out: &mut Vec<
     out.clear();
     out.resize(total as usize, 0);
     for &v in votes {
-        let slot = &mut counts[unpack_vote(v).0 as usize];
-        if *slot != u32::MAX {
-            out[*slot as usize] = v;
-            *slot += 1;
+        match counts.get_mut(unpack_vote(v).0 as usize) {
+            Some(slot) if *slot != u32::MAX => {
+                out[*slot as usize] = v;
+                *slot += 1;
+            }
+            _ => {}
         }
     }
 }
@@ -1511,6 +1519,9 @@ mod tests {
             vote(2, 40, 2),
         ];
         let (mut counts, mut grouped) = (Vec::new(), Vec::new());
+        for &v in &votes {
+            count_vote(&mut counts, TrackId(unpack_vote(v).0));
+        }
         group_by_track(&votes, 3, &mut counts, &mut grouped);
         let tracks: Vec<u32> = grouped.iter().map(|&v| unpack_vote(v).0).collect();
         assert_eq!(
