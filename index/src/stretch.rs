@@ -156,8 +156,10 @@ impl<'a> Bands<'a> {
     fn count(hits: &[(u32, u32)], width: f64, counts: &'a mut Vec<u32>) -> Option<Self> {
         // Offsets are whole frames: found and told apart in integers.
         let offsets = || hits.iter().map(|&(r, q)| i64::from(r) - i64::from(q));
-        let low = offsets().min()?;
-        let high = offsets().max().unwrap_or(low);
+        let (low, high) = offsets().fold(None, |range, o| match range {
+            None => Some((o, o)),
+            Some((low, high)) => Some((o.min(low), o.max(high))),
+        })?;
         // Bands are far fewer than 2^32: u32 converts in fewer steps.
         let band = |offset: i64| ((offset - low) as f64 / width) as u32 as usize;
         counts.clear();
