@@ -52,12 +52,21 @@ const MAX_QUEUED_JOBS: usize = 3;
 /// Frames after a stretch's end before all its peaks and landmarks are out.
 const SETTLE_FRAMES: u32 = 128;
 
+/// Where a job's stretch of fingerprint lies in its recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stretch {
+    /// Stream frame of its first frame.
+    pub base: u32,
+    /// Whether the recording ends with it.
+    pub last: bool,
+}
+
 /// Decodes a recording and returns its plays in start order. Decoding and
 /// fingerprinting stream on this thread; every 10 minutes of fingerprint
 /// is followed (windows, tracker) as a parallel job, and plays that cross
 /// the borders are joined.
 pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
-    let mut heard = listen(path, &|job, base| follow(catalog, job, base))?;
+    let mut heard = listen(path, &|job, stretch| follow(catalog, job, stretch))?;
     let plays = join(std::mem::take(&mut heard.plays));
     let unidentified = heard.unidentified(&plays, Some(catalog));
     Ok(Scanned {
@@ -81,10 +90,10 @@ pub struct Heard {
 }
 
 /// Decodes and fingerprints a recording, handing every 10 minutes of its
-/// fingerprint (from stream frame `base`) to `follow` as a parallel job.
+/// fingerprint (and where it lies) to `follow` as a parallel job.
 pub fn listen(
     path: &Path,
-    follow: &(dyn Fn(&Fingerprint, u32) -> Vec<Play> + Sync),
+    follow: &(dyn Fn(&Fingerprint, Stretch) -> Vec<Play> + Sync),
 ) -> anyhow::Result<Heard> {
     let mut file = AudioFile::open(path)?;
     // Chroma too, for the works nearest any music no play explains.
@@ -107,14 +116,14 @@ pub fn listen(
         };
         // Jobs wait in memory while decoding runs ahead of following: past
         // a few, this thread follows the stretch itself.
-        let follow = |job: Fingerprint, base: u32| {
+        let follow = |job: Fingerprint, stretch: Stretch| {
             if in_flight.load(Ordering::SeqCst) >= MAX_QUEUED_JOBS {
-                keep(follow(&job, base));
+                keep(follow(&job, stretch));
                 return;
             }
             in_flight.fetch_add(1, Ordering::SeqCst);
             scope.spawn(move |_| {
-                keep(follow(&job, base));
+                keep(follow(&job, stretch));
                 in_flight.fetch_sub(1, Ordering::SeqCst);
             });
         };
@@ -150,14 +159,14 @@ pub fn listen(
             if !more {
                 follow(
                     Fingerprint::between(&pending.peaks, &pending.landmarks, base, frames),
-                    base,
+                    Stretch { base, last: true },
                 );
                 return Ok(audio_s);
             }
             if frames >= end + SETTLE_FRAMES {
                 follow(
                     Fingerprint::between(&pending.peaks, &pending.landmarks, base, end),
-                    base,
+                    Stretch { base, last: false },
                 );
                 let next = end - OVERLAP_FRAMES;
                 pending.peaks.retain(|p| p.frame >= next);
@@ -234,11 +243,11 @@ fn unidentified(plays: &[Play], powers: &[Vec<f32>], onset: &[f32]) -> Vec<(f64,
 }
 
 /// The plays of one job, in stream frames.
-pub fn follow(catalog: &Catalog, job: &Fingerprint, base: u32) -> Vec<Play> {
+pub fn follow(catalog: &Catalog, job: &Fingerprint, stretch: Stretch) -> Vec<Play> {
     let mut follower = Follower::new(catalog, ListenerOptions::default(), 1);
     let mut events = follower.push(job);
-    events.extend(follower.finish());
-    let base = base as f64;
+    events.extend(follower.finish(stretch.last));
+    let base = stretch.base as f64;
     events
         .into_iter()
         .filter_map(|e| match e {

@@ -83,13 +83,16 @@ impl<'c> Follower<'c> {
         events
     }
 
-    /// Ends the stream: the last window, then every play under way ends.
-    pub fn finish(mut self) -> Vec<PlayEvent> {
+    /// Ends the fingerprint: the last window, then every play under way
+    /// ends. `ended` says the stream ends here too; a stretch of a longer
+    /// one followed on its own does not, and its plays end on the evidence
+    /// alone.
+    pub fn finish(mut self, ended: bool) -> Vec<PlayEvent> {
         let mut events = Vec::new();
         if let Some(w) = self.windows.last_window() {
             events.extend(self.tracker.window(&mut self.matcher, &self.windows, &w));
         }
-        events.extend(self.tracker.finish(self.catalog, &self.windows));
+        events.extend(self.tracker.finish(self.catalog, &self.windows, ended));
         events
     }
 }
@@ -143,7 +146,7 @@ impl<'c> Listener<'c> {
     pub fn finish(mut self) -> Vec<PlayEvent> {
         self.fingerprinter.flush(&mut self.chunk);
         let mut events = self.follower.push(&self.chunk);
-        events.extend(self.follower.finish());
+        events.extend(self.follower.finish(true));
         events
     }
 }

@@ -24,6 +24,7 @@ use super::{
     TrackUpload, add_subject, choose, counts_subject, decide, encode_job, encode_query,
     follow_subject, identify_subject, lookup_subject, merge,
 };
+use crate::scan::Stretch;
 
 /// Tries of one shard before it counts as down: a replica that dies with a
 /// query in hand leaves it unanswered, and the next try goes to another.
@@ -355,14 +356,14 @@ impl Gateway {
         })
     }
 
-    /// The plays every shard follows in a stretch of a recording from
-    /// stream frame `base`, with their tracks.
+    /// The plays every shard follows in a stretch of a recording, with
+    /// their tracks.
     pub async fn follow(
         &self,
         job: &Fingerprint,
-        base: u32,
+        stretch: Stretch,
     ) -> Result<Vec<ShardPlay>, ClusterError> {
-        let payload: Bytes = encode_job(job, base).into();
+        let payload: Bytes = encode_job(job, stretch).into();
         let lists: Vec<(Vec<ShardPlay>, Duration)> = self
             .scatter(follow_subject, payload, FOLLOW_PATIENCE)
             .await?;

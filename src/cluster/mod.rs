@@ -30,6 +30,8 @@ use earmark_index::{
 };
 use earmark_monitor::Play;
 
+use crate::scan::Stretch;
+
 /// The JetStream stream of recordings to add, one subject per shard.
 const TRACKS_STREAM: &str = "EARMARK_TRACKS";
 
@@ -179,21 +181,26 @@ pub fn encode_query(query: &Fingerprint) -> Vec<u8> {
     out
 }
 
-/// A stretch of a recording to follow, from stream frame `base`: `base`
-/// (little-endian), then the stretch as [`encode_query`] writes it.
-pub fn encode_job(job: &Fingerprint, base: u32) -> Vec<u8> {
-    let mut out = base.to_le_bytes().to_vec();
+/// A stretch of a recording to follow: its base (little-endian u32), 1 if
+/// the recording ends with it (else 0), then the stretch as
+/// [`encode_query`] writes it.
+pub fn encode_job(job: &Fingerprint, stretch: Stretch) -> Vec<u8> {
+    let mut out = stretch.base.to_le_bytes().to_vec();
+    out.push(stretch.last.into());
     out.extend_from_slice(&encode_query(job));
     out
 }
 
-/// The stretch and its base [`encode_job`] sent.
-pub fn decode_job(bytes: &[u8]) -> Result<(Fingerprint, u32), String> {
-    let (base, query) = bytes
-        .split_at_checked(4)
-        .ok_or("a job starts with its base")?;
-    let base = u32::from_le_bytes([base[0], base[1], base[2], base[3]]);
-    Ok((decode_query(query)?, base))
+/// The stretch [`encode_job`] sent, and where it lies.
+pub fn decode_job(bytes: &[u8]) -> Result<(Fingerprint, Stretch), String> {
+    let (head, query) = bytes
+        .split_at_checked(5)
+        .ok_or("a job starts with its base and whether it is the last")?;
+    let stretch = Stretch {
+        base: u32::from_le_bytes([head[0], head[1], head[2], head[3]]),
+        last: head[4] != 0,
+    };
+    Ok((decode_query(query)?, stretch))
 }
 
 /// The query fingerprint [`encode_query`] sent, landmarks made again.
@@ -432,8 +439,12 @@ mod tests {
         assert!(peaks.landmarks.is_empty());
         assert!(decode_query(b"EMQ1\x01").is_err());
         assert!(decode_query(b"nope").is_err());
-        let (job, base) = decode_job(&encode_job(&query, 930)).unwrap();
-        assert_eq!((job, base), (query, 930));
+        let stretch = Stretch {
+            base: 930,
+            last: true,
+        };
+        let (job, sent) = decode_job(&encode_job(&query, stretch)).unwrap();
+        assert_eq!((job, sent), (query, stretch));
         assert!(decode_job(b"EM").is_err());
     }
 

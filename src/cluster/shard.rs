@@ -212,13 +212,13 @@ async fn count(state: &Arc<AppState>, payload: &[u8]) -> Vec<u8> {
 
 /// Follows a stretch of a recording through this shard's catalog.
 async fn follow(state: &Arc<AppState>, payload: &[u8]) -> Reply<Vec<ShardPlay>> {
-    let (job, base) = match decode_job(payload) {
+    let (job, stretch) = match decode_job(payload) {
         Ok(j) => j,
         Err(e) => return Reply::Error(e),
     };
     let catalog = state.catalog();
     let plays = compute(state, move || {
-        (crate::scan::follow(&catalog, &job, base).into_iter())
+        (crate::scan::follow(&catalog, &job, stretch).into_iter())
             .filter_map(|play| {
                 let track = catalog.tracks().get(play.track)?.clone();
                 Some(ShardPlay { play, track })

@@ -25,6 +25,7 @@ use super::ShardPlay;
 use super::gateway::{ClusterError, Gateway};
 use crate::Outcome;
 use crate::cli::WorkerArgs;
+use crate::scan::Stretch;
 
 /// The JetStream work queue of scan jobs.
 const JOBS_STREAM: &str = "EARMARK_SCAN_JOBS";
@@ -256,8 +257,8 @@ fn scan(
 ) -> Result<ScanResult, ScanError> {
     let tracks = Mutex::new(TrackTable::default());
     let failure = Mutex::new(None);
-    let follow = |job: &earmark_engine::Fingerprint, base: u32| -> Vec<Play> {
-        match handle.block_on(gateway.follow(job, base)) {
+    let follow = |job: &earmark_engine::Fingerprint, stretch: Stretch| -> Vec<Play> {
+        match handle.block_on(gateway.follow(job, stretch)) {
             Ok(plays) => match tracks.lock() {
                 Ok(mut t) => plays.into_iter().filter_map(|p| adopt(&mut t, p)).collect(),
                 Err(_) => Vec::new(),
