@@ -532,6 +532,10 @@ pub struct Segment {
     map: Mapped,
     layout: Layout,
     tracks: Vec<TrackId>,
+    /// The first track's id when the tracks are numbered in a row, as
+    /// tracks added together are: a posting's track is then found without
+    /// reading `tracks` (a cache miss in a large catalog's lookups).
+    first_of_row: Option<u32>,
     postings: u64,
     sections: Sections,
 }
@@ -605,11 +609,16 @@ impl Segment {
         if tracks.windows(2).any(|w| w[0] >= w[1]) {
             return Err(corrupt("track list out of order"));
         }
+        let first_of_row = match (tracks.first(), tracks.last()) {
+            (Some(f), Some(l)) if (l.0 - f.0) as usize == n_tracks - 1 => Some(f.0),
+            _ => None,
+        };
         Ok(Self {
             path: path.to_owned(),
             map,
             layout,
             tracks,
+            first_of_row,
             postings,
             sections,
         })
@@ -809,10 +818,15 @@ impl Segment {
     pub fn read(&self, (start, end): (u64, u64), mut hit: impl FnMut(TrackId, u32)) {
         let layout = self.layout;
         let width = layout.width() as u64;
+        let n_tracks = self.tracks.len();
         for i in start..end.min(self.postings) {
             let value = self.entry(i, width);
             let local = ((value >> layout.frame_bits) & layout.track_mask()) as usize;
-            if let Some(&track) = self.tracks.get(local) {
+            let track = match self.first_of_row {
+                Some(first) => (local < n_tracks).then(|| TrackId(first + local as u32)),
+                None => self.tracks.get(local).copied(),
+            };
+            if let Some(track) = track {
                 hit(track, (value & layout.frame_mask()) as u32);
             }
         }
@@ -885,6 +899,26 @@ mod tests {
         write(&path, postings, &peaks, 24).expect("write");
         let segment = Segment::open(&path).expect("open");
         (dir, segment)
+    }
+
+    #[test]
+    fn postings_name_their_tracks_whether_numbered_in_a_row_or_not() {
+        for (ids, in_row) in [([5, 6, 7], true), ([5, 7, 30], false)] {
+            let mut postings: Vec<Posting> = (ids.iter().enumerate())
+                .map(|(i, &t)| Posting {
+                    hash: 1_000 + i as u32,
+                    track: TrackId(t),
+                    frame: 10 * i as u32,
+                })
+                .collect();
+            let (_dir, segment) = write_and_open(&mut postings);
+            assert_eq!(segment.first_of_row.is_some(), in_row);
+            for p in &postings {
+                let mut hits = Vec::new();
+                lookup(&segment, p.hash, |t, f| hits.push((t, f)));
+                assert_eq!(hits, [(p.track, p.frame)]);
+            }
+        }
     }
 
     proptest! {
