@@ -388,11 +388,7 @@ pub fn cross_similarity(a: &[[f32; CHROMA]], b: &[[f32; CHROMA]]) -> f32 {
             for (to, from) in moved.iter_mut().zip(&b) {
                 *to = std::array::from_fn(|c| from[(c + CHROMA - shift) % CHROMA]);
             }
-            let plot = recurrences(
-                &stacked_similarity(&a, &moved),
-                &stacked_similarity(&moved, &a),
-                m,
-            );
+            let plot = recurrences(&stacked_similarity(&a, &moved), m);
             qmax(&plot, m)
         })
         .collect();
@@ -448,11 +444,17 @@ fn stacked_similarity(a: &[[f32; CHROMA]], b: &[[f32; CHROMA]]) -> Vec<f32> {
     stacked
 }
 
-/// The cross-recurrence plot of a similarity matrix with rows of `m`,
-/// given with its transpose: pairs that are among each other's
-/// [`RECURRENCE_SHARE`] most similar.
-fn recurrences(similar: &[f32], transposed: &[f32], m: usize) -> Vec<bool> {
+/// The cross-recurrence plot of a similarity matrix with rows of `m`:
+/// pairs that are among each other's [`RECURRENCE_SHARE`] most similar.
+fn recurrences(similar: &[f32], m: usize) -> Vec<bool> {
     let n = similar.len() / m;
+    // Columns as rows, to rank them alike.
+    let mut transposed = vec![0.0; similar.len()];
+    for (i, row) in similar.chunks(m).enumerate() {
+        for (j, &s) in row.iter().enumerate() {
+            transposed[j * n + i] = s;
+        }
+    }
     // The similarity each row's most similar share reaches.
     let thresholds = |matrix: &[f32], width: usize| -> Vec<f32> {
         let k = ((width as f32 * RECURRENCE_SHARE) as usize).min(width - 1);
@@ -465,7 +467,7 @@ fn recurrences(similar: &[f32], transposed: &[f32], m: usize) -> Vec<bool> {
             })
             .collect()
     };
-    let (rows, columns) = (thresholds(similar, m), thresholds(transposed, n));
+    let (rows, columns) = (thresholds(similar, m), thresholds(&transposed, n));
     similar
         .chunks(m)
         .zip(&rows)
