@@ -39,14 +39,24 @@ pub struct Scanned {
 /// Music matched by nothing for longer than this is reported, in seconds.
 const UNIDENTIFIED_AFTER_S: f64 = 20.0;
 
+/// Frames between a scan's windows (see `WindowOptions::default`).
+const HOP_FRAMES: u32 = 93;
 /// Stretch of a recording followed as one job, in frames (about 10
 /// minutes). Jobs start on the grid of window starts (a multiple of the
-/// 93-frame hop), so they cut the same windows one pass would.
-const CHUNK_FRAMES: u32 = 200 * 93;
+/// hop), so they cut the same windows one pass would.
+const CHUNK_FRAMES: u32 = 200 * HOP_FRAMES;
+/// The first stretch is shorter (about 2.5 minutes), and each next one
+/// twice as long up to [`CHUNK_FRAMES`]: following starts while the rest
+/// is decoded, instead of one core waiting for 10 minutes of fingerprint.
+const FIRST_CHUNK_FRAMES: u32 = 50 * HOP_FRAMES;
+/// What is left when decoding ends is followed in two jobs when it is
+/// longer than this, so that both cores finish it (jobs run oldest first,
+/// these two last).
+const HALVED_FRAMES: u32 = 100 * HOP_FRAMES;
 /// Frames a job also takes from the stretch before its own (about 45 s),
 /// so that a play crossing the border is found again, its start refined,
 /// and the two halves joined.
-const OVERLAP_FRAMES: u32 = 15 * 93;
+const OVERLAP_FRAMES: u32 = 15 * HOP_FRAMES;
 /// Jobs waiting or running at once, at most.
 const MAX_QUEUED_JOBS: usize = 3;
 /// Frames after a stretch's end before all its peaks and landmarks are out.
@@ -108,7 +118,7 @@ pub fn listen(
     // Frame powers of each second, for finding unidentified music.
     let rate = file.rate_hz();
     let (mut second, mut powers) = (Vec::with_capacity(rate as usize), Vec::new());
-    let audio_s = rayon::scope(|scope| -> anyhow::Result<f64> {
+    let audio_s = rayon::scope_fifo(|scope| -> anyhow::Result<f64> {
         let keep = move |plays: Vec<Play>| {
             if let Ok(mut f) = found.lock() {
                 f.extend(plays);
@@ -116,21 +126,23 @@ pub fn listen(
         };
         // Jobs wait in memory while decoding runs ahead of following: past
         // a few, this thread follows the stretch itself.
-        let follow = |job: Fingerprint, stretch: Stretch| {
-            if in_flight.load(Ordering::SeqCst) >= MAX_QUEUED_JOBS {
-                keep(follow(&job, stretch));
-                return;
-            }
+        let spawn = |job: Fingerprint, stretch: Stretch| {
             in_flight.fetch_add(1, Ordering::SeqCst);
-            scope.spawn(move |_| {
+            scope.spawn_fifo(move |_| {
                 keep(follow(&job, stretch));
                 in_flight.fetch_sub(1, Ordering::SeqCst);
             });
         };
+        let follow = |job: Fingerprint, stretch: Stretch| match in_flight.load(Ordering::SeqCst)
+            >= MAX_QUEUED_JOBS
+        {
+            true => keep(follow(&job, stretch)),
+            false => spawn(job, stretch),
+        };
         // `pending` holds the fingerprint from stream frame `base` on.
         let (mut pending, mut emitted, mut base, mut frames) =
             (Fingerprint::default(), Fingerprint::default(), 0, 0);
-        let mut end = CHUNK_FRAMES;
+        let (mut chunk, mut end) = (FIRST_CHUNK_FRAMES, FIRST_CHUNK_FRAMES);
         loop {
             let more = match file.next_mono()? {
                 Some(samples) => {
@@ -157,9 +169,22 @@ pub fn listen(
             pending.landmarks.append(&mut emitted.landmarks);
             emitted.clear();
             if !more {
-                follow(
-                    Fingerprint::between(&pending.peaks, &pending.landmarks, base, frames),
-                    Stretch { base, last: true },
+                // Decoding is over: nothing runs ahead any more, every job
+                // left is queued for both cores.
+                let cut =
+                    |from, to| Fingerprint::between(&pending.peaks, &pending.landmarks, from, to);
+                let mut last = base;
+                if frames - base > HALVED_FRAMES {
+                    let middle = base + (frames - base) / 2 / HOP_FRAMES * HOP_FRAMES;
+                    spawn(cut(base, middle), Stretch { base, last: false });
+                    last = middle - OVERLAP_FRAMES;
+                }
+                spawn(
+                    cut(last, frames),
+                    Stretch {
+                        base: last,
+                        last: true,
+                    },
                 );
                 return Ok(audio_s);
             }
@@ -171,7 +196,8 @@ pub fn listen(
                 let next = end - OVERLAP_FRAMES;
                 pending.peaks.retain(|p| p.frame >= next);
                 pending.landmarks.retain(|l| l.frame >= next);
-                (base, end) = (next, end + CHUNK_FRAMES);
+                chunk = (2 * chunk).min(CHUNK_FRAMES);
+                (base, end) = (next, end + chunk);
             }
         }
     })?;
