@@ -617,15 +617,23 @@ impl<'c> Matcher<'c> {
         self.stretch()
     }
 
-    /// Verifies a known alignment of `track` against the query last passed to
-    /// [`Matcher::identify`]: how a play already under way holds up in a new
-    /// window, without any hash lookups.
-    pub fn check(&self, track: TrackId, alignment: Alignment) -> Candidate {
-        let (overlap, score) = match self.catalog.peaks(track) {
-            Some(peaks) => self.mask.score(&peaks, alignment),
-            None => Default::default(),
-        };
-        candidate(track, 0, (alignment, 0.0), overlap, score)
+    /// Verifies known alignments of `track` against the query last passed
+    /// to [`Matcher::identify`]: how a play already under way holds up in a
+    /// new window, a few frames either side of where it is expected,
+    /// without any hash lookups. The track's peaks are decoded once for all
+    /// the alignments.
+    pub fn check(&self, track: TrackId, alignments: &[Alignment]) -> Vec<Candidate> {
+        let peaks = self.catalog.peaks(track);
+        let decoded = peaks.map(|p| self.mask.decode(&p, alignments));
+        (alignments.iter())
+            .map(|&a| {
+                let (overlap, score) = match &decoded {
+                    Some(peaks) => self.mask.score_in(peaks, a),
+                    None => Default::default(),
+                };
+                candidate(track, 0, (a, 0.0), overlap, score)
+            })
+            .collect()
     }
 
     /// Verifies alignments of tracks against `query`, a part of the query

@@ -348,24 +348,25 @@ impl Tracker {
             .map(|a| {
                 let needed = if a.lost { found_again } else { keep };
                 let expected = a.play.alignment(window.start);
-                let score_at = |shift: i32| {
-                    let at = Alignment {
-                        start_frame: expected.start_frame + shift as f64,
-                        ..expected
-                    };
-                    matcher.check(a.play.track, at).score
+                let shifts = -DRIFT_FRAMES..=DRIFT_FRAMES;
+                let at = |shift: i32| Alignment {
+                    start_frame: expected.start_frame + shift as f64,
+                    ..expected
                 };
+                let alignments: Vec<Alignment> = shifts.clone().map(at).collect();
+                let scores = matcher.check(a.play.track, &alignments);
+                let score_at = |shift: i32| scores[(shift + DRIFT_FRAMES) as usize].score;
                 let here = score_at(0);
-                let (shift, score) = (-DRIFT_FRAMES..=DRIFT_FRAMES)
-                    .filter(|&d| d != 0)
-                    .map(|d| (d, score_at(d)))
-                    .fold((0, here), |best, (d, s)| {
+                let (shift, score) = shifts.filter(|&d| d != 0).map(|d| (d, score_at(d))).fold(
+                    (0, here),
+                    |best, (d, s)| {
                         if s > best.1 && s > here + 1.0 {
                             (d, s)
                         } else {
                             best
                         }
-                    });
+                    },
+                );
                 a.play.score = a.play.score.max(score);
                 if score >= needed {
                     let track_frame = a.play.track_frame(middle) + shift as f64;
