@@ -104,8 +104,10 @@ impl Windows {
     /// Adds what the fingerprinter emitted since the last call.
     pub fn push(&mut self, chunk: &Fingerprint) {
         self.peaks.extend(chunk.peaks.iter().copied());
+        keep_sorted(&mut self.peaks, |p| p.frame);
         if self.landmarker.is_none() {
             self.landmarks.extend(chunk.landmarks.iter().copied());
+            keep_sorted(&mut self.landmarks, |l| l.frame);
         }
         self.frames += chunk.frames;
     }
@@ -133,13 +135,18 @@ impl Windows {
     /// The peaks between stream frames `from` and `to`, rebased to `from`,
     /// while they are still kept.
     pub fn peaks_between(&self, from: u32, to: u32) -> Vec<Peak> {
-        Fingerprint::between(&self.peaks, [], from, to).peaks
+        let peaks = self.peaks.range(within(&self.peaks, |p| p.frame, from, to));
+        Fingerprint::between(peaks, [], from, to).peaks
     }
 
     fn cut(&mut self, length: u32) -> Window {
         let start = self.next_start;
-        let mut fingerprint =
-            Fingerprint::between(&self.peaks, &self.landmarks, start, start + length);
+        let end = start + length;
+        let peaks = self
+            .peaks
+            .range(within(&self.peaks, |p| p.frame, start, end));
+        let landmarks = (self.landmarks).range(within(&self.landmarks, |l| l.frame, start, end));
+        let mut fingerprint = Fingerprint::between(peaks, landmarks, start, end);
         if let Some(landmarker) = &mut self.landmarker {
             fingerprint.landmarks = remade_landmarks(
                 landmarker,
@@ -150,8 +157,8 @@ impl Windows {
         }
         self.next_start += self.options.hop;
         // Landmarks are only needed for windows still to come; peaks for the
-        // history as well. Both arrive in frame order, near enough: anything
-        // older than the horizon is dropped from the front.
+        // history as well. Both are in frame order: anything older than the
+        // horizon is dropped from the front.
         let next = self.next_start;
         while self.landmarks.front().is_some_and(|l| l.frame < next) {
             self.landmarks.pop_front();
@@ -164,6 +171,27 @@ impl Windows {
     }
 }
 
+/// Sorts `items` by `frame` unless they are: peaks come out in frame order,
+/// landmarks nearly (pairs and triplets as their targets arrive), and the
+/// windows are cut by bisection.
+fn keep_sorted<T>(items: &mut VecDeque<T>, frame: impl Fn(&T) -> u32) {
+    if !items.iter().is_sorted_by_key(&frame) {
+        items.make_contiguous().sort_by_key(frame);
+    }
+}
+
+/// The positions in `items`, sorted by `frame`, of those in frames
+/// `from..to`.
+fn within<T>(
+    items: &VecDeque<T>,
+    frame: impl Fn(&T) -> u32,
+    from: u32,
+    to: u32,
+) -> std::ops::Range<usize> {
+    let first = items.partition_point(|x| frame(x) < from);
+    first..items.partition_point(|x| frame(x) < to).max(first)
+}
+
 /// The landmarks anchored in `anchors`, rebased to its start, made from the
 /// peaks before `heard`: those whose targets are not all there yet pair
 /// with the ones that are.
@@ -174,10 +202,7 @@ fn remade_landmarks(
     heard: u32,
 ) -> Vec<Landmark> {
     let mut landmarks = Vec::new();
-    for &p in peaks
-        .iter()
-        .filter(|p| (anchors.start..heard).contains(&p.frame))
-    {
+    for &p in peaks.range(within(peaks, |p| p.frame, anchors.start, heard)) {
         landmarker.push(p, &mut landmarks);
     }
     landmarker.flush(&mut landmarks);
