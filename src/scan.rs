@@ -133,11 +133,12 @@ pub fn listen(
                 in_flight.fetch_sub(1, Ordering::SeqCst);
             });
         };
-        let follow = |job: Fingerprint, stretch: Stretch| match in_flight.load(Ordering::SeqCst)
-            >= MAX_QUEUED_JOBS
-        {
-            true => keep(follow(&job, stretch)),
-            false => spawn(job, stretch),
+        let follow = |job: Fingerprint, stretch: Stretch| {
+            if in_flight.load(Ordering::SeqCst) >= MAX_QUEUED_JOBS {
+                keep(follow(&job, stretch));
+            } else {
+                spawn(job, stretch);
+            }
         };
         // `pending` holds the fingerprint from stream frame `base` on.
         let (mut pending, mut emitted, mut base, mut frames) =

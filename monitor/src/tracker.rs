@@ -357,16 +357,14 @@ impl Tracker {
                 let scores = matcher.check(a.play.track, &alignments);
                 let score_at = |shift: i32| scores[(shift + DRIFT_FRAMES) as usize].score;
                 let here = score_at(0);
-                let (shift, score) = shifts.filter(|&d| d != 0).map(|d| (d, score_at(d))).fold(
-                    (0, here),
-                    |best, (d, s)| {
-                        if s > best.1 && s > here + 1.0 {
-                            (d, s)
-                        } else {
-                            best
-                        }
-                    },
-                );
+                let mut best = (0, here);
+                for d in shifts.filter(|&d| d != 0) {
+                    let s = score_at(d);
+                    if s > best.1 && s > here + 1.0 {
+                        best = (d, s);
+                    }
+                }
+                let (shift, score) = best;
                 a.play.score = a.play.score.max(score);
                 if score >= needed {
                     let track_frame = a.play.track_frame(middle) + shift as f64;

@@ -142,11 +142,14 @@ impl Windows {
     fn cut(&mut self, length: u32) -> Window {
         let start = self.next_start;
         let end = start + length;
-        let peaks = self
-            .peaks
-            .range(within(&self.peaks, |p| p.frame, start, end));
-        let landmarks = (self.landmarks).range(within(&self.landmarks, |l| l.frame, start, end));
-        let mut fingerprint = Fingerprint::between(peaks, landmarks, start, end);
+        let peaks = within(&self.peaks, |p| p.frame, start, end);
+        let landmarks = within(&self.landmarks, |l| l.frame, start, end);
+        let mut fingerprint = Fingerprint::between(
+            self.peaks.range(peaks),
+            self.landmarks.range(landmarks),
+            start,
+            end,
+        );
         if let Some(landmarker) = &mut self.landmarker {
             fingerprint.landmarks = remade_landmarks(
                 landmarker,
