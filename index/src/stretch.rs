@@ -110,13 +110,26 @@ pub fn fit_tempo(hits: &[(u32, u32)], range: TempoRange) -> Option<(Alignment, u
 /// whose offsets fall within two neighbouring bands of `width` frames (wide
 /// enough for the drift of any searched tempo over the query), above the
 /// number that a band holds by chance when the hits spread over `span`
-/// frames of offset, in standard deviations. `scratch` holds the band
-/// counts (a caller ranking many tracks reuses it).
+/// frames of offset, in standard deviations. `scratch` holds the hits'
+/// bands (a caller ranking many tracks reuses it): a track has a few hits
+/// spread over hundreds of bands, so they are sorted rather than counted
+/// band by band.
 pub fn band_excess(hits: &[(u32, u32)], width: f64, span: f64, scratch: &mut Vec<u32>) -> f64 {
-    let Some(bands) = Bands::count(hits, width, scratch) else {
+    let Some(low) = offsets(hits).min() else {
         return 0.0;
     };
-    let best = bands.pairs().max().unwrap_or(0) as f64;
+    scratch.clear();
+    scratch.extend(offsets(hits).map(|o| band(o, low, width)));
+    scratch.sort_unstable();
+    // The hits of each band and the next, from every band with hits.
+    let (mut most, mut end) = (0, 0);
+    for (first, &b) in scratch.iter().enumerate() {
+        while scratch.get(end).is_some_and(|&e| e <= b + 1) {
+            end += 1;
+        }
+        most = most.max(end - first);
+    }
+    let best = most as f64;
     let expected = hits.len() as f64 * (2.0 * width / span.max(2.0 * width)).min(1.0);
     (best - expected) / (expected + 1.0).sqrt()
 }
@@ -145,6 +158,18 @@ pub fn dense_offsets(hits: &[(u32, u32)], width: f64, n: usize, apart: f64) -> V
     offsets
 }
 
+/// The offsets (track frame minus query frame) of `hits`: whole frames,
+/// found and told apart in integers.
+fn offsets(hits: &[(u32, u32)]) -> impl Iterator<Item = i64> + '_ {
+    hits.iter().map(|&(r, q)| i64::from(r) - i64::from(q))
+}
+
+/// The band of `width` frames, counted from `low`, that `offset` falls in.
+fn band(offset: i64, low: i64, width: f64) -> u32 {
+    // Bands are far fewer than 2^32: u32 converts in fewer steps.
+    ((offset - low) as f64 / width) as u32
+}
+
 /// Hits counted by offset in bands of one width.
 struct Bands<'a> {
     low: f64,
@@ -154,17 +179,14 @@ struct Bands<'a> {
 impl<'a> Bands<'a> {
     /// Counts `hits` into `counts`.
     fn count(hits: &[(u32, u32)], width: f64, counts: &'a mut Vec<u32>) -> Option<Self> {
-        // Offsets are whole frames: found and told apart in integers.
-        let offsets = || hits.iter().map(|&(r, q)| i64::from(r) - i64::from(q));
-        let (low, high) = offsets().fold(None, |range, o| match range {
+        let (low, high) = offsets(hits).fold(None, |range, o| match range {
             None => Some((o, o)),
             Some((low, high)) => Some((o.min(low), o.max(high))),
         })?;
-        // Bands are far fewer than 2^32: u32 converts in fewer steps.
-        let band = |offset: i64| ((offset - low) as f64 / width) as u32 as usize;
+        let band = |offset: i64| band(offset, low, width) as usize;
         counts.clear();
         counts.resize(band(high) + 2, 0);
-        for offset in offsets() {
+        for offset in offsets(hits) {
             counts[band(offset)] += 1;
         }
         Some(Self {
