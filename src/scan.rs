@@ -57,7 +57,7 @@ const HALVED_FRAMES: u32 = 100 * HOP_FRAMES;
 /// so that a play crossing the border is found again, its start refined,
 /// and the two halves joined.
 const OVERLAP_FRAMES: u32 = 15 * HOP_FRAMES;
-/// Jobs waiting or running at once, at most.
+/// Jobs waiting or running at once, at most, while decoding goes on.
 const MAX_QUEUED_JOBS: usize = 3;
 /// Frames after a stretch's end before all its peaks and landmarks are out.
 const SETTLE_FRAMES: u32 = 128;
@@ -72,8 +72,8 @@ pub struct Stretch {
 }
 
 /// Decodes a recording and returns its plays in start order. Decoding and
-/// fingerprinting stream on this thread; every 10 minutes of fingerprint
-/// is followed (windows, tracker) as a parallel job, and plays that cross
+/// fingerprinting stream on this thread; each stretch of fingerprint (up
+/// to 10 minutes) is followed (windows, tracker) as a parallel job, and plays that cross
 /// the borders are joined.
 pub fn scan_file(catalog: &Catalog, path: &Path) -> anyhow::Result<Scanned> {
     let mut heard = listen(path, &|job, stretch| follow(catalog, job, stretch))?;
@@ -99,7 +99,7 @@ pub struct Heard {
     chroma: earmark_engine::chroma::ChromaFrames,
 }
 
-/// Decodes and fingerprints a recording, handing every 10 minutes of its
+/// Decodes and fingerprints a recording, handing each stretch of its
 /// fingerprint (and where it lies) to `follow` as a parallel job.
 pub fn listen(
     path: &Path,

@@ -631,9 +631,10 @@ impl Tracker {
             .take_while(|&b| b + BLOCK <= limit && within(b));
         let on = |b: u32, step: u32| Some(b + step).filter(|&b| b + BLOCK <= far && within(b));
         let evidence = |b| block_evidence(catalog, windows, &play, b);
-        let to_end = match ended && far == frames {
-            true => CARRY_TO_END,
-            false => CARRY_MIN,
+        let to_end = if ended && far == frames {
+            CARRY_TO_END
+        } else {
+            CARRY_MIN
         };
         if let Some(last) = self.boundary(blocks, on, evidence, to_end) {
             let end = last + BLOCK;

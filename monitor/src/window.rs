@@ -103,11 +103,13 @@ impl Windows {
 
     /// Adds what the fingerprinter emitted since the last call.
     pub fn push(&mut self, chunk: &Fingerprint) {
+        let kept = self.peaks.len();
         self.peaks.extend(chunk.peaks.iter().copied());
-        keep_sorted(&mut self.peaks, |p| p.frame);
+        keep_sorted(&mut self.peaks, kept, |p| p.frame);
         if self.landmarker.is_none() {
+            let kept = self.landmarks.len();
             self.landmarks.extend(chunk.landmarks.iter().copied());
-            keep_sorted(&mut self.landmarks, |l| l.frame);
+            keep_sorted(&mut self.landmarks, kept, |l| l.frame);
         }
         self.frames += chunk.frames;
     }
@@ -174,11 +176,15 @@ impl Windows {
     }
 }
 
-/// Sorts `items` by `frame` unless they are: peaks come out in frame order,
-/// landmarks nearly (pairs and triplets as their targets arrive), and the
-/// windows are cut by bisection.
-fn keep_sorted<T>(items: &mut VecDeque<T>, frame: impl Fn(&T) -> u32) {
-    if !items.iter().is_sorted_by_key(&frame) {
+/// Sorts `items`, whose first `kept` are sorted, by `frame` unless the rest
+/// follow in order: peaks come out in frame order, landmarks nearly (pairs
+/// and triplets as their targets arrive), and the windows are cut by
+/// bisection.
+fn keep_sorted<T>(items: &mut VecDeque<T>, kept: usize, frame: impl Fn(&T) -> u32) {
+    if !items
+        .range(kept.saturating_sub(1)..)
+        .is_sorted_by_key(&frame)
+    {
         items.make_contiguous().sort_by_key(frame);
     }
 }
