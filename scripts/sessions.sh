@@ -36,16 +36,7 @@ for name in "${names[@]}"; do
     for ms in "${phases[@]}"; do
         wav=$sessions/$name.wav timeline=$sessions/${name}_timeline.csv run=$name.$ms
         if ((ms > 0)); then
-            python3 - "$wav" "$work/$run.wav" "$ms" <<'PY'
-import sys, wave
-source, padded, ms = sys.argv[1], sys.argv[2], int(sys.argv[3])
-with wave.open(source) as w:
-    params, frames = w.getparams(), w.readframes(w.getnframes())
-with wave.open(padded, "wb") as out:
-    out.setparams(params)
-    silence = params.framerate * ms // 1000 * params.sampwidth * params.nchannels
-    out.writeframes(bytes(silence) + frames)
-PY
+            scripts/pad_wav.py "$wav" "$work/$run.wav" "$ms"
             wav=$work/$run.wav
         fi
         echo "== $name, $ms ms later"

@@ -216,6 +216,14 @@ struct Active {
     /// Whether it is lost (see [`TrackerOptions::lost_after`]): it is then
     /// no longer playing, but may be found again.
     lost: bool,
+    /// Whether a window ending `confirm_after` frames or more after the one
+    /// that found it identified it again on its own, as a play must before
+    /// it is announced; one announced at once on a sure score that never
+    /// was is withdrawn when it ends. Its checks where it is expected do not
+    /// count: those windows share most of their audio with the one that
+    /// found it, and so its chance alignments (at a crossfade of music
+    /// outside the catalog, a sure score's play was kept for 7.4 s so).
+    identified_again: bool,
 }
 
 impl Active {
@@ -311,16 +319,19 @@ impl Tracker {
                 .map(|c| c.score)
                 .fold(0.0f32, f32::max)
         };
-        let proven: Vec<bool> = (self.active.iter())
+        let again: Vec<bool> = (self.active.iter())
             .map(|a| {
                 let expected = a.play.track_frame(middle);
-                a.play.id > 0
-                    || id.candidates.iter().any(|c| {
-                        c.track == a.play.track
-                            && (heard_at(c) - expected).abs() < SAME_PLACE_FRAMES
-                            && matcher.options().accepts(c, rival(c.track))
-                    })
+                id.candidates.iter().any(|c| {
+                    c.track == a.play.track
+                        && (heard_at(c) - expected).abs() < SAME_PLACE_FRAMES
+                        && matcher.options().accepts(c, rival(c.track))
+                })
             })
+            .collect();
+        let proven: Vec<bool> = (self.active.iter())
+            .zip(&again)
+            .map(|(a, &again)| a.play.id > 0 || again)
             .collect();
         // A track no play explains starts one when it passes the accept
         // rule against all others or, with early newcomers, against the
@@ -341,6 +352,10 @@ impl Tracker {
         // Plays under way are checked where they are expected, and a few
         // frames either side: a clear improvement there is drift, and the
         // point found anchors the play's alignment.
+        let confirm_after = self.options.confirm_after;
+        for (a, &again) in self.active.iter_mut().zip(&again) {
+            a.identified_again |= again && span.1 >= a.found.1 + confirm_after;
+        }
         let (keep, found_again) = (self.options.keep_score, self.options.found_again_score);
         let mut confirmed: Vec<bool> = self
             .active
@@ -389,6 +404,7 @@ impl Tracker {
         if let Some((i, c)) = best_playing {
             let track_frame = heard_at(&c);
             let a = &mut self.active[i];
+            a.identified_again |= span.1 >= a.found.1 + confirm_after;
             let drift = a.play.track_frame(middle) - track_frame;
             if drift.abs() < SAME_PLACE_FRAMES {
                 if !confirmed[i] {
@@ -567,6 +583,7 @@ impl Tracker {
             found_score: c.score,
             refitted: false,
             lost: false,
+            identified_again: false,
         });
     }
 
@@ -582,10 +599,12 @@ impl Tracker {
     }
 
     /// Ends an announced play, or withdraws it if its music was too short
-    /// to be anything but chance; `ended` when the stream has ended.
+    /// to be anything but chance or it was never identified again (see
+    /// `Active::identified_again`); `ended` when the stream has ended.
     fn close(&self, catalog: &Catalog, windows: &Windows, a: Active, ended: bool) -> PlayEvent {
+        let identified_again = a.identified_again;
         let play = self.end(catalog, windows, a, ended);
-        if play.end_frame - play.start_frame < self.options.min_play as f64 {
+        if !identified_again || play.end_frame - play.start_frame < self.options.min_play as f64 {
             PlayEvent::Withdrawn(play)
         } else {
             PlayEvent::Ended(play)
