@@ -227,6 +227,12 @@ struct Active {
 }
 
 impl Active {
+    /// Whether a window spanning the stream frames `span` ends
+    /// `confirm_after` frames or more after the one that found the play.
+    fn due(&self, span: (u32, u32), confirm_after: u32) -> bool {
+        span.1 >= self.found.1 + confirm_after
+    }
+
     /// Stream frames its anchors span.
     fn anchor_span(&self) -> f64 {
         match (self.anchors.first(), self.anchors.last()) {
@@ -329,10 +335,6 @@ impl Tracker {
                 })
             })
             .collect();
-        let proven: Vec<bool> = (self.active.iter())
-            .zip(&again)
-            .map(|(a, &again)| a.play.id > 0 || again)
-            .collect();
         // A track no play explains starts one when it passes the accept
         // rule against all others or, with early newcomers, against the
         // other tracks not playing and against those playing in the
@@ -351,16 +353,14 @@ impl Tracker {
             });
         // Plays under way are checked where they are expected, and a few
         // frames either side: a clear improvement there is drift, and the
-        // point found anchors the play's alignment.
+        // point found anchors the play's alignment. A play not yet announced
+        // counts as confirmed only if the window also identified it again.
         let confirm_after = self.options.confirm_after;
-        for (a, &again) in self.active.iter_mut().zip(&again) {
-            a.identified_again |= again && span.1 >= a.found.1 + confirm_after;
-        }
         let (keep, found_again) = (self.options.keep_score, self.options.found_again_score);
-        let mut confirmed: Vec<bool> = self
-            .active
-            .iter_mut()
-            .map(|a| {
+        let mut confirmed: Vec<bool> = (self.active.iter_mut())
+            .zip(&again)
+            .map(|(a, &again)| {
+                a.identified_again |= again && a.due(span, confirm_after);
                 let needed = if a.lost { found_again } else { keep };
                 let expected = a.play.alignment(window.start);
                 let shifts = -DRIFT_FRAMES..=DRIFT_FRAMES;
@@ -387,10 +387,8 @@ impl Tracker {
                     let tempo = a.play.tempo;
                     a.fit(tempo, a.play.pitch);
                 }
-                score >= needed
+                score >= needed && (a.play.id > 0 || again)
             })
-            .zip(&proven)
-            .map(|(kept, &proven)| kept && proven)
             .collect();
         // A match of a track already playing belongs to that play. At the
         // place the play expects, it adds an anchor point, and the play's
@@ -404,7 +402,7 @@ impl Tracker {
         if let Some((i, c)) = best_playing {
             let track_frame = heard_at(&c);
             let a = &mut self.active[i];
-            a.identified_again |= span.1 >= a.found.1 + confirm_after;
+            a.identified_again |= a.due(span, confirm_after);
             let drift = a.play.track_frame(middle) - track_frame;
             if drift.abs() < SAME_PLACE_FRAMES {
                 if !confirmed[i] {
@@ -458,7 +456,7 @@ impl Tracker {
                 let grew = span.1 as f64 > a.play.end_frame;
                 a.play.end_frame = a.play.end_frame.max(span.1 as f64);
                 let due = (self.options.sure_score).is_some_and(|s| a.found_score >= s)
-                    || span.1 >= a.found.1 + self.options.confirm_after;
+                    || a.due(span, self.options.confirm_after);
                 if a.play.id == 0 && due {
                     self.plays += 1;
                     a.play.id = self.plays;
