@@ -12,25 +12,42 @@
 # grid catches changes, and so do the boundaries of the hardest tracks. A
 # live monitor starts at a random phase; one phase alone flatters whatever
 # was tuned on it.
+#
+# With SETS=dj, the sessions are DJ sets made by scripts/dj_mix.py instead
+# (seeds 1-4 unless given; crowd noise at +5 dB under the even ones): each
+# track at its own tempo in 0.94-1.06, crossfades of 8-16 s, no speech.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 db=$1 corpus=$(realpath "$2")
 shift 2
 seeds=("$@")
-((${#seeds[@]})) || seeds=(11 12)
 earmark=$PWD/target/release/earmark
 make_queries=$PWD/../shared/corpus/make_queries.py
 sessions=$corpus/sessions
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-names=(session_A)
-for seed in "${seeds[@]}"; do
-    name=session_seed$seed
-    names+=("$name")
-    [ -f "$sessions/${name}_timeline.csv" ] && continue
-    python3 "$make_queries" session --catalog "$corpus/catalog_A.csv" --ooc "$corpus/spare_A.csv" \
-        --noise-dir "$corpus/noise/A" --seed "$seed" --out "$sessions/$name" >/dev/null
-done
+if [ "${SETS:-venue}" = dj ]; then
+    ((${#seeds[@]})) || seeds=(1 2 3 4)
+    names=()
+    for seed in "${seeds[@]}"; do
+        name=dj_seed$seed
+        names+=("$name")
+        [ -f "$sessions/${name}_timeline.csv" ] && continue
+        noise=()
+        ((seed % 2)) || noise=(--noise "$corpus/noise/A/crowd.wav" --snr 5)
+        scripts/dj_mix.py "$corpus/catalog_A.csv" "$sessions/$name" --seed "$seed" "${noise[@]}" >/dev/null
+    done
+else
+    ((${#seeds[@]})) || seeds=(11 12)
+    names=(session_A)
+    for seed in "${seeds[@]}"; do
+        name=session_seed$seed
+        names+=("$name")
+        [ -f "$sessions/${name}_timeline.csv" ] && continue
+        python3 "$make_queries" session --catalog "$corpus/catalog_A.csv" --ooc "$corpus/spare_A.csv" \
+            --noise-dir "$corpus/noise/A" --seed "$seed" --out "$sessions/$name" >/dev/null
+    done
+fi
 read -ra phases <<<"${PHASES:-0 8 16 24}"
 for name in "${names[@]}"; do
     for ms in "${phases[@]}"; do
