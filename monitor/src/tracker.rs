@@ -651,7 +651,10 @@ impl Tracker {
             .map(|k: u32| first + k * BLOCK)
             .take_while(|&b| b + BLOCK <= limit && within(b));
         let on = |b: u32, step: u32| Some(b + step).filter(|&b| b + BLOCK <= far && within(b));
-        let evidence = |b| block_evidence(catalog, windows, &play, b);
+        let line = settled(&play, a.last_window, |p, b| {
+            block_evidence(catalog, windows, p, b)
+        });
+        let evidence = |b| block_evidence(catalog, windows, &line, b);
         let to_end = if ended && far == frames {
             CARRY_TO_END
         } else {
@@ -799,7 +802,8 @@ fn edge(
 /// evidence counts peaks found within a frame: on a DJ set, a track at tempo
 /// 0.952 matched at 0.98 left its line 2.5 frames off in the window that
 /// found it, where the start search begins, and the search found the track
-/// 13 s before it began.
+/// 13 s before it began. An end search settles the line in the last window
+/// that confirmed the play, where the fit's ends are least certain.
 fn settled(
     play: &Play,
     span: (u32, u32),
