@@ -802,12 +802,12 @@ fn edge(
 
 /// `play` moved by up to `DRIFT_FRAMES` track frames to where the stream
 /// frames `span` hold the most of its track by `evidence`, if that is over
-/// twice what they hold where it is (see [`SETTLE_MARGIN`]). A play's line is fitted through points
-/// that windows' matches placed at those windows' tempos, and a second's
-/// evidence counts peaks found within a frame: on a DJ set, a track at tempo
-/// 0.952 matched at 0.98 left its line 2.5 frames off in the window that
-/// found it, where the start search begins, and the search found the track
-/// 13 s before it began. An end search settles the line in the last window
+/// twice what they hold where it is (see [`SETTLE_MARGIN`]). A play's line
+/// is fitted through points that windows' matches placed at those windows'
+/// tempos, and a second's evidence counts peaks found within a frame: on a
+/// DJ set, a track at tempo 0.952 matched at 0.98 left its line 2.5 frames
+/// off in the window that found it, where the start search begins, and the
+/// search found the track 13 s before it began. An end search settles the line in the last window
 /// that confirmed the play, where the fit's ends are least certain.
 fn settled(
     play: &Play,
@@ -827,6 +827,7 @@ fn settled(
     };
     let here = total(0);
     (-DRIFT_FRAMES..=DRIFT_FRAMES)
+        .filter(|&shift| shift != 0)
         .map(|shift| (shift, total(shift)))
         .filter(|&(_, z)| z > here + SETTLE_MARGIN.max(here))
         .max_by(|a, b| a.1.total_cmp(&b.1))
