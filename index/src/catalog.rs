@@ -402,7 +402,8 @@ impl Catalog {
         let manifest_bytes = fs::metadata(self.dir.join(MANIFEST)).map_or(0, |m| m.len());
         CatalogInfo {
             tracks: self.tracks.len(),
-            hours: self.tracks.iter().map(|t| t.duration_s).sum::<f64>() / 3600.0,
+            // From +0.0: an empty f64 `sum` is -0.0 ("-0.00 h").
+            hours: (self.tracks.iter()).fold(0.0, |h, t| h + t.duration_s) / 3600.0,
             postings: self.segments.iter().map(Segment::postings).sum(),
             segments: self.segments.len(),
             bytes_on_disk: self.segments.iter().map(Segment::bytes).sum::<u64>()
@@ -1028,6 +1029,14 @@ mod tests {
         let catalog = Catalog::open(dir.path()).expect("open");
         assert_eq!(catalog.tracks().len(), 1);
         assert!(hits(&catalog, 2).is_empty());
+    }
+
+    #[test]
+    fn an_empty_catalog_holds_zero_hours_not_minus_zero() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = CatalogWriter::open(dir.path(), "test").expect("writer");
+        let hours = writer.catalog().info().hours;
+        assert!(hours == 0.0 && hours.is_sign_positive(), "{hours}");
     }
 
     #[test]

@@ -342,6 +342,18 @@ mod tests {
         assert_eq!(position(65.4), "1:05");
     }
 
+    #[test]
+    fn nothing_covered_is_zero_percent_not_minus_zero() {
+        let cue = Cue {
+            coverage: "unknown",
+            duration_s: 60.0,
+            ..test_cue()
+        };
+        let s = crate::report::summarise(&[cue]);
+        assert!(s.covered_min.is_sign_positive() && s.covered_share.is_sign_positive());
+        assert_eq!(format!("{:.0}%", s.covered_share * 100.0), "0%");
+    }
+
     fn test_cue() -> Cue {
         Cue {
             kind: "play",

@@ -390,11 +390,12 @@ fn round(s: f64) -> f64 {
 }
 
 fn summarise(cues: &[Cue]) -> Summary {
+    // Folded from +0.0: an empty `sum` of f64 is -0.0, which reports
+    // print as "-0%".
     let minutes = |f: &dyn Fn(&Cue) -> bool| {
         cues.iter()
             .filter(|c| f(c))
-            .map(|c| c.duration_s)
-            .sum::<f64>()
+            .fold(0.0, |sum, c| sum + c.duration_s)
             / 60.0
     };
     let mut spans: Vec<(f64, f64)> = cues.iter().map(|c| (c.start_s, c.end_s)).collect();
