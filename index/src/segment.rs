@@ -876,6 +876,14 @@ mod tests {
         segment.read(ranges[0], hit);
     }
 
+    /// The track and frame of each of `postings` with `hash`, in order.
+    fn postings_of(postings: &[Posting], hash: u32) -> Vec<(TrackId, u32)> {
+        (postings.iter())
+            .filter(|q| q.hash == hash)
+            .map(|q| (q.track, q.frame))
+            .collect()
+    }
+
     fn write_and_open(postings: &mut Vec<Posting>) -> (tempfile::TempDir, Segment) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("seg");
@@ -935,12 +943,7 @@ mod tests {
             for p in &postings {
                 let mut hits = Vec::new();
                 lookup(&segment, p.hash, |t, f| hits.push((t, f)));
-                let expected: Vec<(TrackId, u32)> = postings
-                    .iter()
-                    .filter(|q| q.hash == p.hash)
-                    .map(|q| (q.track, q.frame))
-                    .collect();
-                prop_assert_eq!(hits, expected);
+                prop_assert_eq!(hits, postings_of(&postings, p.hash));
             }
         }
     }
@@ -965,12 +968,7 @@ mod tests {
             for (&hash, &range) in asked.iter().zip(&ranges) {
                 let mut hits = Vec::new();
                 segment.read(range, |t, f| hits.push((t, f)));
-                let expected: Vec<(TrackId, u32)> = postings
-                    .iter()
-                    .filter(|q| q.hash == hash)
-                    .map(|q| (q.track, q.frame))
-                    .collect();
-                prop_assert_eq!(hits, expected);
+                prop_assert_eq!(hits, postings_of(&postings, hash));
             }
         }
     }
