@@ -815,8 +815,9 @@ fn edge(
 /// tempos, and a second's evidence counts peaks found within a frame: on a
 /// DJ set, a track at tempo 0.952 matched at 0.98 left its line 2.5 frames
 /// off in the window that found it, where the start search begins, and the
-/// search found the track 13 s before it began. An end search settles the line in the last window
-/// that confirmed the play, where the fit's ends are least certain.
+/// search found the track 13 s before it began. An end search settles the
+/// line in the last window that confirmed the play, where the fit's ends are
+/// least certain.
 fn settled(
     play: &Play,
     span: (u32, u32),
