@@ -20,6 +20,11 @@ pub enum Error {
     /// The sound card could not be found or opened.
     #[error("audio device: {0}")]
     Device(String),
+    /// A file given as an event log holds something else.
+    #[error(
+        "{0}: not an earmark event log (its first line is not an event); give a new or an earlier log"
+    )]
+    NotALog(PathBuf),
     /// An event could not be written as JSON.
     #[error("event log: {0}")]
     Log(String),

@@ -359,15 +359,29 @@ pub struct History {
 }
 
 impl History {
-    /// Reads a log; a missing file is an empty history.
+    /// Reads a log.
     ///
     /// # Errors
-    /// When the file exists but cannot be read.
+    /// When the file cannot be read or is not an event log.
     pub fn read(path: &Path) -> Result<Self, Error> {
-        match std::fs::read(path) {
-            Ok(bytes) => Ok(Self::parse(&bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(Error::io(path, e)),
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::check(path, &bytes)?;
+        Ok(Self::parse(&bytes))
+    }
+
+    /// Whether a file's bytes are a log: empty, or beginning with an event
+    /// (every run's first line is one, of whatever version; only a log's last
+    /// line can be torn). Any other file is refused rather than read as an
+    /// empty log or cut.
+    fn check(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+        let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+        let torn_first = !bytes.contains(&b'\n') && first.starts_with(b"{\"event\":");
+        let event = serde_json::from_slice::<serde_json::Value>(first)
+            .is_ok_and(|line| line.get("event").is_some_and(serde_json::Value::is_string));
+        if bytes.is_empty() || torn_first || event {
+            Ok(())
+        } else {
+            Err(Error::NotALog(path.to_owned()))
         }
     }
 
@@ -511,7 +525,8 @@ impl EventLog {
     /// that a crash cut short; returns it with what it already holds.
     ///
     /// # Errors
-    /// When the file cannot be opened, repaired or synced.
+    /// When the file cannot be opened, repaired or synced, or is not an
+    /// event log (it is then left as it was).
     pub fn open(path: &Path) -> Result<(Self, History), Error> {
         let io = |e| Error::io(path, e);
         let mut file = OpenOptions::new()
@@ -522,6 +537,7 @@ impl EventLog {
             .map_err(io)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
+        History::check(path, &bytes)?;
         if bytes.last().is_some_and(|&b| b != b'\n') {
             let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             file.set_len(keep as u64).map_err(io)?;
@@ -689,6 +705,27 @@ mod tests {
         assert_eq!(history.runs(), 1);
         assert_eq!(history.last_position_s(), 40.0);
         assert_eq!(history.event(), Some("show"));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_log_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("song.wav");
+        let bytes = b"RIFF\x24\0\0\0WAVEfmt \nno newline at the end".to_vec();
+        std::fs::write(&path, &bytes).expect("write");
+        let refused = EventLog::open(&path).expect_err("not a log");
+        assert!(
+            refused.to_string().contains("not an earmark event log"),
+            "{refused}"
+        );
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            bytes,
+            "nothing cut or added"
+        );
+        assert!(matches!(History::read(&path), Err(Error::NotALog(_))));
+        let missing = History::read(&dir.path().join("nope.jsonl")).expect_err("missing");
+        assert!(missing.to_string().contains("nope.jsonl"), "{missing}");
     }
 
     #[test]
