@@ -103,7 +103,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8750")]
     pub listen: String,
     /// Longest clip `/v1/identify` takes, in seconds.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, value_parser = seconds)]
     pub max_clip_s: f64,
     /// Largest request body, in MiB (recordings added by `POST /v1/tracks`
     /// included).
@@ -113,7 +113,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
     /// Seconds before a request is answered 408.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = seconds)]
     pub timeout_s: f64,
     /// The cluster's NATS server, for `--shard` and `--gateway`.
     #[command(flatten)]
@@ -323,7 +323,7 @@ pub struct AddArgs {
     #[arg(long)]
     pub metadata: Option<PathBuf>,
     /// Worker threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = jobs)]
     pub jobs: Option<usize>,
     /// Also decode every file once without fingerprinting and print how the
     /// CPU time of indexing compares with decoding alone.
@@ -367,7 +367,7 @@ pub struct IdentifyArgs {
     #[arg(long)]
     pub json: bool,
     /// Only the first this many seconds of each file are used.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, value_parser = seconds)]
     pub max_seconds: f64,
     /// Audio files to identify.
     #[arg(required = true)]
@@ -387,7 +387,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// Worker threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = jobs)]
     pub jobs: Option<usize>,
     /// Write one line per query (expected, answer, votes) to this CSV file.
     #[arg(long)]
@@ -438,7 +438,7 @@ pub struct BenchScaleArgs {
     #[arg(long)]
     pub compact: bool,
     /// Worker threads for generating (default: all cores; queries use one).
-    #[arg(long)]
+    #[arg(long, value_parser = jobs)]
     pub jobs: Option<usize>,
 }
 
@@ -454,7 +454,7 @@ pub struct EvalCoversArgs {
     pub truth: PathBuf,
     /// Embed only this many seconds of each cover, from a quarter of the way
     /// in (default: the whole file).
-    #[arg(long)]
+    #[arg(long, value_parser = seconds)]
     pub excerpt_s: Option<f64>,
     /// Reorder this many nearest works by their verification score
     /// (cross-similarity of beat chroma; 0: embedding distance only).
@@ -484,7 +484,7 @@ pub struct ScanArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Worker threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = jobs)]
     pub jobs: Option<usize>,
     /// Judge coverage by this event's licences.
     #[arg(long)]
@@ -510,11 +510,11 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Threads for decoding and fingerprinting (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = jobs)]
     pub jobs: Option<usize>,
     /// Seconds without word from a worker before its job goes to another
     /// (a live worker keeps extending it).
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = seconds)]
     pub ack_wait_s: f64,
 }
 
@@ -528,7 +528,7 @@ pub struct EvalSessionArgs {
     #[arg(long)]
     pub timeline: PathBuf,
     /// A boundary counts as right within this many seconds.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = seconds)]
     pub tolerance_s: f64,
     /// Judge the plays of a monitor's event log instead of scanning; the
     /// time from each track's start to its play event is measured too (by
@@ -581,7 +581,7 @@ pub struct MonitorArgs {
     #[arg(long)]
     pub event: Option<String>,
     /// Stop after this many seconds of audio.
-    #[arg(long = "duration")]
+    #[arg(long = "duration", value_parser = seconds)]
     pub duration_s: Option<f64>,
     /// A line per event and no status line, even in a terminal.
     #[arg(long)]
@@ -700,8 +700,27 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 pub fn set_jobs(jobs: Option<usize>) -> anyhow::Result<()> {
     if let Some(n) = jobs {
         rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
+            .num_threads(n)
             .build_global()?;
     }
     Ok(())
+}
+
+/// Most worker threads `--jobs` takes: far more than cores only thrashes.
+const MAX_JOBS: usize = 256;
+
+/// A `--jobs` value: 1 to [`MAX_JOBS`].
+fn jobs(text: &str) -> Result<usize, String> {
+    match text.parse() {
+        Ok(n) if (1..=MAX_JOBS).contains(&n) => Ok(n),
+        _ => Err(format!("expected a number of threads from 1 to {MAX_JOBS}")),
+    }
+}
+
+/// A length of time in seconds: a finite number above 0.
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
+        _ => Err("expected a number of seconds above 0".into()),
+    }
 }

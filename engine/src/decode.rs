@@ -27,9 +27,9 @@ use symphonia::core::meta::MetadataOptions;
 use crate::error::{Error, Result};
 
 /// Sample rates outside this range are refused rather than guessed at.
-const RATE_RANGE_HZ: std::ops::RangeInclusive<u32> = 1_000..=768_000;
-/// More channels than this is not a music file.
-const MAX_CHANNELS: usize = 64;
+pub const RATE_RANGE_HZ: std::ops::RangeInclusive<u32> = 1_000..=768_000;
+/// More channels than this is not a music stream.
+pub const MAX_CHANNELS: usize = 64;
 /// Consecutive undecodable packets after which a stream counts as corrupt.
 const MAX_CONSECUTIVE_BAD_PACKETS: u32 = 64;
 

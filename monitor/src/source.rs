@@ -143,12 +143,16 @@ impl<R: std::io::Read> PcmSource<R> {
     /// Raw PCM of the given layout.
     ///
     /// # Errors
-    /// When there are no channels or the rate is zero.
+    /// When the channels or the rate are out of the range files may have.
     pub fn new(reader: R, format: PcmFormat, channels: usize, rate_hz: u32) -> Result<Self, Error> {
-        if channels == 0 || rate_hz == 0 {
-            return Err(Error::Device(
-                "raw PCM needs at least one channel and a sample rate".into(),
-            ));
+        use earmark_engine::decode::{MAX_CHANNELS, RATE_RANGE_HZ};
+        if !(1..=MAX_CHANNELS).contains(&channels) || !RATE_RANGE_HZ.contains(&rate_hz) {
+            return Err(Error::Device(format!(
+                "raw PCM of {channels} channels at {rate_hz} Hz: needs 1 to {MAX_CHANNELS} \
+                 channels at {} to {} Hz",
+                RATE_RANGE_HZ.start(),
+                RATE_RANGE_HZ.end()
+            )));
         }
         Ok(Self {
             reader,
@@ -238,5 +242,13 @@ mod tests {
             all.extend_from_slice(&mono);
         }
         assert_eq!(all, vec![0.0, 0.25, 0.25]);
+    }
+
+    #[test]
+    fn pcm_of_impossible_layouts_is_refused() {
+        for (channels, rate_hz) in [(2, 1), (2, 4_000_000_000), (1_000, 44_100), (0, 44_100)] {
+            let refused = PcmSource::new(std::io::empty(), PcmFormat::S16Le, channels, rate_hz);
+            assert!(refused.is_err(), "{channels} channels at {rate_hz} Hz");
+        }
     }
 }
