@@ -28,31 +28,64 @@ const AUDIO_EXTENSIONS: &[&str] = &[
 /// Tracks fingerprinted between two commits: a crash loses at most one batch.
 const BATCH: usize = 64;
 
-/// Lists the files named by `paths`, walking folders recursively, sorted.
-pub fn collect_audio_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-        let entries = std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))?;
+/// The files a command was given, folders walked.
+#[derive(Debug, Default)]
+pub struct AudioFiles {
+    /// Files named, and audio files found in folders, sorted.
+    pub files: Vec<PathBuf>,
+    /// Folders and entries that could not be walked, with the reason; the
+    /// walk goes on without them.
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
+/// Lists the files named by `paths`, walking folders recursively: each
+/// folder once, however symbolic links loop back to it, and only regular
+/// files in it (a named pipe would block the batch).
+pub fn collect_audio_files(paths: &[PathBuf]) -> AudioFiles {
+    fn walk(dir: &Path, found: &mut AudioFiles, walked: &mut HashSet<PathBuf>) {
+        let unreadable = |found: &mut AudioFiles, path: &Path, e: std::io::Error| {
+            found.unreadable.push((path.to_owned(), e.to_string()));
+        };
+        match dir.canonicalize() {
+            Ok(real) => {
+                if !walked.insert(real) {
+                    return;
+                }
+            }
+            Err(e) => return unreadable(found, dir, e),
+        }
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => return unreadable(found, dir, e),
+        };
         for entry in entries {
-            let path = entry.with_context(|| format!("{}", dir.display()))?.path();
-            if path.is_dir() {
-                walk(&path, out)?;
-            } else if is_audio_name(&path) {
-                out.push(path);
+            let path = match entry {
+                Ok(entry) => entry.path(),
+                Err(e) => {
+                    unreadable(found, dir, e);
+                    continue;
+                }
+            };
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => walk(&path, found, walked),
+                Ok(m) if m.is_file() && is_audio_name(&path) => found.files.push(path),
+                Ok(_) => {}
+                Err(e) => unreadable(found, &path, e),
             }
         }
-        Ok(())
     }
-    let mut files = Vec::new();
+    let mut found = AudioFiles::default();
+    let mut walked = HashSet::new();
     for path in paths {
         if path.is_dir() {
-            walk(path, &mut files)?;
+            walk(path, &mut found, &mut walked);
         } else {
-            files.push(path.clone());
+            found.files.push(path.clone());
         }
     }
-    files.sort();
-    files.dedup();
-    Ok(files)
+    found.files.sort();
+    found.files.dedup();
+    found
 }
 
 fn is_audio_name(path: &Path) -> bool {
@@ -137,7 +170,10 @@ pub fn progress(len: usize, what: &str) -> ProgressBar {
 /// `earmark index add`.
 pub fn add(args: &AddArgs) -> anyhow::Result<Outcome> {
     crate::cli::set_jobs(args.jobs)?;
-    let files = collect_audio_files(&args.paths)?;
+    let AudioFiles { files, unreadable } = collect_audio_files(&args.paths);
+    for (path, reason) in &unreadable {
+        eprintln!("earmark: skipped {}: {reason}", path.display());
+    }
     if files.is_empty() {
         bail!("no audio files found");
     }
@@ -250,6 +286,9 @@ pub fn add(args: &AddArgs) -> anyhow::Result<Outcome> {
             failures.len(),
             files.len()
         );
+    }
+    if !unreadable.is_empty() {
+        bail!("{} folders or files could not be read", unreadable.len());
     }
     Ok(Outcome::Done)
 }

@@ -47,6 +47,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints a line for a command that leaves SIGPIPE ignored (see
+/// `cli::Args::uses_network`). A reader that has gone away (`earmark scan
+/// ... | head`) ends the command quietly, as the signal ends the others,
+/// rather than in a panic; what such a command writes to disk is whole
+/// after every step, so nothing is lost.
+pub fn say(line: impl std::fmt::Display) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("earmark: standard output: {e}");
+        }
+        std::process::exit(if e.kind() == std::io::ErrorKind::BrokenPipe {
+            141
+        } else {
+            2
+        });
+    }
+}
+
 /// Lets `earmark index info ... | head` end quietly when the reader stops
 /// reading, as Unix tools do, rather than panic on the failed print: the
 /// default action of SIGPIPE, which Rust programs ignore. Not for network

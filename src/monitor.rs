@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use earmark_engine::fingerprint::SCHEME;
 use earmark_index::Catalog;
 use earmark_monitor::{
     Capture, Delivery, Event, FileSource, PcmSource, PlayRecord, Resumed, Session, Source,
@@ -36,7 +37,7 @@ pub fn devices(_: &DevicesArgs) -> anyhow::Result<Outcome> {
 
 /// `earmark monitor`.
 pub fn run(args: &MonitorArgs) -> anyhow::Result<Outcome> {
-    let catalog = Catalog::open(&args.db)?;
+    let catalog = Catalog::open_for(&args.db, SCHEME)?;
     let mut source: Box<dyn Source> = match (&args.input, args.stdin) {
         (Some(path), _) => Box::new(FileSource::open(path, args.realtime)?),
         (None, true) => Box::new(PcmSource::new(
@@ -79,7 +80,10 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<Outcome> {
     let mut mono = Vec::new();
     let until = args.duration_s.map(|d| resumed.offset_s + d);
     let failure = loop {
-        if stop.load(Ordering::SeqCst) || until.is_some_and(|u| session.position_s() >= u) {
+        if stop.load(Ordering::SeqCst)
+            || view.closed
+            || until.is_some_and(|u| session.position_s() >= u)
+        {
             break None;
         }
         let delivery = match source.read(&mut mono) {
@@ -119,6 +123,9 @@ pub fn run(args: &MonitorArgs) -> anyhow::Result<Outcome> {
 /// line under them with what is playing, the input level and overruns.
 struct View {
     plain: bool,
+    /// Standard output's reader has gone away (`earmark monitor | head`):
+    /// the run ends as on Ctrl-C, its log closed properly.
+    closed: bool,
     /// Mean square of the samples since the last status line.
     power: (f64, usize),
     last_status: std::time::Instant,
@@ -128,6 +135,7 @@ impl View {
     fn new(plain: bool) -> Self {
         Self {
             plain,
+            closed: false,
             power: (0.0, 0),
             last_status: std::time::Instant::now(),
         }
@@ -226,20 +234,25 @@ impl View {
             ),
             None => "nothing identified".into(),
         };
-        print!(
+        self.write(format_args!(
             "\r\x1b[2K{} {:<20} {db:>4.0} dB  overruns {overruns}  {now}",
             clock(session.position_s()),
             "#".repeat(bars),
-        );
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
+        ));
     }
 
     fn line(&mut self, text: &str) {
-        if self.plain {
-            println!("{text}");
-        } else {
-            println!("\r\x1b[2K{text}");
+        let clear = if self.plain { "" } else { "\r\x1b[2K" };
+        self.write(format_args!("{clear}{text}\n"));
+    }
+
+    /// Writes to standard output unless it is closed; a write that fails
+    /// (the reader gone, a full disk) closes it.
+    fn write(&mut self, text: std::fmt::Arguments<'_>) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if !self.closed && out.write_fmt(text).and_then(|()| out.flush()).is_err() {
+            self.closed = true;
         }
     }
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use earmark_engine::chroma::pulse;
+use earmark_engine::fingerprint::SCHEME;
 use earmark_engine::{AudioFile, Fingerprint, FingerprintOptions, Fingerprinter};
 use earmark_index::Catalog;
 use earmark_monitor::unknown::{
@@ -21,7 +22,7 @@ use earmark_monitor::{Follower, ListenerOptions, Play, PlayEvent, PlayRecord, Un
 
 use crate::Outcome;
 use crate::cli::{EvalSessionArgs, ScanArgs};
-use crate::ingest::{collect_audio_files, content_hash};
+use crate::ingest::{AudioFiles, collect_audio_files, content_hash};
 use crate::report::{CueSheet, Licensing, Show};
 
 /// What scanning one recording found.
@@ -366,7 +367,11 @@ enum Fate {
 /// `earmark scan`.
 pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
     crate::cli::set_jobs(args.jobs)?;
-    let catalog = args.db.as_deref().map(Catalog::open).transpose()?;
+    let catalog = args
+        .db
+        .as_deref()
+        .map(|db| Catalog::open_for(db, SCHEME))
+        .transpose()?;
     let licensing = match &catalog {
         Some(c) => Licensing::select(c, args.event.as_deref(), args.licence.as_deref(), None)?,
         None if args.event.is_some() || args.licence.is_some() => {
@@ -374,13 +379,19 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
         }
         None => None,
     };
-    let files = collect_audio_files(&args.paths)?;
+    let AudioFiles { files, unreadable } = collect_audio_files(&args.paths);
+    if files.is_empty() {
+        match unreadable.first() {
+            Some((path, reason)) => anyhow::bail!("{}: {reason}", path.display()),
+            None => anyhow::bail!("no audio files found"),
+        }
+    }
     let manifest = match &args.out {
         Some(dir) => Some(Manifest::open(dir)?),
         None => None,
     };
     let started = Instant::now();
-    let fates: Vec<(PathBuf, Fate)> = match (&args.cluster, &catalog) {
+    let mut fates: Vec<(PathBuf, Fate)> = match (&args.cluster, &catalog) {
         (Some(url), _) => {
             let fates = scan_on_cluster(
                 url,
@@ -414,6 +425,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
         }
         (None, None) => anyhow::bail!("give --db (or --cluster)"),
     };
+    fates.extend((unreadable.into_iter()).map(|(path, reason)| (path, Fate::Failed(reason))));
     let (mut done, mut skipped, mut plays, mut audio_s) = (0, 0, 0, 0.0);
     let mut failed = Vec::new();
     let mut statuses = Vec::with_capacity(fates.len());
@@ -428,10 +440,10 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
                 audio_s += seconds;
                 if args.json {
                     for p in &show.plays {
-                        println!("{}", with_file(file, p));
+                        crate::say(with_file(file, p));
                     }
                     for u in &show.unidentified {
-                        println!("{}", with_file(file, json!({"unidentified": u})));
+                        crate::say(with_file(file, json!({"unidentified": u})));
                     }
                 }
                 let summary = CueSheet::new(show, catalog.as_ref(), licensing.as_ref()).summary;
@@ -449,7 +461,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
             }
         };
         if args.json {
-            println!("{status}");
+            crate::say(&status);
         }
         statuses.push(status);
     }
@@ -477,7 +489,7 @@ pub fn run(args: &ScanArgs) -> anyhow::Result<Outcome> {
         anyhow::bail!(
             "{} of {} recordings could not be scanned",
             failed.len(),
-            files.len()
+            fates.len()
         );
     }
     Ok(Outcome::Done)
@@ -581,7 +593,7 @@ fn error_reason(e: &anyhow::Error) -> String {
 }
 
 fn print_table(file: &Path, show: &Show) {
-    println!("{}", file.display());
+    crate::say(file.display());
     let plays = show.plays.iter().map(|p| {
         let what = format!(
             "{:<12} {} (from {:.1} s, tempo {:.3})",
@@ -598,7 +610,7 @@ fn print_table(file: &Path, show: &Show) {
     let mut rows: Vec<(f64, f64, String)> = plays.chain(unknown).collect();
     rows.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (start, end, what) in rows {
-        println!("{start:>8.1} {end:>8.1}  {what}");
+        crate::say(format_args!("{start:>8.1} {end:>8.1}  {what}"));
     }
 }
 
@@ -622,20 +634,21 @@ impl Manifest {
     fn open(dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
         let path = dir.join(MANIFEST);
-        let mut done = std::collections::HashSet::new();
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            // A line cut short by a crash is ignored: its recording is redone.
-            let hashes = text
-                .lines()
-                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-                .filter_map(|v| v["content_hash"].as_str().map(str::to_owned));
-            done.extend(hashes);
-        }
-        let log = std::fs::OpenOptions::new()
+        // A line cut short by a crash is ignored (its recording is redone)
+        // and ended, so that the next record starts a line of its own.
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let done = (String::from_utf8_lossy(&bytes).lines())
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter_map(|v| v["content_hash"].as_str().map(str::to_owned))
+            .collect();
+        let mut log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .with_context(|| format!("{}", path.display()))?;
+        if bytes.last().is_some_and(|&b| b != b'\n') {
+            writeln!(log).with_context(|| format!("{}", path.display()))?;
+        }
         Ok(Self {
             dir: dir.to_owned(),
             done,
@@ -762,7 +775,7 @@ fn session_plays(args: &EvalSessionArgs) -> anyhow::Result<(Vec<Judged>, Option<
     let (Some(db), Some(recording)) = (&args.db, &args.recording) else {
         anyhow::bail!("give --log, or --db and a recording");
     };
-    let catalog = Catalog::open(db)?;
+    let catalog = Catalog::open_for(db, SCHEME)?;
     let started = Instant::now();
     let plays = scan_file(&catalog, recording)?
         .plays

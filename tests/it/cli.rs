@@ -116,17 +116,78 @@ fn index_info_reports_the_catalog() {
 fn a_reader_that_stops_reading_ends_the_command_quietly() {
     let fx = Fixture::songs(1, 20.0);
     fx.index();
-    // The pipe's reading end is closed before the command prints a thing.
-    let mut child = earmark()
-        .args(["index", "info", "--db", path(&fx.db())])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    drop(child.stdout.take());
-    let out = child.wait_with_output().expect("wait");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("panicked"), "{err}");
+    let clip = fx.clip(0, 2.0, 15.0, None);
+    let log = fx.dir.path().join("events.jsonl");
+    let db = fx.db();
+    let db = path(&db);
+    for args in [
+        &["index", "info", "--db", db][..],
+        &["scan", "--db", db, path(&clip)],
+        &[
+            "monitor",
+            "--db",
+            db,
+            "--plain",
+            "--log",
+            path(&log),
+            "--input",
+            path(&clip),
+        ],
+    ] {
+        // The pipe's reading end is closed before the command prints a thing.
+        let mut child = earmark()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // The monitor closed its log as on Ctrl-C.
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.lines().last().is_some_and(|l| l.contains("run_ended")),
+        "{text}"
+    );
+}
+
+#[test]
+fn nonsense_numbers_are_refused_as_usage_errors() {
+    for args in [
+        &["identify", "--db", "db", "--max-seconds", "0", "x.wav"][..],
+        &["identify", "--db", "db", "--max-seconds", "NaN", "x.wav"],
+        &["index", "add", "--db", "db", "--jobs", "0", "x.wav"],
+        &["index", "add", "--db", "db", "--jobs", "100000", "x.wav"],
+        &[
+            "monitor",
+            "--db",
+            "db",
+            "--duration",
+            "0",
+            "--input",
+            "x.wav",
+        ],
+        &[
+            "eval-session",
+            "--timeline",
+            "t.csv",
+            "--log",
+            "l",
+            "--tolerance-s",
+            "inf",
+        ],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&out).contains("invalid value"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
 }
 
 #[test]

@@ -74,6 +74,11 @@ fn a_batch_goes_on_past_bad_files_and_resumes() {
     .expect("write");
     let notes = fx.dir.path().join("notes.txt");
     std::fs::write(&notes, b"not audio").expect("write");
+    // Neither a named pipe nor a link back up the tree holds up the walk.
+    std::os::unix::fs::symlink(&batch, batch.join("again")).expect("symlink");
+    let fifo = batch.join("live.wav");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.expect("mkfifo").success());
     let out_dir = fx.dir.path().join("cues");
     let scan = || {
         run(&[
@@ -146,6 +151,13 @@ fn a_batch_goes_on_past_bad_files_and_resumes() {
         stdout(&second)
     );
     assert!(!stdout(&second).contains("\"status\":\"scanned\""));
+    // A record torn by a crash: its recording is scanned again, and the
+    // record written after the torn one is read back whole.
+    let manifest = out_dir.join("manifest.jsonl");
+    let bytes = std::fs::read(&manifest).expect("manifest");
+    std::fs::write(&manifest, &bytes[..bytes.len() - 10]).expect("tear");
+    assert!(stdout(&scan()).contains("\"status\":\"scanned\""));
+    assert!(!stdout(&scan()).contains("\"status\":\"scanned\""));
 }
 
 #[test]
