@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 
+use earmark_engine::fingerprint::SCHEME;
 use earmark_index::{Catalog, MatchOptions, Matcher};
 
 use crate::Outcome;
@@ -156,7 +157,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// `earmark eval`.
 pub fn run(args: &EvalArgs) -> anyhow::Result<Outcome> {
     crate::cli::set_jobs(args.jobs)?;
-    let catalog = Catalog::open(&args.db)?;
+    let catalog = Catalog::open_for(&args.db, SCHEME)?;
     let mut rows = Vec::new();
     for path in &args.truth {
         rows.extend(read_truth(path)?);

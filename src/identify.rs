@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use earmark_engine::fingerprint::SCHEME;
 use earmark_engine::{AudioFile, Fingerprint, FingerprintOptions, Fingerprinter};
 use earmark_index::{Catalog, Identification, Match, MatchOptions, Matcher, Track};
 
@@ -157,7 +158,7 @@ pub fn matched_json(track: Option<&Track>, m: &Match) -> serde_json::Value {
 
 /// `earmark identify`.
 pub fn run(args: &IdentifyArgs) -> anyhow::Result<Outcome> {
-    let catalog = Catalog::open(&args.db)?;
+    let catalog = Catalog::open_for(&args.db, SCHEME)?;
     let mut matcher = Matcher::new(&catalog, MatchOptions::default());
     let mut fingerprinter = QueryFingerprinter::default();
     let mut outcome = Outcome::Done;

@@ -97,7 +97,7 @@ fn quantile(values: &[f32], q: f32) -> f32 {
 
 /// `earmark eval-covers`.
 pub fn eval_covers(args: &EvalCoversArgs) -> anyhow::Result<Outcome> {
-    let catalog = Catalog::open(&args.db)?;
+    let catalog = Catalog::open_for(&args.db, SCHEME)?;
     let mut reader =
         csv::Reader::from_path(&args.truth).with_context(|| format!("{}", args.truth.display()))?;
     let dir = args.truth.parent().unwrap_or(Path::new("."));
@@ -426,7 +426,11 @@ fn group(unknowns: &[Unknown], max_distance: f32) -> anyhow::Result<Vec<Vec<usiz
 
 /// `earmark unknowns`: unidentified music that comes back, show after show.
 pub fn unknowns(args: &UnknownsArgs) -> anyhow::Result<Outcome> {
-    let catalog = args.db.as_deref().map(Catalog::open).transpose()?;
+    let catalog = args
+        .db
+        .as_deref()
+        .map(|db| Catalog::open_for(db, SCHEME))
+        .transpose()?;
     let unknowns = read_unknowns(&args.files)?;
     let mut groups = group(&unknowns, args.max_distance)?;
     let shows = |g: &[usize]| {

@@ -114,6 +114,32 @@ impl Catalog {
         Self::load(dir, manifest)
     }
 
+    /// Opens the catalog in `dir` for queries fingerprinted with the scheme
+    /// `fingerprint`.
+    ///
+    /// # Errors
+    /// As [`Catalog::open`], and [`Error::Corrupt`] if the catalog was built
+    /// with another scheme (its answers would be chance).
+    pub fn open_for(dir: &Path, fingerprint: &str) -> Result<Self> {
+        let catalog = Self::open(dir)?;
+        catalog.check_scheme(fingerprint)?;
+        Ok(catalog)
+    }
+
+    fn check_scheme(&self, fingerprint: &str) -> Result<()> {
+        if self.manifest.fingerprint == fingerprint {
+            return Ok(());
+        }
+        Err(Error::Corrupt {
+            path: self.dir.join(MANIFEST),
+            what: format!(
+                "built with fingerprint scheme {:?}, this build makes {fingerprint:?}; \
+                 rebuild the catalog",
+                self.manifest.fingerprint
+            ),
+        })
+    }
+
     fn empty(dir: &Path, fingerprint: &str) -> Self {
         Self {
             dir: dir.to_owned(),
@@ -485,16 +511,7 @@ impl CatalogWriter {
             Some(manifest) => Catalog::load(dir, manifest)?,
             None => Catalog::empty(dir, fingerprint),
         };
-        if current.manifest.fingerprint != fingerprint {
-            return Err(Error::Corrupt {
-                path: dir.join(MANIFEST),
-                what: format!(
-                    "built with fingerprint scheme {:?}, this build makes {fingerprint:?}; \
-                     rebuild the catalog",
-                    current.manifest.fingerprint
-                ),
-            });
-        }
+        current.check_scheme(fingerprint)?;
         let writer = Self {
             _lock: lock,
             current,
@@ -619,6 +636,10 @@ impl CatalogWriter {
         let (chosen, kept): (Vec<usize>, Vec<usize>) =
             (0..self.current.segments.len()).partition(|&i| chosen(&self.current.segments[i]));
         let sources: Vec<&Segment> = chosen.iter().map(|&i| &self.current.segments[i]).collect();
+        // A fault merged into a new segment would get a valid checksum.
+        for source in &sources {
+            source.check_sum()?;
+        }
         let merged = self.write_segment(generation, |path| segment::merge(path, &sources))?;
         let mut segments: Vec<FileRef> = kept
             .iter()
@@ -790,7 +811,9 @@ impl CatalogWriter {
     ) -> Result<FileRef> {
         let name = format!("seg-{generation:08}.post");
         let tmp = self.dir().join(format!("{name}.tmp"));
-        let written = write(&tmp)?;
+        let written = write(&tmp).inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })?;
         self.rename_into_place(&tmp, &name)?;
         Ok(FileRef {
             file: name,
@@ -1018,6 +1041,41 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_segment_is_not_merged_into_a_sound_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = CatalogWriter::open(dir.path(), "test").expect("writer");
+        for i in 0..2 {
+            writer
+                .commit(vec![new_track(&format!("t{i}"), &[7, 100 + i])])
+                .expect("commit");
+        }
+        drop(writer);
+        let segments = || -> Vec<PathBuf> {
+            let mut names: Vec<PathBuf> = (fs::read_dir(dir.path()).expect("dir"))
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "post"))
+                .collect();
+            names.sort();
+            names
+        };
+        let before = segments();
+        let mut bytes = fs::read(&before[0]).expect("read");
+        // The last byte before the footer (checksum and end magic).
+        let at = bytes.len() - 13;
+        bytes[at] ^= 0x40;
+        fs::write(&before[0], bytes).expect("write");
+        let mut writer = CatalogWriter::open(dir.path(), "test").expect("writer");
+        let refused = writer.compact().expect_err("corrupt");
+        assert!(refused.to_string().contains("checksum"), "{refused}");
+        assert_eq!(segments(), before, "no segment published");
+        let left: Vec<_> = (fs::read_dir(dir.path()).expect("dir"))
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
     fn duplicate_content_leaves_catalog_unchanged() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut writer = CatalogWriter::open(dir.path(), "test").expect("writer");
@@ -1056,6 +1114,12 @@ mod tests {
         writer.commit(vec![new_track("a", &[1])]).expect("commit");
         drop(writer);
         assert!(CatalogWriter::open(dir.path(), "v2").is_err());
+        let refused = Catalog::open_for(dir.path(), "v2").expect_err("queries of v2");
+        assert!(
+            refused.to_string().contains("rebuild the catalog"),
+            "{refused}"
+        );
+        assert!(Catalog::open_for(dir.path(), "v1").is_ok());
     }
 
     #[test]

@@ -624,21 +624,34 @@ impl Segment {
         })
     }
 
+    /// Reads the whole file through and compares it with its checksum.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] on a mismatch.
+    pub fn check_sum(&self) -> Result<()> {
+        let bytes = self.map.bytes();
+        let body = bytes.len() - FOOTER_LEN;
+        if crc32fast::hash(&bytes[..body]) == read_u32(bytes, body) {
+            return Ok(());
+        }
+        Err(Error::Corrupt {
+            path: self.path.clone(),
+            what: "checksum mismatch".into(),
+        })
+    }
+
     /// Reads the whole file: its checksum, the bucket table and the order of
     /// every posting.
     ///
     /// # Errors
     /// [`Error::Corrupt`] naming the first fault found.
     pub fn verify(&self) -> Result<()> {
+        self.check_sum()?;
         let bytes = self.map.bytes();
         let corrupt = |what: String| Error::Corrupt {
             path: self.path.clone(),
             what,
         };
-        let body = bytes.len() - FOOTER_LEN;
-        if crc32fast::hash(&bytes[..body]) != read_u32(bytes, body) {
-            return Err(corrupt("checksum mismatch".into()));
-        }
         let buckets = (1usize << self.layout.table_bits) + 1;
         if !offsets_in_order(bytes, self.sections.table_at, buckets, self.postings, 1) {
             return Err(corrupt(

@@ -71,7 +71,7 @@ impl AppState {
         let db = &db
             .canonicalize()
             .with_context(|| format!("{}", db.display()))?;
-        let catalog = Catalog::open(db)?;
+        let catalog = Catalog::open_for(db, SCHEME)?;
         let keys = KeyStore::read(db)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let metrics = Metrics::new();
@@ -112,7 +112,7 @@ impl AppState {
 
     /// Reopens the catalog from its manifest.
     pub fn reload(&self) -> anyhow::Result<()> {
-        let catalog = Arc::new(Catalog::open(&self.db)?);
+        let catalog = Arc::new(Catalog::open_for(&self.db, SCHEME)?);
         self.metrics.index(&catalog);
         match self.catalog.write() {
             Ok(mut c) => *c = catalog,
