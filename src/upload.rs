@@ -85,11 +85,15 @@ impl Uploader {
         })
     }
 
-    /// The name the service knows this log by: the host, the log's file
-    /// name and its first run's start, which a new log at the same path
-    /// does not share.
+    /// The name the service knows this log by: the log's own id, the same
+    /// wherever the log is copied or sent from. A log of an earlier version
+    /// has none: the host, its file name and its first run's start then,
+    /// which a new log at the same path does not share.
     fn source(&self) -> anyhow::Result<Option<String>> {
         let history = History::read(&self.log)?;
+        if let Some(id) = history.log_id() {
+            return Ok(Some(format!("log:{id}")));
+        }
         let Some(first) = history.events.iter().find_map(|e| match e {
             Event::RunStarted { at, .. } => Some(at.clone()),
             _ => None,

@@ -194,6 +194,10 @@ pub enum Event {
         /// The event whose licences judge the plays.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         event_id: Option<String>,
+        /// Names the log wherever it is copied or sent from (a random
+        /// number, on the first run's line only; older logs have none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
     },
     /// A play was recognised.
     PlayStarted {
@@ -471,6 +475,14 @@ impl History {
         })
     }
 
+    /// The log's own name, given by its first run.
+    pub fn log_id(&self) -> Option<&str> {
+        self.events.iter().find_map(|e| match e {
+            Event::RunStarted { log_id, .. } => log_id.as_deref(),
+            _ => None,
+        })
+    }
+
     /// Wall clock of the first run's start.
     pub fn first_start(&self) -> Option<SystemTime> {
         self.events.iter().find_map(|e| match e {
@@ -647,6 +659,7 @@ mod tests {
                 source: "test".into(),
                 offset_s: 0.0,
                 event_id: Some("show".into()),
+                log_id: Some("1a2b".into()),
             },
             Event::PlayStarted {
                 at: at.clone(),
@@ -705,6 +718,7 @@ mod tests {
         assert_eq!(history.runs(), 1);
         assert_eq!(history.last_position_s(), 40.0);
         assert_eq!(history.event(), Some("show"));
+        assert_eq!(history.log_id(), Some("1a2b"));
     }
 
     #[test]

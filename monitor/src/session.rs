@@ -98,6 +98,7 @@ impl<'c> Session<'c> {
             source: source.to_owned(),
             offset_s,
             event_id: event.map(str::to_owned),
+            log_id: (run == 1).then(new_log_id),
         })?;
         let next_play = history.next_play();
         let mut session = Self {
@@ -357,4 +358,12 @@ fn clips_folder(log: &Path) -> PathBuf {
         .file_stem()
         .map_or_else(|| "earmark".into(), |s| s.to_string_lossy().into_owned());
     log.with_file_name(format!("{stem}-unidentified"))
+}
+
+/// A random 64-bit name for a new log, from the keys std draws for each
+/// `RandomState` from the operating system.
+fn new_log_id() -> String {
+    use std::hash::BuildHasher;
+    let id = std::collections::hash_map::RandomState::new().hash_one(SystemTime::now());
+    format!("{id:016x}")
 }

@@ -3,9 +3,11 @@
 //!
 //! A play is named by the log it came from (`source`) and its number there.
 //! Uploading a play again stores nothing unless it grew (a later state of a
-//! play under way), so retries and re-sent logs never duplicate a play.
+//! play under way) or ended, so retries and re-sent logs never duplicate a
+//! play. A play's ended state is final, though it may end sooner than it was
+//! last heard (the tracker settles where its music stopped).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,9 @@ struct Line {
     source: String,
     #[serde(flatten)]
     item: Item,
+    /// The play's final state (from `play_ended`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    ended: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,29 +42,35 @@ enum Item {
 #[derive(Debug, Default)]
 struct EventPlays {
     plays: BTreeMap<(String, u64), PlayRecord>,
+    /// Plays whose final state is stored.
+    ended: HashSet<(String, u64)>,
     unidentified: BTreeMap<(String, u64), UnidentifiedRecord>,
 }
 
 impl EventPlays {
-    /// Takes in `item`; whether it is new or grew.
-    fn absorb(&mut self, source: &str, item: &Item) -> bool {
+    /// Takes in `item` (`ended`: a play's final state); whether it is new,
+    /// grew or ended.
+    fn absorb(&mut self, source: &str, item: &Item, ended: bool) -> bool {
         match item {
             Item::Play(play) => {
                 let key = (source.to_owned(), play.play);
-                // A later state reaches further, or withdraws the play.
-                match self.plays.get(&key) {
-                    Some(old)
-                        if old == play
-                            || old.withdrawn
-                            || (old.end_s > play.end_s && !play.withdrawn) =>
-                    {
-                        false
+                // A later state reaches further, withdraws the play or ends it.
+                let later = match self.plays.get(&key) {
+                    None => true,
+                    Some(old) => {
+                        old != play
+                            && !old.withdrawn
+                            && !self.ended.contains(&key)
+                            && (ended || play.withdrawn || old.end_s <= play.end_s)
                     }
-                    _ => {
-                        self.plays.insert(key, play.clone());
-                        true
+                };
+                if later {
+                    self.plays.insert(key.clone(), play.clone());
+                    if ended {
+                        self.ended.insert(key);
                     }
                 }
+                later
             }
             Item::Unidentified(segment) => {
                 let key = (source.to_owned(), segment.segment);
@@ -122,18 +133,20 @@ impl PlayStore {
         let mut outcome = Uploaded::default();
         let mut lines = Vec::new();
         for e in events {
-            let item = match e {
-                Event::PlayStarted { play, .. }
-                | Event::PlayHeard { play, .. }
-                | Event::PlayEnded { play, .. } => Item::Play(play.clone()),
-                Event::Unidentified { segment, .. } => Item::Unidentified(segment.clone()),
+            let (item, ended) = match e {
+                Event::PlayStarted { play, .. } | Event::PlayHeard { play, .. } => {
+                    (Item::Play(play.clone()), false)
+                }
+                Event::PlayEnded { play, .. } => (Item::Play(play.clone()), true),
+                Event::Unidentified { segment, .. } => (Item::Unidentified(segment.clone()), false),
                 _ => continue,
             };
-            if plays.absorb(source, &item) {
+            if plays.absorb(source, &item, ended) {
                 outcome.stored += 1;
                 let line = Line {
                     source: source.to_owned(),
                     item,
+                    ended,
                 };
                 serde_json::to_writer(&mut lines, &line)?;
                 lines.push(b'\n');
@@ -191,7 +204,7 @@ fn load(path: &Path) -> anyhow::Result<EventPlays> {
     };
     for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         if let Ok(stored) = serde_json::from_slice::<Line>(line) {
-            plays.absorb(&stored.source, &stored.item);
+            plays.absorb(&stored.source, &stored.item, stored.ended);
         }
     }
     // A torn last line would glue itself to the next append: end it.
@@ -219,6 +232,12 @@ pub fn valid_event_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+/// Whether `id` is fit to name a track added through the API: it is shown
+/// in cue sheets and CSV files and named in routes.
+pub fn valid_track_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && !id.chars().any(|c| c.is_control() || "/\\\"".contains(c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +250,34 @@ mod tests {
             "withdrawn": withdrawn,
         });
         serde_json::from_value(record).expect("record")
+    }
+
+    #[test]
+    fn an_ended_play_keeps_its_end_though_it_was_heard_further() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = PlayStore::new(dir.path().to_owned());
+        let heard = Event::PlayHeard {
+            at: String::new(),
+            play: play(9.0, false),
+        };
+        let ended = Event::PlayEnded {
+            at: String::new(),
+            play: play(8.0, false),
+            interrupted: false,
+        };
+        let end_s = |store: &PlayStore| {
+            let shown = store.show("show").expect("show").expect("plays");
+            shown.plays.iter().map(|p| p.end_s).collect::<Vec<_>>()
+        };
+        store
+            .upload("show", "laptop", &[heard.clone(), ended])
+            .expect("upload");
+        assert_eq!(end_s(&store), [8.0]);
+        // The log sent again: its earlier states change nothing.
+        let again = store.upload("show", "laptop", &[heard]).expect("upload");
+        assert_eq!((again.stored, again.unchanged), (0, 1));
+        assert_eq!(end_s(&store), [8.0]);
+        assert_eq!(end_s(&PlayStore::new(dir.path().to_owned())), [8.0]);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use earmark_monitor::Event;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::plays::valid_event_id;
+use super::plays::{valid_event_id, valid_track_id};
 use crate::cli::ReportFormat;
 use crate::cluster::gateway::{ClusterError, Gateway};
 use crate::cluster::{TrackQuery, TrackUpload};
@@ -405,6 +405,11 @@ async fn add_track_inner(
     if meta.external_id.is_empty() {
         return Err(ApiError::bad_request("a track needs an `id`"));
     }
+    if !valid_track_id(&meta.external_id) {
+        return Err(ApiError::bad_request(
+            "a track's `id` is at most 128 bytes, without control characters, slashes or quotes",
+        ));
+    }
     let _adding = state.adding.lock().await;
     let hash = blake3::hash(&upload.audio).to_hex().to_string();
     refuse_known(state, &meta.external_id, &hash).await?;
@@ -637,6 +642,11 @@ pub async fn coverage(
             .map_err(|e| ApiError::bad_request(format!("{e:#}")))
     };
     let (start, end) = (time(&q.start)?, time(&q.end)?);
+    if let (Some(start), Some(end)) = (start, end)
+        && end < start
+    {
+        return Err(ApiError::bad_request("`end` is before `start`"));
+    }
     let heard = start.map(|start| Heard {
         start,
         end: end.unwrap_or(start),

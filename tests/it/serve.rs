@@ -364,6 +364,11 @@ fn every_route_answers_each_role_and_refuses_what_it_may_not_do() {
             400,
         ),
         ("not json", 400),
+        (
+            r#"{"track_id": "song0", "event": "show-a", "start": "2026-11-28T20:00:00Z",
+                "end": "2026-11-28T19:00:00Z"}"#,
+            400,
+        ),
     ] {
         let (status, body) =
             server.post("/v1/coverage", lookup, "application/json", query.as_bytes());
@@ -444,6 +449,9 @@ fn every_route_answers_each_role_and_refuses_what_it_may_not_do() {
     assert_eq!((status, code(&body)), (409, "exists".into()));
     let (status, body) = server.post("/v1/tracks?id=bad", admin, wav, b"not audio at all");
     assert_eq!((status, code(&body)), (422, "bad_audio".into()));
+    let route = "/v1/tracks?id=..%2Fx%0Ay%22";
+    let (status, body) = server.post(route, admin, wav, &new_clip);
+    assert_eq!((status, code(&body)), (400, "bad_request".into()), "{body}");
 
     // Metrics count what happened.
     let (status, metrics) = server.get("/metrics", None);
@@ -583,11 +591,11 @@ fn uploaded_plays_survive_a_restart_and_queued_plays_are_sent_once() {
     // No service yet: the monitor logs its plays and keeps them queued.
     let unreachable = "http://127.0.0.1:9";
     let log = monitor_log(&fx, &["--upload", unreachable, "--api-key", &keys.monitor]);
-    let upload = |server: &Server| {
+    let upload_log = |server: &Server, log: &std::path::Path| {
         let out = run(&[
             "upload",
             "--log",
-            path(&log),
+            path(log),
             "--upload",
             &server.url,
             "--api-key",
@@ -596,6 +604,7 @@ fn uploaded_plays_survive_a_restart_and_queued_plays_are_sent_once() {
         assert!(out.status.success(), "{}", stderr(&out));
         stdout(&out)
     };
+    let upload = |server: &Server| upload_log(server, &log);
     let server = Server::start(&fx.db(), &[]);
     let first = upload(&server);
     assert!(!first.contains(" 0 stored"), "{first}");
@@ -620,6 +629,10 @@ fn uploaded_plays_survive_a_restart_and_queued_plays_are_sent_once() {
     assert!(upload(&server).contains(" 0 stored"));
     let (_, again) = server.get("/v1/events/show-a/report?format=csv", Some(&keys.lookup));
     assert_eq!(after, again);
+    // So does a copy of the log under another name (a backup, another host).
+    let copy = log.with_file_name("backup.jsonl");
+    std::fs::copy(&log, &copy).expect("copy");
+    assert!(upload_log(&server, &copy).contains(" 0 stored"));
 
     // A monitor pointed at the running service uploads as it goes.
     std::fs::remove_file(&log).expect("log");
