@@ -162,6 +162,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Outcome> {
     for path in &args.truth {
         rows.extend(read_truth(path)?);
     }
+    if rows.is_empty() {
+        anyhow::bail!("the truth files list no queries");
+    }
     let options = MatchOptions::default();
     let outcomes: Vec<Outcome1> = rows
         .par_iter()
@@ -181,6 +184,18 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Outcome> {
         write_details(path, &outcomes)?;
     }
     report(&outcomes, args.json);
+    // The figures count an unreadable clip as missed: say which and why.
+    let unreadable: Vec<&str> = outcomes.iter().filter_map(|o| o.error.as_deref()).collect();
+    for error in &unreadable {
+        eprintln!("earmark: {error}");
+    }
+    if !unreadable.is_empty() {
+        anyhow::bail!(
+            "{} of {} queries could not be read (counted as missed)",
+            unreadable.len(),
+            outcomes.len()
+        );
+    }
     Ok(Outcome::Done)
 }
 
@@ -207,7 +222,7 @@ fn run_one(
     let clip = match decode_clip(path, 600.0) {
         Ok(clip) => clip,
         Err(e) => {
-            out.error = Some(e.to_string());
+            out.error = Some(format!("{e:#}"));
             return out;
         }
     };
