@@ -94,6 +94,15 @@ fn is_audio_name(path: &Path) -> bool {
         .is_some_and(|e| AUDIO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// Why `path` failed, for a line that names it already: the error's chain
+/// without the path it begins with.
+pub fn failure_reason(path: &Path, e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    let named = format!("{}: ", path.display());
+    text.strip_prefix(&named)
+        .map_or_else(|| text.clone(), str::to_owned)
+}
+
 /// BLAKE3 of a file's bytes, in hex.
 pub fn content_hash(path: &Path) -> anyhow::Result<String> {
     let mut file = File::open(path).with_context(|| format!("{}", path.display()))?;
@@ -241,7 +250,8 @@ pub fn add(args: &AddArgs) -> anyhow::Result<Outcome> {
                 Ok(Prepared::Indexed) => skipped += 1,
                 Ok(Prepared::OtherShard) => elsewhere += 1,
                 Err(e) => {
-                    bar.suspend(|| eprintln!("earmark: skipped {}: {e:#}", path.display()));
+                    let reason = failure_reason(&path, &e);
+                    bar.suspend(|| eprintln!("earmark: skipped {}: {reason}", path.display()));
                     failures.push(path);
                 }
             }

@@ -22,7 +22,7 @@ use earmark_monitor::{Follower, ListenerOptions, Play, PlayEvent, PlayRecord, Un
 
 use crate::Outcome;
 use crate::cli::{EvalSessionArgs, ScanArgs};
-use crate::ingest::{AudioFiles, collect_audio_files, content_hash};
+use crate::ingest::{AudioFiles, collect_audio_files, content_hash, failure_reason};
 use crate::report::{CueSheet, Licensing, Show};
 
 /// What scanning one recording found.
@@ -503,14 +503,14 @@ fn scan_one(
 ) -> Fate {
     let hash = match content_hash(file) {
         Ok(hash) => hash,
-        Err(e) => return Fate::Failed(format!("{e:#}")),
+        Err(e) => return Fate::Failed(failure_reason(file, &e)),
     };
     if manifest.is_some_and(|m| m.contains(&hash)) {
         return Fate::Skipped;
     }
     let scanned = match scan_file(catalog, file) {
         Ok(scanned) => scanned,
-        Err(e) => return Fate::Failed(error_reason(&e)),
+        Err(e) => return Fate::Failed(failure_reason(file, &e)),
     };
     let show = scanned.show(catalog, file, licensing);
     finish(
@@ -581,15 +581,6 @@ fn scan_on_cluster(
         fates.push((file, fate));
     }
     Ok(fates)
-}
-
-/// The reason of a failure without the file name, which the caller prints.
-fn error_reason(e: &anyhow::Error) -> String {
-    let text = format!("{e:#}");
-    match text.split_once(": ") {
-        Some((_, reason)) => reason.to_owned(),
-        None => text,
-    }
 }
 
 fn print_table(file: &Path, show: &Show) {
@@ -698,12 +689,16 @@ impl Manifest {
 }
 
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
-    Ok(())
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("{}", path.display()))
 }
 
 /// A row of a session timeline written by make_queries.py.

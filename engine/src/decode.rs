@@ -76,9 +76,9 @@ impl AudioFile {
     /// [`Error::Io`] if the file cannot be opened, [`Error::Unsupported`] if it is
     /// not audio in a known format, [`Error::Corrupt`] if its headers are damaged.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|source| Error::Io {
+        let file = File::open(path).map_err(|error| Error::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let mut hint = Hint::new();
         if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
@@ -314,7 +314,7 @@ fn classify(path: &Path, error: SymError, context: &str) -> Error {
                 reason: format!("{context} (the file ends too early)"),
             }
         }
-        SymError::IoError(source) => Error::Io { path, source },
+        SymError::IoError(error) => Error::Io { path, error },
         SymError::Unsupported(what) => Error::Unsupported {
             path,
             reason: format!("{context}: {what}"),

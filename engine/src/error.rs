@@ -7,12 +7,13 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// The file could not be opened or read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// What the operating system said.
-        source: std::io::Error,
+        /// What the operating system said (in the message, not chained
+        /// beneath it, so that a report of the chain says it once).
+        error: std::io::Error,
     },
     /// The file is not audio that earmark can decode.
     #[error("{path}: {reason}")]

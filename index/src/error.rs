@@ -7,12 +7,13 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// What the operating system said.
-        source: std::io::Error,
+        /// What the operating system said (in the message, not chained
+        /// beneath it, so that a report of the chain says it once).
+        error: std::io::Error,
     },
     /// A file failed its checksum or does not have the expected layout.
     #[error("{path}: corrupt index: {what}")]
@@ -77,8 +78,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Wraps an I/O error with the path it concerns.
 pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
+    move |error| Error::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }

@@ -299,9 +299,9 @@ mod tests {
         })?;
         let near = similar.nearest(&unit(17), 3);
         assert_eq!(near[0].0, TrackId(17));
-        let dir = tempfile::tempdir().map_err(|source| Error::Io {
+        let dir = tempfile::tempdir().map_err(|error| Error::Io {
             path: "tempdir".into(),
-            source,
+            error,
         })?;
         similar.dump(dir.path(), "similar-1")?;
         let again = Similar::load(dir.path(), "similar-1")?;
