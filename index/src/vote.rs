@@ -86,6 +86,18 @@ pub struct MatchOptions {
     pub min_matched: u32,
     /// The best track's score must exceed the best other track's by this.
     pub min_margin: f32,
+    /// Tracks that verify at least this well...
+    pub twin_min_score: f32,
+    /// ...and score at least this share of the best one's hold the query's
+    /// audio as surely as the best one: the same recording indexed twice (an
+    /// album and a compilation, a file and its re-encoding) or an edit
+    /// sharing the passage. They are its twins, not its rivals (see
+    /// [`MatchOptions::twins`]).
+    pub twin_share: f32,
+    /// ...and hear it at the same tempo and pitch, within this share: the
+    /// same audio is heard alike in both, and a twin must not carry a
+    /// stretched alignment that only roughly fits.
+    pub twin_agreement: f32,
     /// The second way to accept, for loud noise: when verification finds
     /// few of a track's peaks (noise buries the weak ones) but its hashes
     /// line up far more than any other track's, the best-scored candidate is
@@ -135,6 +147,9 @@ impl Default for MatchOptions {
             unshifted_score: 6.0,
             min_matched: 8,
             min_margin: 4.0,
+            twin_min_score: 12.0,
+            twin_share: 0.75,
+            twin_agreement: 0.01,
             vote_min_votes: 12,
             vote_ratio: 2.2,
             vote_min_score: 3.5,
@@ -164,6 +179,29 @@ impl MatchOptions {
     /// it and a match.
     pub fn could_accept(&self, candidate: &Candidate) -> bool {
         candidate.score >= self.min_score && candidate.matched >= self.min_matched
+    }
+
+    /// Whether `a` and `b` are twins: both verify beyond doubt, about as
+    /// well, at the same tempo and pitch (see [`MatchOptions::twin_share`]).
+    pub fn twins(&self, a: &Candidate, b: &Candidate) -> bool {
+        let sure = |c: &Candidate| self.could_accept(c) && c.score >= self.twin_min_score;
+        let agree = |x: f32, y: f32| (x / y - 1.0).abs() <= self.twin_agreement;
+        sure(a)
+            && sure(b)
+            && a.score.min(b.score) >= self.twin_share * a.score.max(b.score)
+            && agree(a.tempo, b.tempo)
+            && agree(a.pitch, b.pitch)
+    }
+
+    /// Of candidates ranked best score first, the one the best must hold
+    /// the margin against (by index): the first that is not its twin. The
+    /// best answers, whichever of its twins it is: on one node or a
+    /// cluster, the same scores rank the same way.
+    pub fn rival<T>(&self, ranked: &[T], candidate: impl Fn(&T) -> &Candidate) -> Option<usize> {
+        let top = candidate(ranked.first()?);
+        (ranked.iter().skip(1))
+            .position(|t| !self.twins(top, candidate(t)))
+            .map(|i| i + 1)
     }
 
     /// Whether `candidate` has the votes and score to be accepted by its
@@ -652,12 +690,20 @@ impl<'c> Matcher<'c> {
             .collect()
     }
 
-    /// Sorts candidates by score and applies the accept rule to the best.
-    fn accept(&self, candidates: &mut [Candidate]) -> Option<Match> {
+    /// The accept rule over `candidates`, which it sorts best score first.
+    /// When a match is accepted, the best candidate's twins (the same audio
+    /// in other tracks, see [`MatchOptions::twins`]) leave the list: what
+    /// follows it are its rivals.
+    fn accept(&self, candidates: &mut Vec<Candidate>) -> Option<Match> {
         candidates.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.track.cmp(&b.track)));
         let top = *candidates.first()?;
-        let rival_votes = MatchOptions::rival_votes(&candidates[1..]);
-        (self.options).decide(&top, candidates.get(1), rival_votes, || self.refine(top))
+        let rival = self.options.rival(candidates, |c| c);
+        let rivals = rival.map_or(&[][..], |i| &candidates[i..]);
+        let rival_votes = MatchOptions::rival_votes(rivals);
+        let runner_up = rivals.first();
+        let best = (self.options).decide(&top, runner_up, rival_votes, || self.refine(top))?;
+        candidates.drain(1..rival.unwrap_or(candidates.len()));
+        Some(best)
     }
 
     /// The rank and content key (see [`ranked`]) of every track the last
@@ -1380,6 +1426,60 @@ mod tests {
             ..track(23, 4.0)
         };
         assert!(!decide(stretched, 8));
+    }
+
+    #[test]
+    fn twins_verify_beyond_doubt_about_as_well_and_alike() {
+        let o = MatchOptions::default();
+        let heard = |score, tempo| Candidate {
+            track: TrackId(0),
+            votes: 30,
+            start_frame: 0.0,
+            tempo,
+            pitch: 1.0,
+            peaks: 400,
+            matched: 60,
+            score,
+            pivot_frame: 0.0,
+            rank: 30.0,
+            stretched: false,
+        };
+        assert!(o.twins(&heard(40.0, 1.0), &heard(31.0, 1.004)));
+        // Far apart, one in doubt, or one heard at another tempo: rivals.
+        assert!(!o.twins(&heard(40.0, 1.0), &heard(28.0, 1.0)));
+        assert!(!o.twins(&heard(13.0, 1.0), &heard(11.0, 1.0)));
+        assert!(!o.twins(&heard(20.0, 1.0), &heard(19.0, 1.042)));
+    }
+
+    #[test]
+    fn the_same_audio_in_two_tracks_is_answered_by_the_better_not_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let songs: Vec<Vec<f32>> = (0..2).map(|seed| song(RATE, 60.0, seed)).collect();
+        // Track 2 is track 1 again, quieter and a little duller, as another
+        // release or a re-encoding would hold it.
+        let copy: Vec<f32> = (songs[1].windows(2))
+            .map(|w| 0.6 * w[1] + 0.2 * w[0])
+            .collect();
+        let ids = catalog_of(dir.path(), &[(0, &songs[0]), (1, &songs[1]), (2, &copy)]);
+        let catalog = Catalog::open(dir.path()).expect("open");
+        let mut matcher = Matcher::new(&catalog, MatchOptions::default());
+        for (from, at_s) in [(&songs[1], 5), (&copy, 20), (&songs[1], 40)] {
+            let clip = &from[at_s * RATE as usize..(at_s + 10) * RATE as usize];
+            let id = matcher.identify(&fingerprint(clip, &FingerprintOptions::query()));
+            let best = id.best.expect("the audio is in the catalog");
+            let track = best.candidate.track;
+            assert!(track == ids[1] || track == ids[2], "{best:?}");
+            assert!((best.candidate.offset_s() - at_s as f64).abs() < 0.1);
+            // Its twin is not a rival, and leaves the candidates.
+            assert!(best.runner_up_score < 6.0, "{best:?}");
+            let twin = if track == ids[1] { ids[2] } else { ids[1] };
+            assert!(id.candidates.iter().all(|c| c.track != twin));
+            assert_eq!(id.candidates[0].track, track);
+        }
+        // The other song is unaffected.
+        let clip = &songs[0][30 * RATE as usize..40 * RATE as usize];
+        let id = matcher.identify(&fingerprint(clip, &FingerprintOptions::query()));
+        assert_eq!(id.best.map(|m| m.candidate.track), Some(ids[0]));
     }
 
     #[test]

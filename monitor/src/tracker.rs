@@ -359,7 +359,9 @@ impl Tracker {
             .find(|c| !self.explains(c, span))
             .filter(|c| matcher.options().accepts(c, rival(c.track)))
             .and_then(|c| match id.best {
-                Some(m) if m.candidate.track == c.track => Some(m.candidate),
+                Some(m) if m.candidate.track == c.track => {
+                    (!self.twin_of_playing(matcher, window, c)).then_some(m.candidate)
+                }
                 _ if self.options.early_newcomers => self
                     .holds_late(matcher, window, c, &id.candidates)
                     .then_some(*c),
@@ -519,6 +521,18 @@ impl Tracker {
     /// Whether a play explains `c` (see [`Tracker::explaining`]).
     fn explains(&self, c: &Candidate, span: (u32, u32)) -> bool {
         self.explaining(c, span).is_some()
+    }
+
+    /// Whether `c`, a match in `window`, is a twin (see
+    /// [`earmark_index::MatchOptions::twins`]) of a play under way where the play expects
+    /// its track: the same audio in another track (another release, a
+    /// re-encoding) is the play going on, not another play.
+    fn twin_of_playing(&self, matcher: &Matcher<'_>, window: &Window, c: &Candidate) -> bool {
+        (self.active.iter().filter(|a| !a.lost)).any(|a| {
+            let expected = a.play.alignment(window.start);
+            let heard = matcher.check(a.play.track, &[expected]);
+            (heard.first()).is_some_and(|h| matcher.options().twins(c, h))
+        })
     }
 
     /// Whether `c` passes the accept rule against the plays under way in

@@ -313,15 +313,19 @@ pub fn merge(candidates: &mut Vec<ShardCandidate>, more: Vec<ShardCandidate>) {
 
 /// The accepted match among candidates of the whole catalog, by the single
 /// node's rule: the best score must clear the threshold and the best other
-/// track's score by the margin, or its votes stand far above the others'.
+/// track's score by the margin (twins aside: the same audio in other
+/// tracks), or its votes stand far above the others'.
 pub fn decide(options: &MatchOptions, candidates: &[ShardCandidate]) -> Option<(Track, Match)> {
     let mut ranked: Vec<&ShardCandidate> = candidates.iter().collect();
     ranked
         .sort_by(|a, b| (b.candidate.score.total_cmp(&a.candidate.score)).then(a.key.cmp(&b.key)));
     let top = ranked.first()?;
     let (track, refined) = top.acceptable.as_ref()?;
-    let runner_up = ranked.get(1).map(|c| &c.candidate);
-    let rival_votes = MatchOptions::rival_votes(ranked[1..].iter().map(|c| &c.candidate));
+    let rivals = options
+        .rival(&ranked, |c| &c.candidate)
+        .map_or(&[][..], |i| &ranked[i..]);
+    let runner_up = rivals.first().map(|c| &c.candidate);
+    let rival_votes = MatchOptions::rival_votes(rivals.iter().map(|c| &c.candidate));
     let m = options.decide(&top.candidate, runner_up, rival_votes, || *refined)?;
     Some((track.clone(), m))
 }
@@ -519,7 +523,29 @@ mod tests {
         assert_eq!(track.meta.external_id, "a");
         assert_eq!((m.runner_up_score, m.candidate.tempo), (9.0, 1.01));
         // Each shard alone would accept its track; together neither wins.
-        assert!(decide(&o, &[candidate("a", 9.0, 30.0), candidate("b", 9.0, 28.0)]).is_none());
+        assert!(decide(&o, &[candidate("a", 9.0, 10.0), candidate("b", 9.0, 8.0)]).is_none());
+        // Unless both hold the query's audio beyond doubt: the better
+        // answers, and its twin is no rival.
+        let twins = [candidate("a", 9.0, 30.0), candidate("b", 9.0, 28.0)];
+        for pair in [twins.clone(), [twins[1].clone(), twins[0].clone()]] {
+            let (track, m) = decide(&o, &pair).expect("twins answer");
+            assert_eq!(track.meta.external_id, "a");
+            assert_eq!(m.runner_up_score, 0.0);
+        }
+        // A track within the margin that does not verify beyond doubt is a
+        // rival still.
+        let third = |score| {
+            [
+                candidate("a", 9.0, 14.0),
+                candidate("b", 9.0, 13.0),
+                candidate("c", 9.0, score),
+            ]
+        };
+        assert!(decide(&o, &third(11.0)).is_none());
+        assert_eq!(
+            decide(&o, &third(9.5)).expect("a match").1.runner_up_score,
+            9.5
+        );
         assert!(decide(&o, &[candidate("a", 9.0, 3.0)]).is_none());
         assert!(decide(&o, &[]).is_none());
         // Of a track in two lists, the better counts.

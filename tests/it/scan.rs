@@ -57,6 +57,32 @@ fn a_mix_of_two_songs_gives_two_plays_with_their_boundaries() {
 }
 
 #[test]
+fn a_song_the_catalog_holds_twice_is_one_play_of_one_of_them() {
+    let fx = Fixture::songs(2, 40.0);
+    // Song 1 again, quieter and duller: another release of the recording.
+    let copy: Vec<f32> = (fx.songs[1].1.windows(2))
+        .map(|w| 0.6 * w[1] + 0.2 * w[0])
+        .collect();
+    write_wav(&fx.music().join("song1-reissue.wav"), RATE, 1, &copy).expect("write");
+    fx.index();
+    let sr = RATE as usize;
+    let mut show = vec![0.0f32; 5 * sr];
+    show.extend_from_slice(&fx.songs[1].1[5 * sr..35 * sr]);
+    show.extend(std::iter::repeat_n(0.0, 5 * sr));
+    let show = mix_at_snr(&show, &noise(RATE, 40.0, 1.0, 5), 10.0);
+    let recording = fx.dir.path().join("show.wav");
+    write_wav(&recording, RATE, 1, &show).expect("write");
+
+    let plays = scan_plays(&fx, &recording);
+    assert_eq!(plays.len(), 1, "{plays:?}");
+    let id = plays[0]["track_id"].as_str().expect("track id");
+    assert!(id == "song1" || id == "song1-reissue", "{plays:?}");
+    let got = |k: &str| plays[0][k].as_f64().expect(k);
+    assert!((got("start_s") - 5.0).abs() <= 2.0, "{plays:?}");
+    assert!((got("end_s") - 35.0).abs() <= 2.0, "{plays:?}");
+}
+
+#[test]
 fn a_batch_goes_on_past_bad_files_and_resumes() {
     let fx = Fixture::songs(2, 20.0);
     fx.index();
