@@ -25,6 +25,18 @@ use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 
 use crate::error::{Error, Result};
+use crate::unfinished::Finished;
+
+/// An unfinished WAV file (see [`crate::unfinished`]) is read like any.
+impl MediaSource for Finished<File> {
+    fn is_seekable(&self) -> bool {
+        true
+    }
+
+    fn byte_len(&self) -> Option<u64> {
+        Some(self.len())
+    }
+}
 
 /// Sample rates outside this range are refused rather than guessed at.
 pub const RATE_RANGE_HZ: std::ops::RangeInclusive<u32> = 1_000..=768_000;
@@ -76,15 +88,20 @@ impl AudioFile {
     /// [`Error::Io`] if the file cannot be opened, [`Error::Unsupported`] if it is
     /// not audio in a known format, [`Error::Corrupt`] if its headers are damaged.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|error| Error::Io {
+        let io = |error| Error::Io {
             path: path.to_owned(),
             error,
-        })?;
+        };
+        let file = File::open(path).map_err(io)?;
+        let source: Box<dyn MediaSource> = match Finished::new(file).map_err(io)? {
+            Ok(mended) => Box::new(mended),
+            Err(file) => Box::new(file),
+        };
         let mut hint = Hint::new();
         if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
             hint.with_extension(ext);
         }
-        Self::from_source(path.to_owned(), Box::new(file), &hint)
+        Self::from_source(path.to_owned(), source, &hint)
     }
 
     /// Opens audio held in memory (an upload, say); `name` is used in errors.

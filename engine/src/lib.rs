@@ -18,6 +18,7 @@ pub mod resample;
 pub mod stft;
 #[cfg(any(test, feature = "testutil"))]
 pub mod testutil;
+mod unfinished;
 
 pub use decode::AudioFile;
 pub use error::{Error, Result};

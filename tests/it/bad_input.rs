@@ -84,6 +84,16 @@ fn broken_and_odd_files_are_handled() {
         identify(&db, &bad.file("truncated.wav", &good[..good.len() / 2])),
         0
     );
+    // So does a recording whose recorder died before writing its sizes.
+    let mut unfinished = good.clone();
+    let data = unfinished
+        .windows(4)
+        .position(|w| w == b"data")
+        .expect("data");
+    for at in [4, data + 4] {
+        unfinished[at..at + 4].fill(0);
+    }
+    assert_eq!(identify(&db, &bad.file("unfinished.wav", &unfinished)), 0);
 
     // Valid audio without music: a clean "no match".
     let silent = bad.fx.dir.path().join("silent.wav");
