@@ -126,10 +126,11 @@ pub fn identify_clip(
     Ok(matcher.identify(&fingerprinter.fingerprint(clip)?))
 }
 
-/// `value` rounded to `decimals` places, for JSON a person reads.
+/// `value` rounded to `decimals` places, for JSON a person reads (what
+/// rounds to zero is 0, never -0).
 pub fn round(value: f64, decimals: i32) -> f64 {
     let scale = 10f64.powi(decimals);
-    (value * scale).round() / scale
+    (value * scale).round() / scale + 0.0
 }
 
 /// The JSON form of an identification, as `identify --json` prints it.
@@ -229,7 +230,7 @@ fn print_result(
                 file.display(),
                 t.meta.external_id,
                 t.meta.title,
-                m.candidate.offset_s(),
+                round(m.candidate.offset_s(), 2),
                 describe_change(m.candidate.tempo, m.candidate.pitch),
                 m.candidate.score,
                 m.confidence,
@@ -286,5 +287,12 @@ mod tests {
             .fingerprint_stream(&mut file, 60.0)
             .expect("all");
         assert!((seconds - 12.0).abs() < 1e-3, "the whole 12 s: {seconds}");
+    }
+
+    #[test]
+    fn what_rounds_to_zero_prints_as_zero() {
+        assert_eq!(format!("{:.2}", round(-0.004, 2)), "0.00");
+        assert_eq!(json!(round(-0.0004, 3)).to_string(), "0.0");
+        assert_eq!(round(-1.236, 2), -1.24);
     }
 }
