@@ -193,15 +193,18 @@ impl MatchOptions {
             && agree(a.pitch, b.pitch)
     }
 
-    /// Of candidates ranked best score first, the one the best must hold
-    /// the margin against (by index): the first that is not its twin. The
+    /// Of candidates ranked best score first, those the best must hold the
+    /// margin against: all from the first that is not its twin on. The
     /// best answers, whichever of its twins it is: on one node or a
     /// cluster, the same scores rank the same way.
-    pub fn rival<T>(&self, ranked: &[T], candidate: impl Fn(&T) -> &Candidate) -> Option<usize> {
-        let top = candidate(ranked.first()?);
-        (ranked.iter().skip(1))
-            .position(|t| !self.twins(top, candidate(t)))
-            .map(|i| i + 1)
+    pub fn rivals<'r, T>(&self, ranked: &'r [T], candidate: impl Fn(&T) -> &Candidate) -> &'r [T] {
+        let Some((top, rest)) = ranked.split_first() else {
+            return ranked;
+        };
+        let twins = rest
+            .iter()
+            .take_while(|t| self.twins(candidate(top), candidate(t)));
+        &rest[twins.count()..]
     }
 
     /// Whether `candidate` has the votes and score to be accepted by its
@@ -697,12 +700,11 @@ impl<'c> Matcher<'c> {
     fn accept(&self, candidates: &mut Vec<Candidate>) -> Option<Match> {
         candidates.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.track.cmp(&b.track)));
         let top = *candidates.first()?;
-        let rival = self.options.rival(candidates, |c| c);
-        let rivals = rival.map_or(&[][..], |i| &candidates[i..]);
+        let rivals = self.options.rivals(candidates, |c| c);
+        let twins = 1..candidates.len() - rivals.len();
         let rival_votes = MatchOptions::rival_votes(rivals);
-        let runner_up = rivals.first();
-        let best = (self.options).decide(&top, runner_up, rival_votes, || self.refine(top))?;
-        candidates.drain(1..rival.unwrap_or(candidates.len()));
+        let best = (self.options).decide(&top, rivals.first(), rival_votes, || self.refine(top))?;
+        candidates.drain(twins);
         Some(best)
     }
 
@@ -1320,7 +1322,7 @@ mod tests {
     use crate::catalog::{CatalogWriter, NewTrack};
     use crate::tracks::TrackMeta;
     use earmark_engine::fingerprint::SCHEME;
-    use earmark_engine::testutil::{mix_at_snr, noise, song};
+    use earmark_engine::testutil::{mix_at_snr, noise, reissue, song};
 
     const RATE: u32 = 8_000;
 
@@ -1455,11 +1457,8 @@ mod tests {
     fn the_same_audio_in_two_tracks_is_answered_by_the_better_not_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let songs: Vec<Vec<f32>> = (0..2).map(|seed| song(RATE, 60.0, seed)).collect();
-        // Track 2 is track 1 again, quieter and a little duller, as another
-        // release or a re-encoding would hold it.
-        let copy: Vec<f32> = (songs[1].windows(2))
-            .map(|w| 0.6 * w[1] + 0.2 * w[0])
-            .collect();
+        // Track 2 is track 1 again, as another release would hold it.
+        let copy = reissue(&songs[1]);
         let ids = catalog_of(dir.path(), &[(0, &songs[0]), (1, &songs[1]), (2, &copy)]);
         let catalog = Catalog::open(dir.path()).expect("open");
         let mut matcher = Matcher::new(&catalog, MatchOptions::default());

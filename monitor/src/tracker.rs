@@ -524,9 +524,9 @@ impl Tracker {
     }
 
     /// Whether `c`, a match in `window`, is a twin (see
-    /// [`earmark_index::MatchOptions::twins`]) of a play under way where the play expects
-    /// its track: the same audio in another track (another release, a
-    /// re-encoding) is the play going on, not another play.
+    /// [`earmark_index::MatchOptions::twins`]) of a play under way where
+    /// the play expects its track: the same audio in another track (another
+    /// release, a re-encoding) is the play going on, not another play.
     fn twin_of_playing(&self, matcher: &Matcher<'_>, window: &Window, c: &Candidate) -> bool {
         (self.active.iter().filter(|a| !a.lost)).any(|a| {
             let expected = a.play.alignment(window.start);

@@ -321,9 +321,7 @@ pub fn decide(options: &MatchOptions, candidates: &[ShardCandidate]) -> Option<(
         .sort_by(|a, b| (b.candidate.score.total_cmp(&a.candidate.score)).then(a.key.cmp(&b.key)));
     let top = ranked.first()?;
     let (track, refined) = top.acceptable.as_ref()?;
-    let rivals = options
-        .rival(&ranked, |c| &c.candidate)
-        .map_or(&[][..], |i| &ranked[i..]);
+    let rivals = options.rivals(&ranked, |c| &c.candidate);
     let runner_up = rivals.first().map(|c| &c.candidate);
     let rival_votes = MatchOptions::rival_votes(rivals.iter().map(|c| &c.candidate));
     let m = options.decide(&top.candidate, runner_up, rival_votes, || *refined)?;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Outcome;
 use crate::cli::{ReportArgs, ReportFormat};
+use crate::identify::round;
 
 /// What a show produced, from a monitor's log or a scan.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -235,7 +236,7 @@ impl CueSheet {
                     number: p.play,
                     start: local(heard.map(|h| h.start)),
                     end: local(heard.map(|h| h.end)),
-                    duration_s: round(p.end_s - p.start_s),
+                    duration_s: round(p.end_s - p.start_s, 2),
                     start_s: p.start_s,
                     end_s: p.end_s,
                     track_id: p.track_id.clone(),
@@ -279,7 +280,7 @@ impl CueSheet {
                 number: u.segment,
                 start: local(started),
                 end: local(ended),
-                duration_s: round(u.end_s - u.start_s),
+                duration_s: round(u.end_s - u.start_s, 2),
                 start_s: u.start_s,
                 end_s: u.end_s,
                 track_id: String::new(),
@@ -385,17 +386,12 @@ const CSV_HEADER: [&str; 21] = [
     "similar",
 ];
 
-fn round(s: f64) -> f64 {
-    (s * 100.0).round() / 100.0
-}
-
 fn summarise(cues: &[Cue]) -> Summary {
-    // Folded from +0.0: an empty `sum` of f64 is -0.0, which reports
-    // print as "-0%".
     let minutes = |f: &dyn Fn(&Cue) -> bool| {
         cues.iter()
             .filter(|c| f(c))
-            .fold(0.0, |sum, c| sum + c.duration_s)
+            .map(|c| c.duration_s)
+            .sum::<f64>()
             / 60.0
     };
     let mut spans: Vec<(f64, f64)> = cues.iter().map(|c| (c.start_s, c.end_s)).collect();
@@ -419,10 +415,10 @@ fn summarise(cues: &[Cue]) -> Summary {
     Summary {
         plays: cues.iter().filter(|c| c.kind == "play").count(),
         unidentified: cues.iter().filter(|c| c.kind == "unidentified").count(),
-        music_min: round(music_s / 60.0),
-        covered_min: round(covered),
+        music_min: round(music_s / 60.0, 2),
+        covered_min: round(covered, 2),
         covered_share: if total > 0.0 {
-            round(covered / total)
+            round(covered / total, 2)
         } else {
             0.0
         },
