@@ -110,14 +110,28 @@ pub fn fit_tempo(hits: &[(u32, u32)], range: TempoRange) -> Option<(Alignment, u
 /// whose offsets fall within two neighbouring bands of `width` frames (wide
 /// enough for the drift of any searched tempo over the query), above the
 /// number that a band holds by chance when the hits spread over `span`
-/// frames of offset, in standard deviations. `scratch` holds the hits'
-/// bands (a caller ranking many tracks reuses it): a track has a few hits
-/// spread over hundreds of bands, so they are sorted rather than counted
-/// band by band.
+/// frames of offset, in standard deviations. `scratch` is working space (a
+/// caller ranking many tracks reuses it). Hits spread over far more bands
+/// than there are hits (a large catalog's tracks: a few hits over hundreds
+/// of bands) have their bands sorted; denser ones are counted band by band.
 pub fn band_excess(hits: &[(u32, u32)], width: f64, span: f64, scratch: &mut Vec<u32>) -> f64 {
-    let Some(low) = offsets(hits).min() else {
+    let Some((low, high)) = offset_range(hits) else {
         return 0.0;
     };
+    let most = match band(high, low, width) as usize > SPARSE_BANDS_PER_HIT * hits.len() {
+        true => fullest_pair_sorted(hits, low, width, scratch),
+        false => {
+            (Bands::count(hits, width, scratch).map(|b| b.pairs().max().unwrap_or(0))).unwrap_or(0)
+        }
+    };
+    let best = most as f64;
+    let expected = hits.len() as f64 * (2.0 * width / span.max(2.0 * width)).min(1.0);
+    (best - expected) / (expected + 1.0).sqrt()
+}
+
+/// The most hits in two neighbouring bands, found by sorting the hits'
+/// bands (counted from `low`).
+fn fullest_pair_sorted(hits: &[(u32, u32)], low: i64, width: f64, scratch: &mut Vec<u32>) -> u32 {
     scratch.clear();
     scratch.extend(offsets(hits).map(|o| band(o, low, width)));
     scratch.sort_unstable();
@@ -129,10 +143,12 @@ pub fn band_excess(hits: &[(u32, u32)], width: f64, span: f64, scratch: &mut Vec
         }
         most = most.max(end - first);
     }
-    let best = most as f64;
-    let expected = hits.len() as f64 * (2.0 * width / span.max(2.0 * width)).min(1.0);
-    (best - expected) / (expected + 1.0).sqrt()
+    most as u32
 }
+
+/// Bands per hit beyond which [`band_excess`] sorts the hits' bands rather
+/// than counting every band.
+const SPARSE_BANDS_PER_HIT: usize = 8;
 
 /// The offsets (track frame minus query frame) where the `n` densest pairs
 /// of neighbouring bands of `width` frames meet, each more than `apart`
@@ -143,17 +159,26 @@ pub fn dense_offsets(hits: &[(u32, u32)], width: f64, n: usize, apart: f64) -> V
     let Some(bands) = Bands::count(hits, width, &mut counts) else {
         return Vec::new();
     };
-    let mut pairs: Vec<(u32, usize)> = bands.pairs().zip(0..).filter(|p| p.0 > 0).collect();
-    pairs.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let at = |first: usize| bands.low + (first as f64 + 1.0) * width;
     let mut offsets: Vec<f64> = Vec::with_capacity(n);
-    for (_, first) in pairs {
-        if offsets.len() == n {
+    // Each in turn the fullest pair (the first of equals) apart from those
+    // chosen: a few passes over the pairs rather than a sort of them.
+    while offsets.len() < n {
+        let fullest = (bands.pairs().enumerate())
+            .filter(|&(first, hits)| {
+                hits > 0 && offsets.iter().all(|o| (o - at(first)).abs() > apart)
+            })
+            .fold(
+                None,
+                |best: Option<(usize, u32)>, (first, hits)| match best {
+                    Some((_, most)) if most >= hits => best,
+                    _ => Some((first, hits)),
+                },
+            );
+        let Some((first, _)) = fullest else {
             break;
-        }
-        let offset = bands.low + (first as f64 + 1.0) * width;
-        if offsets.iter().all(|o| (o - offset).abs() > apart) {
-            offsets.push(offset);
-        }
+        };
+        offsets.push(at(first));
     }
     offsets
 }
@@ -162,6 +187,14 @@ pub fn dense_offsets(hits: &[(u32, u32)], width: f64, n: usize, apart: f64) -> V
 /// found and told apart in integers.
 fn offsets(hits: &[(u32, u32)]) -> impl Iterator<Item = i64> + '_ {
     hits.iter().map(|&(r, q)| i64::from(r) - i64::from(q))
+}
+
+/// The lowest and highest offset of `hits`.
+fn offset_range(hits: &[(u32, u32)]) -> Option<(i64, i64)> {
+    offsets(hits).fold(None, |range, o| match range {
+        None => Some((o, o)),
+        Some((low, high)) => Some((o.min(low), o.max(high))),
+    })
 }
 
 /// The band of `width` frames, counted from `low`, that `offset` falls in.
@@ -179,10 +212,7 @@ struct Bands<'a> {
 impl<'a> Bands<'a> {
     /// Counts `hits` into `counts`.
     fn count(hits: &[(u32, u32)], width: f64, counts: &'a mut Vec<u32>) -> Option<Self> {
-        let (low, high) = offsets(hits).fold(None, |range, o| match range {
-            None => Some((o, o)),
-            Some((low, high)) => Some((o.min(low), o.max(high))),
-        })?;
+        let (low, high) = offset_range(hits)?;
         let band = |offset: i64| band(offset, low, width) as usize;
         counts.clear();
         counts.resize(band(high) + 2, 0);
@@ -373,6 +403,19 @@ mod tests {
             "the line's offsets start at 2000: {at:?}"
         );
         assert!(at[1..].iter().all(|o| (o - at[0]).abs() > 100.0), "{at:?}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sorted_and_counted_bands_find_the_same_fullest_pair(
+            hits in proptest::collection::vec((400u32..20_000, 0u32..400), 1..300),
+            width in 8.0f64..40.0,
+        ) {
+            let (low, _) = offset_range(&hits).expect("hits");
+            let counted = Bands::count(&hits, width, &mut Vec::new()).and_then(|b| b.pairs().max());
+            let sorted = fullest_pair_sorted(&hits, low, width, &mut Vec::new());
+            proptest::prop_assert_eq!(counted, Some(sorted));
+        }
     }
 
     #[test]
