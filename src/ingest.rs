@@ -191,6 +191,7 @@ pub fn add(args: &AddArgs) -> anyhow::Result<Outcome> {
         None => HashMap::new(),
     };
     let mut writer = CatalogWriter::open(&args.db, SCHEME)?;
+    let postings_before = writer.catalog().postings();
     let decode_cpu = if args.compare_decode {
         let bar = progress(files.len(), "decoding");
         let start = process_time();
@@ -261,6 +262,11 @@ pub fn add(args: &AddArgs) -> anyhow::Result<Outcome> {
         writer.merge()?;
     }
     bar.finish_and_clear();
+    // The merge tiers suit adding a few tracks at a time and leave up to
+    // three segments a tier; a bulk load (at least as many postings added
+    // as were there) ends in one, so that each lookup visits one segment.
+    let segments = writer.catalog().info().segments;
+    let compacted = writer.catalog().postings() >= 2 * postings_before && writer.compact()?;
     let cpu = process_time() - cpu_start;
     let info = writer.catalog().info();
     println!(
@@ -280,6 +286,9 @@ pub fn add(args: &AddArgs) -> anyhow::Result<Outcome> {
         info.bytes_on_disk as f64 / 1e6,
         info.bytes_on_disk as f64 / 1e6 / info.hours.max(1e-9)
     );
+    if compacted {
+        println!("merged the catalog's {segments} segments into one");
+    }
     if let Some((decode, _)) = decode_cpu {
         println!(
             "CPU time: decoding alone {:.2} s, indexing {:.2} s, ratio {:.2}x; \

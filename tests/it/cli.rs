@@ -100,6 +100,29 @@ fn metadata_csv_names_the_tracks() {
 }
 
 #[test]
+fn a_bulk_load_ends_in_one_segment_and_a_small_addition_adds_one() {
+    // Three commits of up to 64 files.
+    let fx = Fixture::songs(130, 4.0);
+    let segments = || {
+        let out = run(&["index", "info", "--json", "--db", path(&fx.db())]);
+        let info: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+        info["segments"].as_u64().expect("segments")
+    };
+    let out = fx.add(&fx.music());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("into one"), "{}", stdout(&out));
+    assert_eq!(segments(), 1);
+    let more = Fixture::songs_from(131, 1, 4.0);
+    let out = fx.add(&more.music());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(segments(), 2, "{}", stdout(&out));
+    let clip = fx.clip(7, 0.5, 3.0, None);
+    let out = run(&["identify", "--json", "--db", path(&fx.db()), path(&clip)]);
+    let line: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+    assert_eq!(line["match"]["track_id"], "song7");
+}
+
+#[test]
 fn index_info_reports_the_catalog() {
     let fx = Fixture::songs(2, 20.0);
     fx.index();
