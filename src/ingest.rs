@@ -242,8 +242,15 @@ pub fn add(args: &AddArgs) -> anyhow::Result<Outcome> {
                             .iter()
                             .any(|t: &NewTrack| t.meta.external_id == track.meta.external_id)
                     {
-                        track.meta.external_id =
-                            format!("{}-{}", track.meta.external_id, &track.content_hash[..8]);
+                        let taken = std::mem::take(&mut track.meta.external_id);
+                        track.meta.external_id = format!("{taken}-{}", &track.content_hash[..8]);
+                        bar.suspend(|| {
+                            eprintln!(
+                                "earmark: {}: id {taken} is another recording's; indexed as {}",
+                                path.display(),
+                                track.meta.external_id
+                            )
+                        });
                     }
                     hours += track.duration_s / 3600.0;
                     ready.push(*track);

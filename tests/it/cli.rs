@@ -68,6 +68,27 @@ fn adding_the_same_files_again_changes_nothing() {
 }
 
 #[test]
+fn a_second_recording_under_a_taken_id_is_renamed_and_said_so() {
+    let fx = Fixture::songs(1, 20.0);
+    fx.index();
+    // Another song in a file of the same name, elsewhere.
+    let other = Fixture::songs_from(9, 1, 20.0);
+    let out = fx.add(&other.music());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("added 1 tracks"), "{}", stdout(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("song0.wav: id song0 is another recording's; indexed as song0-"),
+        "{said}"
+    );
+    let clip = other.clip(0, 4.0, 8.0, None);
+    let out = run(&["identify", "--json", "--db", path(&fx.db()), path(&clip)]);
+    let line: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
+    let id = line["match"]["track_id"].as_str().unwrap_or_default();
+    assert!(id.starts_with("song0-"), "{line}");
+}
+
+#[test]
 fn metadata_csv_names_the_tracks() {
     let fx = Fixture::songs(2, 20.0);
     let csv = fx.dir.path().join("meta.csv");
