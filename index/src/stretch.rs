@@ -124,9 +124,21 @@ pub fn band_excess(hits: &[(u32, u32)], width: f64, span: f64, scratch: &mut Vec
             (Bands::count(hits, width, scratch).map(|b| b.pairs().max().unwrap_or(0))).unwrap_or(0)
         }
     };
-    let best = most as f64;
-    let expected = hits.len() as f64 * (2.0 * width / span.max(2.0 * width)).min(1.0);
-    (best - expected) / (expected + 1.0).sqrt()
+    excess(most, hits.len(), width, span)
+}
+
+/// The most [`band_excess`] can give `hits` hits: all of them in one pair
+/// of bands. A caller ranking many tracks skips those whose bound falls
+/// short of the ones it keeps.
+pub fn band_excess_bound(hits: usize, width: f64, span: f64) -> f64 {
+    excess(hits as u32, hits, width, span)
+}
+
+/// `most` of `hits` hits in two neighbouring bands above what chance puts
+/// there, in standard deviations.
+fn excess(most: u32, hits: usize, width: f64, span: f64) -> f64 {
+    let expected = hits as f64 * (2.0 * width / span.max(2.0 * width)).min(1.0);
+    (most as f64 - expected) / (expected + 1.0).sqrt()
 }
 
 /// The most hits in two neighbouring bands, found by sorting the hits'
@@ -406,6 +418,16 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn no_track_excess_exceeds_its_bound(
+            hits in proptest::collection::vec((400u32..20_000, 0u32..400), 1..300),
+            width in 8.0f64..40.0,
+            span in 100.0f64..30_000.0,
+        ) {
+            let excess = band_excess(&hits, width, span, &mut Vec::new());
+            proptest::prop_assert!(excess <= band_excess_bound(hits.len(), width, span));
+        }
+
         #[test]
         fn sorted_and_counted_bands_find_the_same_fullest_pair(
             hits in proptest::collection::vec((400u32..20_000, 0u32..400), 1..300),

@@ -22,7 +22,8 @@ use earmark_engine::{Fingerprint, FingerprintOptions, Landmark};
 
 use crate::catalog::{Catalog, HASH_BITS, Run};
 use crate::stretch::{
-    QueryPeaks, TempoRange, band_excess, dense_offsets, estimate_pitch, fit_tempo,
+    QueryPeaks, TempoRange, band_excess, band_excess_bound, dense_offsets, estimate_pitch,
+    fit_tempo,
 };
 use crate::tracks::TrackId;
 use crate::verify::{Alignment, PeakMask};
@@ -947,18 +948,32 @@ impl<'c> Matcher<'c> {
         let width = 8.0 + o.max_tempo_change as f64 * query_frames / 2.0;
         let table = self.catalog.tracks();
         let mut tracks: Vec<(f32, u32, std::ops::Range<usize>)> = Vec::new();
+        // In a large catalog most tracks have a few chance hits: a track
+        // whose hits could not rank it among the kept ones even if they all
+        // lined up is passed over unranked.
+        let mut kept = Largest::new(o.stretch_candidates);
         let mut first = 0;
         for run in self.hits.chunk_by(same_track) {
-            let t = unpack_vote(run[0]).0;
-            hits_of(run, &mut self.pairs);
-            let frames = (table.duration_s(TrackId(t))).map_or(1.0, |d| d / frame_seconds());
-            let excess = band_excess(&self.pairs, width, frames + query_frames, &mut self.bands);
-            tracks.push((excess as f32, t, first..first + run.len()));
+            let hits = first..first + run.len();
             first += run.len();
+            let t = unpack_vote(run[0]).0;
+            let frames = (table.duration_s(TrackId(t))).map_or(1.0, |d| d / frame_seconds());
+            let span = frames + query_frames;
+            if (band_excess_bound(run.len(), width, span) as f32) < kept.least {
+                continue;
+            }
+            hits_of(run, &mut self.pairs);
+            let excess = band_excess(&self.pairs, width, span, &mut self.bands) as f32;
+            kept.offer(excess);
+            tracks.push((excess, t, hits));
         }
         let rank = |(excess, t, _): &(f32, u32, _)| (*excess, table.key(TrackId(*t)));
-        tracks.sort_unstable_by(|x, y| ranked(rank(x), rank(y)).then(x.1.cmp(&y.1)));
-        tracks.truncate(o.stretch_candidates);
+        let order = |x: &_, y: &_| ranked(rank(x), rank(y)).then(x.1.cmp(&y.1));
+        if tracks.len() > o.stretch_candidates {
+            tracks.select_nth_unstable_by(o.stretch_candidates, order);
+            tracks.truncate(o.stretch_candidates);
+        }
+        tracks.sort_unstable_by(order);
         self.stretch_ranks.clear();
         self.stretch_ranks.extend(tracks.iter().map(rank));
         let change = o.max_tempo_change as f64;
@@ -1163,6 +1178,42 @@ fn candidate(
     }
 }
 
+/// The `n` largest of the values offered so far, for the least of them.
+#[derive(Debug)]
+struct Largest {
+    n: usize,
+    values: Vec<f32>,
+    /// The least of `values` once it holds `n`, minus infinity before: a
+    /// value below it is not among the `n` largest.
+    least: f32,
+}
+
+impl Largest {
+    fn new(n: usize) -> Self {
+        Self {
+            n,
+            values: Vec::with_capacity(n),
+            least: f32::NEG_INFINITY,
+        }
+    }
+
+    fn offer(&mut self, value: f32) {
+        if self.values.len() < self.n {
+            self.values.push(value);
+        } else if value > self.least {
+            match self.values.iter_mut().find(|v| **v == self.least) {
+                Some(least) => *least = value,
+                None => return,
+            }
+        } else {
+            return;
+        }
+        if self.values.len() == self.n {
+            self.least = self.values.iter().copied().fold(f32::INFINITY, f32::min);
+        }
+    }
+}
+
 /// The best vote window of one track.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Voted {
@@ -1323,6 +1374,23 @@ mod tests {
     use crate::tracks::TrackMeta;
     use earmark_engine::fingerprint::SCHEME;
     use earmark_engine::testutil::{mix_at_snr, noise, reissue, song};
+
+    proptest::proptest! {
+        #[test]
+        fn the_least_of_the_largest_is_the_nth_largest(
+            values in proptest::collection::vec(-100.0f32..100.0, 0..200),
+            n in 1usize..40,
+        ) {
+            let mut largest = Largest::new(n);
+            for &v in &values {
+                largest.offer(v);
+            }
+            let mut sorted = values.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            let expected = sorted.get(n - 1).copied().unwrap_or(f32::NEG_INFINITY);
+            proptest::prop_assert_eq!(largest.least, expected);
+        }
+    }
 
     const RATE: u32 = 8_000;
 
