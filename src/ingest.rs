@@ -273,7 +273,18 @@ pub fn add(args: &AddArgs) -> anyhow::Result<Outcome> {
     // three segments a tier; a bulk load (at least as many postings added
     // as were there) ends in one, so that each lookup visits one segment.
     let segments = writer.catalog().info().segments;
-    let compacted = writer.catalog().postings() >= 2 * postings_before && writer.compact()?;
+    let bulk = writer.catalog().postings() >= 2 * postings_before;
+    // A spinner (on a terminal): at 100,000 tracks this takes a minute.
+    let spinner = (bulk && segments > 1).then(|| {
+        let spinner =
+            ProgressBar::new_spinner().with_message(format!("merging {segments} segments"));
+        spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+        spinner
+    });
+    let compacted = bulk && writer.compact()?;
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
     let cpu = process_time() - cpu_start;
     let info = writer.catalog().info();
     println!(
