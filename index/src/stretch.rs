@@ -121,7 +121,8 @@ pub fn band_excess(hits: &[(u32, u32)], width: f64, span: f64, scratch: &mut Vec
     let most = match band(high, low, width) as usize > SPARSE_BANDS_PER_HIT * hits.len() {
         true => fullest_pair_sorted(hits, low, width, scratch),
         false => {
-            (Bands::count(hits, width, scratch).map(|b| b.pairs().max().unwrap_or(0))).unwrap_or(0)
+            let bands = Bands::count(hits, (low, high), width, scratch);
+            bands.pairs().max().unwrap_or(0)
         }
     };
     excess(most, hits.len(), width, span)
@@ -168,9 +169,10 @@ const SPARSE_BANDS_PER_HIT: usize = 8;
 /// repeats, so the densest band is not always the right one).
 pub fn dense_offsets(hits: &[(u32, u32)], width: f64, n: usize, apart: f64) -> Vec<f64> {
     let mut counts = Vec::new();
-    let Some(bands) = Bands::count(hits, width, &mut counts) else {
+    let Some(range) = offset_range(hits) else {
         return Vec::new();
     };
+    let bands = Bands::count(hits, range, width, &mut counts);
     let at = |first: usize| bands.low + (first as f64 + 1.0) * width;
     let mut offsets: Vec<f64> = Vec::with_capacity(n);
     // Each in turn the fullest pair (the first of equals) apart from those
@@ -222,19 +224,23 @@ struct Bands<'a> {
 }
 
 impl<'a> Bands<'a> {
-    /// Counts `hits` into `counts`.
-    fn count(hits: &[(u32, u32)], width: f64, counts: &'a mut Vec<u32>) -> Option<Self> {
-        let (low, high) = offset_range(hits)?;
+    /// Counts `hits`, whose offsets span `(low, high)`, into `counts`.
+    fn count(
+        hits: &[(u32, u32)],
+        (low, high): (i64, i64),
+        width: f64,
+        counts: &'a mut Vec<u32>,
+    ) -> Self {
         let band = |offset: i64| band(offset, low, width) as usize;
         counts.clear();
         counts.resize(band(high) + 2, 0);
         for offset in offsets(hits) {
             counts[band(offset)] += 1;
         }
-        Some(Self {
+        Self {
             low: low as f64,
             counts,
-        })
+        }
     }
 
     /// Hits in each pair of neighbouring bands.
@@ -433,9 +439,9 @@ mod tests {
             hits in proptest::collection::vec((400u32..20_000, 0u32..400), 1..300),
             width in 8.0f64..40.0,
         ) {
-            let (low, _) = offset_range(&hits).expect("hits");
-            let counted = Bands::count(&hits, width, &mut Vec::new()).and_then(|b| b.pairs().max());
-            let sorted = fullest_pair_sorted(&hits, low, width, &mut Vec::new());
+            let range = offset_range(&hits).expect("hits");
+            let counted = Bands::count(&hits, range, width, &mut Vec::new()).pairs().max();
+            let sorted = fullest_pair_sorted(&hits, range.0, width, &mut Vec::new());
             proptest::prop_assert_eq!(counted, Some(sorted));
         }
     }
