@@ -23,7 +23,7 @@ pub const HOP_SAMPLES: usize = 256;
 
 /// Names the landmark scheme; a catalog built with another scheme is refused.
 /// Change it whenever a change here changes the hashes.
-pub const SCHEME: &str = "pairs+triplets-2 8000Hz/1024/256";
+pub const SCHEME: &str = "pairs+triplets-3 8000Hz/1024/256";
 
 /// Seconds per STFT frame.
 pub const fn frame_seconds() -> f64 {
@@ -80,7 +80,7 @@ impl FingerprintOptions {
                 ..PairOptions::default()
             },
             triplets: TripletOptions {
-                fan_out: 5,
+                fan_out: 4,
                 probe_margin: 0.2,
                 max_rank: 30,
                 ..TripletOptions::default()

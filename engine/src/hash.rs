@@ -11,20 +11,25 @@
 //! | 6-12  | target bin minus anchor bin, offset by 64     |
 //! | 0-5   | target frame minus anchor frame, 1..=63       |
 //!
-//! **Triplets** (the robust path, after Panako) hold only what a change of
-//! tempo, pitch or speed leaves alone: the ratio of the two time gaps and the
-//! two intervals in semitones, plus the time span and the anchor's octave in
-//! coarse classes that a change of up to about 12% rarely moves (and that a
-//! query probes on both sides of when a value sits near a class boundary).
+//! **Triplets** (the robust path, after Panako) hold what a change of tempo,
+//! pitch or speed leaves alone: the ratio of the two time gaps and the two
+//! intervals in semitones, plus the time span in coarse classes that a
+//! change of up to about 12% rarely moves (a query probes both sides of a
+//! class boundary it lies near), and the anchor's pitch in semitones. A
+//! query played higher or lower looks its triplets up under the
+//! neighbouring anchor classes too ([`anchor_probes`]): the hits of the
+//! right track then agree on how far, and chance hits do not. The fields
+//! are packed as digits of one number, the anchor class lowest, so that
+//! the classes of one shape are neighbouring hashes.
 //!
-//! | bits  | field                                                  |
-//! |-------|--------------------------------------------------------|
-//! | 23    | kind: 1                                                |
-//! | 17-22 | semitones from anchor to second peak, offset by 24     |
-//! | 11-16 | semitones from anchor to third peak, offset by 24      |
-//! | 7-10  | (second - anchor) / (third - anchor) time, in 8ths     |
-//! | 3-6   | third - anchor time, in classes of a factor of 1.5     |
-//! | 0-2   | anchor octave above 125 Hz                             |
+//! | digit        | field                                                 |
+//! |--------------|-------------------------------------------------------|
+//! | bit 23       | kind: 1                                               |
+//! | highest (49) | semitones from anchor to second peak, offset by 24    |
+//! | 49           | semitones from anchor to third peak, offset by 24     |
+//! | 8            | (second - anchor) / (third - anchor) time, in 8ths    |
+//! | 7            | third - anchor time, in classes of a factor of 1.5    |
+//! | lowest (56)  | anchor pitch, semitones above 156 Hz                  |
 
 use std::collections::VecDeque;
 
@@ -222,13 +227,22 @@ fn pairs(
 pub const TRIPLET: u32 = 1 << 23;
 /// Largest interval, in semitones, between a triplet's anchor and a target.
 pub const MAX_SEMITONES: i32 = 24;
-/// Frequency of bin 0 of the anchor-octave classes, in bins at the analysis
-/// rate (125 Hz at 7.8125 Hz a bin).
-const OCTAVE_BASE_BIN: f32 = 16.0;
-/// Steps of the time ratio field (it has 4 bits).
+/// Bin of anchor class 0: the lowest bin peaks are picked from.
+const ANCHOR_BASE_BIN: f32 = 20.0;
+/// Anchor classes, a semitone each, up to the highest bin peaks are picked
+/// from (55 semitones above the lowest).
+pub const ANCHOR_CLASSES: u32 = 56;
+/// Steps of the time ratio field.
 const RATIO_STEPS: u32 = 8;
 /// Ratio between consecutive time-span classes.
 const SPAN_CLASS_RATIO: f32 = 1.5;
+/// Span classes a hash can hold, from [`FIRST_SPAN_CLASS`]: spans of 8 to
+/// 48 frames fall in classes 5 to 9, and a query probes one either side.
+const SPAN_CLASSES: u32 = 7;
+/// The class of the shortest span a hash holds.
+const FIRST_SPAN_CLASS: i32 = 4;
+/// Values of an interval field.
+const INTERVALS: u32 = 2 * MAX_SEMITONES as u32 + 1;
 
 /// The decoded fields of a triplet hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,10 +253,11 @@ pub struct TripletFields {
     pub semitones_c: i32,
     /// Time from anchor to second peak over time to third, in 8ths.
     pub ratio: u32,
-    /// Class of the time from anchor to third peak.
+    /// Class of the time from anchor to third peak, less the first class
+    /// a hash holds.
     pub span: u32,
-    /// The anchor's octave.
-    pub octave: u32,
+    /// The anchor's pitch, in semitones above 156 Hz.
+    pub anchor: u32,
 }
 
 impl TripletFields {
@@ -250,29 +265,51 @@ impl TripletFields {
     pub fn pack(self) -> Option<u32> {
         let ok = self.semitones_b.abs() <= MAX_SEMITONES
             && self.semitones_c.abs() <= MAX_SEMITONES
-            && self.ratio < 16
-            && self.span < 16
-            && self.octave < 8;
+            && self.ratio < RATIO_STEPS
+            && self.span < SPAN_CLASSES
+            && self.anchor < ANCHOR_CLASSES;
         ok.then(|| {
-            TRIPLET
-                | (((self.semitones_b + MAX_SEMITONES) as u32) << 17)
-                | (((self.semitones_c + MAX_SEMITONES) as u32) << 11)
-                | (self.ratio << 7)
-                | (self.span << 3)
-                | self.octave
+            let mut packed = (self.semitones_b + MAX_SEMITONES) as u32;
+            packed = packed * INTERVALS + (self.semitones_c + MAX_SEMITONES) as u32;
+            packed = packed * RATIO_STEPS + self.ratio;
+            packed = packed * SPAN_CLASSES + self.span;
+            packed = packed * ANCHOR_CLASSES + self.anchor;
+            TRIPLET | packed
         })
     }
 
     /// Unpacks a hash made by [`TripletFields::pack`].
     pub fn unpack(hash: u32) -> Self {
+        let mut rest = hash & !TRIPLET;
+        let mut next = |radix: u32| {
+            let value = rest % radix;
+            rest /= radix;
+            value
+        };
+        let anchor = next(ANCHOR_CLASSES);
+        let span = next(SPAN_CLASSES);
+        let ratio = next(RATIO_STEPS);
+        let semitones_c = next(INTERVALS) as i32 - MAX_SEMITONES;
         Self {
-            semitones_b: ((hash >> 17) & 0x3f) as i32 - MAX_SEMITONES,
-            semitones_c: ((hash >> 11) & 0x3f) as i32 - MAX_SEMITONES,
-            ratio: (hash >> 7) & 0xf,
-            span: (hash >> 3) & 0xf,
-            octave: hash & 0x7,
+            semitones_b: rest as i32 - MAX_SEMITONES,
+            semitones_c,
+            ratio,
+            span,
+            anchor,
         }
     }
+}
+
+/// The hashes a catalog triplet of `triplet`'s shape has when its anchor is
+/// up to `reach` semitones lower or higher than `triplet`'s, each with that
+/// difference (the query's anchor class minus the catalog's). A triplet's
+/// anchor class is the lowest digit of its hash, so these are neighbours.
+pub fn anchor_probes(triplet: u32, reach: u32) -> impl Iterator<Item = (u32, i32)> {
+    let class = TripletFields::unpack(triplet).anchor;
+    let base = triplet - class;
+    let lowest = class.saturating_sub(reach);
+    let highest = (class + reach).min(ANCHOR_CLASSES - 1);
+    (lowest..=highest).map(move |c| (base + c, class as i32 - c as i32))
 }
 
 /// Which triplets are formed.
@@ -383,8 +420,9 @@ fn triplets(
             .take(o.fan_out)
             .copied(),
     );
-    let octave = (anchor.bin.max(1.0) / OCTAVE_BASE_BIN).log2().max(0.0);
-    let octave = quantise(octave - 0.5, o.probe_margin);
+    let anchor_class = (12.0 * (anchor.bin.max(1.0) / ANCHOR_BASE_BIN).log2())
+        .round()
+        .clamp(0.0, (ANCHOR_CLASSES - 1) as f32) as u32;
     for (i, b) in targets.iter().enumerate() {
         for c in &targets[i + 1..] {
             if c.frame <= b.frame || c.frame - anchor.frame < o.min_span {
@@ -397,9 +435,8 @@ fn triplets(
                 quantise(semitones(c), o.probe_margin),
                 quantise(ratio - 0.5, o.probe_margin),
                 quantise(span.ln() / SPAN_CLASS_RATIO.ln() - 0.5, o.probe_margin),
-                octave,
             ];
-            emit_probes(&fields, o.max_probes, anchor.frame, out);
+            emit_probes(&fields, anchor_class, o.max_probes, anchor.frame, out);
         }
     }
 }
@@ -407,13 +444,14 @@ fn triplets(
 /// Emits the hash of every combination of each field's value and its probed
 /// neighbour, at most `max` of them, the unprobed one first.
 fn emit_probes(
-    fields: &[(i32, Option<i32>); 5],
+    fields: &[(i32, Option<i32>); 4],
+    anchor: u32,
     max: usize,
     frame: u32,
     out: &mut impl FnMut(Landmark),
 ) {
     let mut made = 0;
-    for mask in 0u32..32 {
+    for mask in 0u32..16 {
         if made == max {
             break;
         }
@@ -421,17 +459,15 @@ fn emit_probes(
             let (v, other) = fields[k];
             if mask & (1 << k) == 0 { Some(v) } else { other }
         };
-        let (Some(b), Some(c), Some(r), Some(s), Some(o)) =
-            (pick(0), pick(1), pick(2), pick(3), pick(4))
-        else {
+        let (Some(b), Some(c), Some(r), Some(s)) = (pick(0), pick(1), pick(2), pick(3)) else {
             continue;
         };
         let packed = TripletFields {
             semitones_b: b,
             semitones_c: c,
-            ratio: r.clamp(0, 15) as u32,
-            span: s.clamp(0, 15) as u32,
-            octave: o.clamp(0, 7) as u32,
+            ratio: r.clamp(0, RATIO_STEPS as i32 - 1) as u32,
+            span: (s - FIRST_SPAN_CLASS).clamp(0, SPAN_CLASSES as i32 - 1) as u32,
+            anchor,
         }
         .pack();
         if let Some(hash) = packed {
@@ -458,9 +494,9 @@ mod tests {
         #[test]
         fn triplet_pack_unpack_round_trip(
             semitones_b in -24i32..=24, semitones_c in -24i32..=24,
-            ratio in 0u32..16, span in 0u32..16, octave in 0u32..8,
+            ratio in 0u32..RATIO_STEPS, span in 0u32..SPAN_CLASSES, anchor in 0u32..ANCHOR_CLASSES,
         ) {
-            let fields = TripletFields { semitones_b, semitones_c, ratio, span, octave };
+            let fields = TripletFields { semitones_b, semitones_c, ratio, span, anchor };
             let hash = fields.pack();
             prop_assert!(hash.is_some_and(|h| h & TRIPLET != 0 && h < 1 << 24));
             prop_assert_eq!(hash.map(TripletFields::unpack), Some(fields));
@@ -542,13 +578,34 @@ mod tests {
             probe_margin: 0.25,
             ..TripletOptions::default()
         };
-        // 10% slower and a whole tone higher, as a DJ might play it.
-        let changed: Vec<u32> = triplets(&constellation(1.1, 1.12), probing)
+        // 10% slower and a whole tone higher, as a DJ might play it: found
+        // under anchor classes two semitones lower.
+        let changed: Vec<(u32, i32)> = triplets(&constellation(1.1, 1.12), probing)
             .iter()
-            .map(|l| l.hash)
+            .flat_map(|l| anchor_probes(l.hash, 3))
             .collect();
-        let found = plain.iter().filter(|h| changed.contains(h)).count();
+        let found = plain.iter().filter(|&&h| changed.contains(&(h, 2))).count();
         assert!(found * 2 >= plain.len(), "{found} of {}", plain.len());
+        assert!(!changed.iter().any(|c| plain.contains(&c.0) && c.1 != 2));
+    }
+
+    #[test]
+    fn anchor_probes_are_the_neighbouring_classes() {
+        let fields = TripletFields {
+            semitones_b: 3,
+            semitones_c: -5,
+            ratio: 2,
+            span: 4,
+            anchor: 1,
+        };
+        let hash = fields.pack().expect("in range");
+        let probes: Vec<(TripletFields, i32)> = anchor_probes(hash, 3)
+            .map(|(h, shift)| (TripletFields::unpack(h), shift))
+            .collect();
+        let expected: Vec<(TripletFields, i32)> = (0..=4)
+            .map(|anchor| (TripletFields { anchor, ..fields }, 1 - anchor as i32))
+            .collect();
+        assert_eq!(probes, expected);
     }
 
     #[test]

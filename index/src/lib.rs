@@ -31,5 +31,5 @@ pub use tracks::{Track, TrackId, TrackMeta, TrackTable, content_key};
 pub use verify::Alignment;
 pub use vote::{
     Candidate, Identification, Match, MatchOptions, Matcher, Paths, WholeCounts,
-    decide_after_quick, merge_by, quick_landmarks, ranked,
+    decide_after_quick, lookups, merge_by, quick_landmarks, ranked,
 };

@@ -781,13 +781,60 @@ impl Segment {
         word >> (bit % 8)
     }
 
-    /// The postings of each of `hashes`, as ranges of entries appended to
-    /// `out`.
+    /// The postings of each of `hashes` (ascending, distinct), as ranges of
+    /// entries appended to `out`. Where the table does not hold every hash
+    /// apart, a run of consecutive hashes in one bucket (a triplet under
+    /// neighbouring anchor classes) is searched at its ends only, and the
+    /// entries between are split by hash as they are read.
     pub fn ranges(&self, hashes: &[u32], out: &mut Vec<(u64, u64)>) {
-        for chunk in hashes.chunks(SIDE_BY_SIDE) {
-            let mut found = [(0, 0); SIDE_BY_SIDE];
-            self.search(chunk, &mut found);
-            out.extend_from_slice(&found[..chunk.len()]);
+        let shift = self.layout.rest_bits();
+        let same_run = |a: &u32, b: &u32| *b == a + 1 && a >> shift == b >> shift;
+        let runs = hashes.chunk_by(same_run);
+        let ends: Vec<u32> = match shift {
+            0 => hashes.to_vec(),
+            _ => (runs.clone())
+                .flat_map(|run| {
+                    [run[0], run[run.len() - 1]]
+                        .into_iter()
+                        .take(run.len().min(2))
+                })
+                .collect(),
+        };
+        let mut found = Vec::with_capacity(ends.len());
+        for chunk in ends.chunks(SIDE_BY_SIDE) {
+            let mut side_by_side = [(0, 0); SIDE_BY_SIDE];
+            self.search(chunk, &mut side_by_side);
+            found.extend_from_slice(&side_by_side[..chunk.len()]);
+        }
+        if shift == 0 {
+            out.extend_from_slice(&found);
+            return;
+        }
+        let width = self.layout.width() as u64;
+        let mask = (1u64 << width) - 1;
+        let payload = self.layout.payload();
+        let rest = |i| (self.entry(i, width) & mask) >> payload;
+        let mut found = found.into_iter();
+        for run in runs {
+            let Some(first) = found.next() else {
+                break;
+            };
+            if run.len() == 1 {
+                out.push(first);
+                continue;
+            }
+            let Some(last) = found.next() else {
+                break;
+            };
+            let mut at = first.0;
+            for &hash in run {
+                let want = u64::from(hash) & ((1 << shift) - 1);
+                let start = at;
+                while at < last.1 && rest(at) == want {
+                    at += 1;
+                }
+                out.push((start, at));
+            }
         }
     }
 
@@ -975,6 +1022,31 @@ mod tests {
             let (_dir, segment) = write_and_open(&mut postings);
             // Beyond 2^24 the hashes are out of the segment's range.
             let asked: Vec<u32> = asked.iter().map(|h| h << 12).collect();
+            let mut ranges = Vec::new();
+            segment.ranges(&asked, &mut ranges);
+            prop_assert_eq!(ranges.len(), asked.len());
+            for (&hash, &range) in asked.iter().zip(&ranges) {
+                let mut hits = Vec::new();
+                segment.read(range, |t, f| hits.push((t, f)));
+                prop_assert_eq!(hits, postings_of(&postings, hash));
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn runs_of_consecutive_hashes_find_their_own_postings(
+            raw in proptest::collection::vec((0u32..1 << 10, 0u32..20, 0u32..1_000), 1..3_000),
+            asked in proptest::collection::btree_set(0u32..(1 << 10) + 8, 0..300),
+        ) {
+            // Hashes packed close together, so that a bucket holds several.
+            let mut postings: Vec<Posting> = raw
+                .iter()
+                .map(|&(hash, track, frame)| Posting { hash: hash + 5_000, track: TrackId(track), frame })
+                .collect();
+            let (_dir, segment) = write_and_open(&mut postings);
+            let asked: Vec<u32> = asked.iter().map(|h| h + 5_000).collect();
             let mut ranges = Vec::new();
             segment.ranges(&asked, &mut ranges);
             prop_assert_eq!(ranges.len(), asked.len());

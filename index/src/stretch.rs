@@ -109,12 +109,18 @@ pub fn fit_tempo(hits: &[(u32, u32)], range: TempoRange) -> Option<(Alignment, u
 /// How strongly `(track frame, query frame)` hits line up: the most hits
 /// whose offsets fall within two neighbouring bands of `width` frames (wide
 /// enough for the drift of any searched tempo over the query), above the
-/// number that a band holds by chance when the hits spread over `span`
+/// number that a band holds by chance when `chance` hits spread over `span`
 /// frames of offset, in standard deviations. `scratch` is working space (a
 /// caller ranking many tracks reuses it). Hits spread over far more bands
 /// than there are hits (a large catalog's tracks: a few hits over hundreds
 /// of bands) have their bands sorted; denser ones are counted band by band.
-pub fn band_excess(hits: &[(u32, u32)], width: f64, span: f64, scratch: &mut Vec<u32>) -> f64 {
+pub fn band_excess(
+    hits: &[(u32, u32)],
+    chance: f64,
+    width: f64,
+    span: f64,
+    scratch: &mut Vec<u32>,
+) -> f64 {
     let Some((low, high)) = offset_range(hits) else {
         return 0.0;
     };
@@ -125,20 +131,20 @@ pub fn band_excess(hits: &[(u32, u32)], width: f64, span: f64, scratch: &mut Vec
             bands.pairs().max().unwrap_or(0)
         }
     };
-    excess(most, hits.len(), width, span)
+    excess(most, chance, width, span)
 }
 
 /// The most [`band_excess`] can give `hits` hits: all of them in one pair
 /// of bands. A caller ranking many tracks skips those whose bound falls
 /// short of the ones it keeps.
-pub fn band_excess_bound(hits: usize, width: f64, span: f64) -> f64 {
-    excess(hits as u32, hits, width, span)
+pub fn band_excess_bound(hits: usize, chance: f64, width: f64, span: f64) -> f64 {
+    excess(hits as u32, chance, width, span)
 }
 
-/// `most` of `hits` hits in two neighbouring bands above what chance puts
-/// there, in standard deviations.
-fn excess(most: u32, hits: usize, width: f64, span: f64) -> f64 {
-    let expected = hits as f64 * (2.0 * width / span.max(2.0 * width)).min(1.0);
+/// `most` hits in two neighbouring bands above what chance puts there of
+/// `chance` hits, in standard deviations.
+fn excess(most: u32, chance: f64, width: f64, span: f64) -> f64 {
+    let expected = chance * (2.0 * width / span.max(2.0 * width)).min(1.0);
     (most as f64 - expected) / (expected + 1.0).sqrt()
 }
 
@@ -411,8 +417,8 @@ mod tests {
         let mut aligned = scattered.clone();
         aligned.extend((0..30).map(|i| (2000 + (1.08 * (i * 10) as f64) as u32, i * 10)));
         let scratch = &mut Vec::new();
-        let plain = band_excess(&scattered, 30.0, 5300.0, scratch);
-        let lined = band_excess(&aligned, 30.0, 5300.0, scratch);
+        let plain = band_excess(&scattered, 300.0, 30.0, 5300.0, scratch);
+        let lined = band_excess(&aligned, 330.0, 30.0, 5300.0, scratch);
         assert!(lined > plain + 5.0, "{lined} vs {plain}");
         let at = dense_offsets(&aligned, 30.0, 3, 100.0);
         assert_eq!(at.len(), 3);
@@ -429,9 +435,11 @@ mod tests {
             hits in proptest::collection::vec((400u32..20_000, 0u32..400), 1..300),
             width in 8.0f64..40.0,
             span in 100.0f64..30_000.0,
+            share in 0.1f64..=1.0,
         ) {
-            let excess = band_excess(&hits, width, span, &mut Vec::new());
-            proptest::prop_assert!(excess <= band_excess_bound(hits.len(), width, span));
+            let chance = hits.len() as f64 * share;
+            let excess = band_excess(&hits, chance, width, span, &mut Vec::new());
+            proptest::prop_assert!(excess <= band_excess_bound(hits.len(), chance, width, span));
         }
 
         #[test]

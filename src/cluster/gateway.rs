@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 use earmark_engine::Fingerprint;
 use earmark_index::{
-    Candidate, Match, MatchOptions, Paths, Track, decide_after_quick, quick_landmarks,
+    Candidate, Match, MatchOptions, Paths, Track, decide_after_quick, lookups, quick_landmarks,
 };
 use tokio::sync::RwLock;
 
@@ -244,7 +244,7 @@ impl Gateway {
         if best.is_some() {
             return Ok(Identified { best, hop });
         }
-        let counts = census.counts_of(query.landmarks.iter().map(|l| l.hash));
+        let counts = census.counts_of(lookups(&query.landmarks, o));
         let payload = encode_round(&counts, &peaks).into();
         let (mut paths, full_hop) = self.round(Round::Full, payload, &census).await?;
         hop += full_hop;
