@@ -788,28 +788,21 @@ impl Segment {
     /// entries between are split by hash as they are read.
     pub fn ranges(&self, hashes: &[u32], out: &mut Vec<(u64, u64)>) {
         let shift = self.layout.rest_bits();
-        let same_run = |a: &u32, b: &u32| *b == a + 1 && a >> shift == b >> shift;
-        let runs = hashes.chunk_by(same_run);
-        let ends: Vec<u32> = match shift {
-            0 => hashes.to_vec(),
-            _ => (runs.clone())
-                .flat_map(|run| {
-                    [run[0], run[run.len() - 1]]
-                        .into_iter()
-                        .take(run.len().min(2))
-                })
-                .collect(),
-        };
-        let mut found = Vec::with_capacity(ends.len());
-        for chunk in ends.chunks(SIDE_BY_SIDE) {
-            let mut side_by_side = [(0, 0); SIDE_BY_SIDE];
-            self.search(chunk, &mut side_by_side);
-            found.extend_from_slice(&side_by_side[..chunk.len()]);
-        }
         if shift == 0 {
-            out.extend_from_slice(&found);
+            self.search_all(hashes, out);
             return;
         }
+        let same_run = |a: &u32, b: &u32| b.wrapping_sub(*a) == 1 && a >> shift == b >> shift;
+        let runs = hashes.chunk_by(same_run);
+        let ends: Vec<u32> = (runs.clone())
+            .flat_map(|run| {
+                [run[0], run[run.len() - 1]]
+                    .into_iter()
+                    .take(run.len().min(2))
+            })
+            .collect();
+        let mut found = Vec::with_capacity(ends.len());
+        self.search_all(&ends, &mut found);
         let width = self.layout.width() as u64;
         let mask = (1u64 << width) - 1;
         let payload = self.layout.payload();
@@ -835,6 +828,16 @@ impl Segment {
                 }
                 out.push((start, at));
             }
+        }
+    }
+
+    /// The postings of each of `hashes`, as ranges of entries appended to
+    /// `out`, searched [`SIDE_BY_SIDE`] at a time.
+    fn search_all(&self, hashes: &[u32], out: &mut Vec<(u64, u64)>) {
+        for chunk in hashes.chunks(SIDE_BY_SIDE) {
+            let mut found = [(0, 0); SIDE_BY_SIDE];
+            self.search(chunk, &mut found);
+            out.extend_from_slice(&found[..chunk.len()]);
         }
     }
 

@@ -431,11 +431,24 @@ pub fn lookups<'a>(
     options: &MatchOptions,
 ) -> impl Iterator<Item = u32> + 'a {
     let reach = options.pitch_reach();
-    landmarks.iter().flat_map(move |l| {
-        let probes = (l.hash & TRIPLET != 0).then(|| anchor_probes(l.hash, reach).map(|p| p.0));
-        let pair = probes.is_none().then_some(l.hash);
-        pair.into_iter().chain(probes.into_iter().flatten())
-    })
+    landmarks
+        .iter()
+        .flat_map(move |&l| probes_of(l, reach).map(|(l, _)| l.hash))
+}
+
+/// What `landmark` is looked up as, each with its pitch shift step: a pair
+/// as it is (step 0), a triplet under the anchor classes within `reach`
+/// (step: the query's class minus the catalog's, plus `reach`).
+fn probes_of(landmark: Landmark, reach: u32) -> impl Iterator<Item = (Landmark, u32)> {
+    let triplet = landmark.hash & TRIPLET != 0;
+    let pair = (!triplet).then_some((landmark, 0));
+    let probes = triplet.then(|| {
+        anchor_probes(landmark.hash, reach).map(move |(hash, shift)| {
+            let step = (shift + reach as i32) as u32;
+            (Landmark { hash, ..landmark }, step)
+        })
+    });
+    pair.into_iter().chain(probes.into_iter().flatten())
 }
 
 /// The postings counts of a whole catalog for the hashes a query looks up,
@@ -883,15 +896,7 @@ impl<'c> Matcher<'c> {
         let reach = self.options.pitch_reach();
         let wanted = |l: &&Landmark| (l.hash & TRIPLET != 0) == triplets;
         for &l in self.query.iter().filter(wanted) {
-            match triplets {
-                true => self
-                    .probes
-                    .extend(anchor_probes(l.hash, reach).map(|(hash, shift)| {
-                        let step = (shift + reach as i32) as u32;
-                        (Landmark { hash, ..l }, step)
-                    })),
-                false => self.probes.push((l, 0)),
-            }
+            self.probes.extend(probes_of(l, reach));
         }
         if triplets {
             radsort::sort_by_key(&mut self.probes, |(l, _)| l.hash);
