@@ -947,6 +947,34 @@ mod tests {
             .collect()
     }
 
+    /// Writes the `(hash, track, frame)` postings of `raw`, their hashes
+    /// placed by `place`, asks for the ranges of `asked` (placed likewise)
+    /// in one call, and checks that each holds its hash's postings.
+    fn ranges_find_their_postings(
+        raw: &[(u32, u32, u32)],
+        asked: &[u32],
+        place: impl Fn(u32) -> u32,
+    ) -> std::result::Result<(), TestCaseError> {
+        let mut postings: Vec<Posting> = (raw.iter())
+            .map(|&(hash, track, frame)| Posting {
+                hash: place(hash),
+                track: TrackId(track),
+                frame,
+            })
+            .collect();
+        let (_dir, segment) = write_and_open(&mut postings);
+        let asked: Vec<u32> = asked.iter().map(|&h| place(h)).collect();
+        let mut ranges = Vec::new();
+        segment.ranges(&asked, &mut ranges);
+        prop_assert_eq!(ranges.len(), asked.len());
+        for (&hash, &range) in asked.iter().zip(&ranges) {
+            let mut hits = Vec::new();
+            segment.read(range, |t, f| hits.push((t, f)));
+            prop_assert_eq!(hits, postings_of(&postings, hash));
+        }
+        Ok(())
+    }
+
     fn write_and_open(postings: &mut Vec<Posting>) -> (tempfile::TempDir, Segment) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("seg");
@@ -1018,21 +1046,8 @@ mod tests {
             raw in proptest::collection::vec((0u32..1 << 12, 0u32..20, 0u32..1_000), 1..3_000),
             asked in proptest::collection::vec(0u32..(1 << 12) + 8, 0..100),
         ) {
-            let mut postings: Vec<Posting> = raw
-                .iter()
-                .map(|&(hash, track, frame)| Posting { hash: hash << 12, track: TrackId(track), frame })
-                .collect();
-            let (_dir, segment) = write_and_open(&mut postings);
             // Beyond 2^24 the hashes are out of the segment's range.
-            let asked: Vec<u32> = asked.iter().map(|h| h << 12).collect();
-            let mut ranges = Vec::new();
-            segment.ranges(&asked, &mut ranges);
-            prop_assert_eq!(ranges.len(), asked.len());
-            for (&hash, &range) in asked.iter().zip(&ranges) {
-                let mut hits = Vec::new();
-                segment.read(range, |t, f| hits.push((t, f)));
-                prop_assert_eq!(hits, postings_of(&postings, hash));
-            }
+            ranges_find_their_postings(&raw, &asked, |h| h << 12)?;
         }
     }
 
@@ -1044,20 +1059,8 @@ mod tests {
             asked in proptest::collection::btree_set(0u32..(1 << 10) + 8, 0..300),
         ) {
             // Hashes packed close together, so that a bucket holds several.
-            let mut postings: Vec<Posting> = raw
-                .iter()
-                .map(|&(hash, track, frame)| Posting { hash: hash + 5_000, track: TrackId(track), frame })
-                .collect();
-            let (_dir, segment) = write_and_open(&mut postings);
-            let asked: Vec<u32> = asked.iter().map(|h| h + 5_000).collect();
-            let mut ranges = Vec::new();
-            segment.ranges(&asked, &mut ranges);
-            prop_assert_eq!(ranges.len(), asked.len());
-            for (&hash, &range) in asked.iter().zip(&ranges) {
-                let mut hits = Vec::new();
-                segment.read(range, |t, f| hits.push((t, f)));
-                prop_assert_eq!(hits, postings_of(&postings, hash));
-            }
+            let asked: Vec<u32> = asked.into_iter().collect();
+            ranges_find_their_postings(&raw, &asked, |h| h + 5_000)?;
         }
     }
 
