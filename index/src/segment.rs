@@ -794,19 +794,21 @@ impl Segment {
         }
         let same_run = |a: &u32, b: &u32| b.wrapping_sub(*a) == 1 && a >> shift == b >> shift;
         let runs = hashes.chunk_by(same_run);
-        let ends: Vec<u32> = (runs.clone())
-            .flat_map(|run| {
-                [run[0], run[run.len() - 1]]
-                    .into_iter()
-                    .take(run.len().min(2))
-            })
-            .collect();
+        // The first and (for a longer run) the last hash of each run.
+        let mut ends = Vec::new();
+        for run in runs.clone() {
+            ends.push(run[0]);
+            if let [_, .., last] = run {
+                ends.push(*last);
+            }
+        }
         let mut found = Vec::with_capacity(ends.len());
         self.search_all(&ends, &mut found);
         let width = self.layout.width() as u64;
         let mask = (1u64 << width) - 1;
         let payload = self.layout.payload();
         let rest = |i| (self.entry(i, width) & mask) >> payload;
+        let rest_of_hash = (1u64 << shift) - 1;
         let mut found = found.into_iter();
         for run in runs {
             let Some(first) = found.next() else {
@@ -821,7 +823,7 @@ impl Segment {
             };
             let mut at = first.0;
             for &hash in run {
-                let want = u64::from(hash) & ((1 << shift) - 1);
+                let want = u64::from(hash) & rest_of_hash;
                 let start = at;
                 while at < last.1 && rest(at) == want {
                     at += 1;

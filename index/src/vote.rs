@@ -861,7 +861,9 @@ impl<'c> Matcher<'c> {
 
     /// Reads the postings of the landmarks chosen into `read` as packed
     /// votes, counting each track's in `counts`. A triplet hit's query
-    /// frame carries its pitch shift step in its low [`SHIFT_BITS`].
+    /// frame carries its pitch shift step in its low [`SHIFT_BITS`], which
+    /// leaves room for 2^16 frames (35 minutes): later triplets of a longer
+    /// query are not read.
     fn read_votes(&mut self, triplets: bool) {
         self.read.clear();
         self.counts.clear();
@@ -1748,7 +1750,7 @@ mod tests {
             matcher.add_stretched(&query, &mut stretched);
             (named(paired), named(stretched))
         };
-        let mut hashes: Vec<u32> = lookups(&query.landmarks, &MatchOptions::default()).collect();
+        let mut hashes: Vec<u32> = lookups(&query.landmarks, &options).collect();
         hashes.sort_unstable();
         hashes.dedup();
         let counts = WholeCounts {
