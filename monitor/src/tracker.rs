@@ -186,6 +186,15 @@ impl Play {
         self.track_frame(self.start_frame) * frame_seconds()
     }
 
+    /// The share of the stream frames `span` in which the track, `length_s`
+    /// long, is heard at the play's alignment.
+    fn share_within(&self, span: (u32, u32), length_s: f64) -> f64 {
+        let track = |frame: u32| self.track_frame(frame as f64);
+        let (from, to) = (track(span.0), track(span.1));
+        let inside = to.min(length_s / frame_seconds()) - from.max(0.0);
+        (inside / (to - from)).clamp(0.0, 1.0)
+    }
+
     fn track_frame(&self, stream_frame: f64) -> f64 {
         self.track_at_zero + self.tempo as f64 * stream_frame
     }
@@ -373,10 +382,19 @@ impl Tracker {
         // counts as confirmed only if the window also identified it again.
         let confirm_after = self.options.confirm_after;
         let (keep, found_again) = (self.options.keep_score, self.options.found_again_score);
+        let tracks = matcher.catalog().tracks();
         let mut confirmed: Vec<bool> = (self.active.iter_mut())
             .zip(&again)
             .map(|(a, &again)| {
                 a.identified_again |= again && a.due(span, confirm_after);
+                // A window the track fills less than half of, at the play's
+                // alignment, holds too few of its peaks to tell: by chance,
+                // such checks past a track's end carried a play on over the
+                // next track.
+                let length = tracks.get(a.play.track).map_or(0.0, |t| t.duration_s);
+                if a.play.share_within(span, length) < 0.5 {
+                    return false;
+                }
                 let needed = if a.lost { found_again } else { keep };
                 let expected = a.play.alignment(window.start);
                 let shifts = -DRIFT_FRAMES..=DRIFT_FRAMES;
@@ -987,6 +1005,33 @@ mod tests {
             settled(&play, (310, 528), a_little_more).track_at_zero,
             1_000.0
         );
+    }
+
+    #[test]
+    fn a_window_is_the_tracks_only_between_its_start_and_end() {
+        // A 60 s track (1,875 frames) heard from stream frame 100.
+        let play = Play {
+            id: 1,
+            track: TrackId(0),
+            start_frame: 100.0,
+            end_frame: 1_975.0,
+            track_at_zero: -100.0,
+            tempo: 1.0,
+            pitch: 1.0,
+            score: 10.0,
+        };
+        let share = |span| play.share_within(span, 60.0);
+        assert_eq!(share((100, 412)), 1.0);
+        assert_eq!(share((0, 200)), 0.5);
+        assert_eq!(share((1_875, 2_075)), 0.5);
+        assert_eq!(share((1_975, 2_287)), 0.0);
+        // Played twice as fast, the track fills half as many stream frames.
+        let fast = Play {
+            tempo: 2.0,
+            track_at_zero: 0.0,
+            ..play
+        };
+        assert_eq!(fast.share_within((900, 950), 60.0), 0.75);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use earmark_engine::testutil::{mix_at_snr, noise, song, write_wav};
 
+use crate::scan::scan_plays;
 use crate::util::{Fixture, RATE, earmark, path, run, stderr, stdout};
 
 /// A private PulseAudio server from ../shared/live, stopped on drop.
@@ -407,6 +408,87 @@ fn a_track_mixed_in_is_named_within_seconds_of_its_start() {
         .expect("song 1 named");
     let delay = started["announced_s"].as_f64().expect("announced") - 30.0;
     assert!(delay <= 5.0, "song 1 named {delay:.1} s after it began");
+}
+
+#[test]
+fn a_scan_and_a_monitor_of_the_same_show_report_the_same_plays() {
+    // Three songs crossfaded over 3 s, in noise, the second played to its
+    // end: a scan's windows (10 s every 3 s, in parallel stretches) and a
+    // monitor's (7 s every second, as it hears them) must put each play
+    // within 1 s of the other and of the truth. Windows reaching past the
+    // second song's end once confirmed its play by chance, from the few of
+    // its peaks left in them, and the scan ended it 19 s into the third.
+    let fx = Fixture::songs(3, 60.0);
+    fx.index();
+    let parts = [
+        part(&fx, 2, 5.0, 35.0),
+        part(&fx, 0, 30.0, 30.0),
+        part(&fx, 1, 0.0, 40.0),
+    ];
+    let show = mix_at_snr(&mix(&parts, 3.0), &noise(RATE, 120.0, 1.0, 11), 20.0);
+    let log = monitor_show(&fx, &show);
+    let monitored = report(&log);
+    let monitored = monitored["plays"].as_array().expect("plays");
+    let scanned = scan_plays(&fx, &fx.dir.path().join("show.wav"));
+    let summary = |plays: &[serde_json::Value]| -> Vec<(String, f64, f64)> {
+        (plays.iter())
+            .map(|p| {
+                let s = |k: &str| p[k].as_f64().expect(k);
+                (
+                    p["track_id"].as_str().unwrap_or("").to_owned(),
+                    s("start_s"),
+                    s("end_s"),
+                )
+            })
+            .collect()
+    };
+    let (scanned, monitored) = (summary(&scanned), summary(monitored));
+    let truth = [
+        ("song2", 0.0, 35.0),
+        ("song0", 32.0, 62.0),
+        ("song1", 59.0, 99.0),
+    ];
+    for plays in [&scanned, &monitored] {
+        assert_eq!(plays.len(), truth.len(), "{scanned:?} {monitored:?}");
+        for (p, t) in plays.iter().zip(truth) {
+            let near = (p.1 - t.1).abs() <= 2.0 && (p.2 - t.2).abs() <= 2.0;
+            assert!(
+                p.0 == t.0 && near,
+                "{p:?} for {t:?}: {scanned:?} {monitored:?}"
+            );
+        }
+    }
+    for (s, m) in scanned.iter().zip(&monitored) {
+        assert!(
+            (s.1 - m.1).abs() <= 1.0 && (s.2 - m.2).abs() <= 1.0,
+            "scan {s:?}, monitor {m:?}"
+        );
+    }
+}
+
+#[test]
+fn a_play_ends_with_its_music_though_windows_reach_past_its_tracks_end() {
+    // Song 0 from 20 s to 50 s of its 60 s, then song 1. Scan windows that
+    // reach past song 0's end hold only its last seconds: 7 of its 28 peaks
+    // there were found among song 1's by chance (a score of 4.2, enough to
+    // keep a play), and the play went on to 81 s. A window the track fills
+    // less than half of at the play's alignment no longer keeps it.
+    let fx = Fixture::songs(3, 60.0);
+    fx.index();
+    let parts = [
+        part(&fx, 2, 5.0, 35.0),
+        part(&fx, 0, 20.0, 30.0),
+        part(&fx, 1, 0.0, 40.0),
+    ];
+    let show = mix_at_snr(&mix(&parts, 3.0), &noise(RATE, 120.0, 1.0, 11), 10.0);
+    let wav = fx.dir.path().join("show.wav");
+    write_wav(&wav, RATE, 1, &show).expect("write");
+    let plays = scan_plays(&fx, &wav);
+    let song0 = (plays.iter())
+        .find(|p| p["track_id"] == "song0")
+        .expect("song 0 played");
+    let end = song0["end_s"].as_f64().expect("end");
+    assert!((end - 62.0).abs() <= 2.0, "{plays:?}");
 }
 
 #[test]

@@ -5,7 +5,7 @@ use earmark_engine::testutil::{mix_at_snr, noise, reissue, write_wav};
 use crate::util::{Fixture, RATE, over_chord, path, run, stderr, stdout};
 
 /// The plays `scan --json` prints for one recording.
-fn scan_plays(fx: &Fixture, recording: &std::path::Path) -> Vec<serde_json::Value> {
+pub(crate) fn scan_plays(fx: &Fixture, recording: &std::path::Path) -> Vec<serde_json::Value> {
     let out = run(&["scan", "--json", "--db", path(&fx.db()), path(recording)]);
     assert!(out.status.success(), "{}", stderr(&out));
     stdout(&out)
