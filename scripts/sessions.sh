@@ -5,7 +5,9 @@
 # crossfades, speech, babble and reverb. Each is scanned and replayed with
 # `earmark monitor --input`, and `earmark eval-session` judges both: a scan's
 # boundaries within 2 s (issue 6), the monitor's within 3 s and the time it
-# takes to name each track (issue 4). Ends with the totals over all sessions.
+# takes to name each track (issue 4), and how many plays the scan and the
+# monitor put within 1 s of each other (issue 6). Ends with the totals over
+# all sessions.
 #
 # Each session is also run after 8, 16 and 24 ms of silence (PHASES, in ms),
 # which moves every STFT frame by a quarter of a hop: which peaks a frame
@@ -57,8 +59,9 @@ for name in "${names[@]}"; do
             wav=$work/$run.wav
         fi
         echo "== $name, $ms ms later"
-        "$earmark" eval-session --db "$db" --timeline "$timeline" "$wav" | tee "$work/$run.scan" | tail -1
         "$earmark" monitor --plain --db "$db" --log "$work/$run.jsonl" --input "$wav" >/dev/null
+        "$earmark" eval-session --db "$db" --timeline "$timeline" --against "$work/$run.jsonl" "$wav" |
+            tee "$work/$run.scan" | tail -1
         "$earmark" eval-session --log "$work/$run.jsonl" --timeline "$timeline" --tolerance-s 3 |
             tee "$work/$run.monitor" | tail -1
         rm -f "$work/$run.wav"
@@ -78,3 +81,6 @@ echo "scan:    $(total "$work"/*.scan)"
 delays=$(grep -ho "reported after [0-9.]* s" "$work"/*.monitor | awk '{print $3}' | sort -n)
 median=$(awk '{v[NR] = $1} END {print NR ? v[int((NR + 1) / 2)] : "-"}' <<<"$delays")
 echo "monitor: $(total "$work"/*.monitor); median $median s from a track's start to its play event"
+agree=$(grep -ho "agree within 1 s on [0-9]* of [0-9]*" "$work"/*.scan |
+    awk '{n += $6; m += $8} END {printf "%d of %d", n, m}')
+echo "scan and monitor agree within 1 s at both ends on $agree plays"

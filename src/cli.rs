@@ -540,6 +540,11 @@ pub struct EvalSessionArgs {
     /// the wall clock.
     #[arg(long, requires = "log")]
     pub played_at: Option<String>,
+    /// With a scan: a monitor's event log of the same recording (`monitor
+    /// --input`), whose plays are compared with the scan's: how many agree
+    /// within 1 s at both ends.
+    #[arg(long, conflicts_with = "log")]
+    pub against: Option<PathBuf>,
     /// The session recording.
     #[arg(required_unless_present = "log")]
     pub recording: Option<PathBuf>,

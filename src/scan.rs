@@ -719,53 +719,61 @@ struct Judged {
     reported_s: Option<f64>,
 }
 
+/// How far apart a scan's and a monitor's boundaries of one play may be
+/// for them to agree, in seconds.
+const AGREE_S: f64 = 1.0;
+
+/// The plays of a monitor's event log, placed by wall clock when the
+/// playback start `played_at` (RFC 3339) is known.
+fn log_plays(log: &Path, played_at: Option<&str>) -> anyhow::Result<Vec<Judged>> {
+    let played_at = played_at
+        .map(humantime::parse_rfc3339)
+        .transpose()
+        .context("--played-at")?;
+    let history = earmark_monitor::History::read(log)?;
+    let since = |at: &str| {
+        let t = humantime::parse_rfc3339(at).ok()?;
+        Some(t.duration_since(played_at?).ok()?.as_secs_f64())
+    };
+    let mut reported = std::collections::HashMap::new();
+    for e in &history.events {
+        if let earmark_monitor::Event::PlayStarted {
+            at,
+            announced_s,
+            play,
+        } = e
+        {
+            let when = match played_at {
+                Some(_) => since(at),
+                None => *announced_s,
+            };
+            reported.insert(play.play, when);
+        }
+    }
+    let plays = history
+        .plays()
+        .into_iter()
+        .map(|p| {
+            let wall = |at: &Option<String>, s: f64| match played_at {
+                Some(_) => at.as_deref().and_then(since).unwrap_or(s),
+                None => s,
+            };
+            Judged {
+                start_s: wall(&p.started_at, p.start_s),
+                end_s: wall(&p.ended_at, p.end_s),
+                reported_s: reported.get(&p.play).copied().flatten(),
+                track_id: p.track_id,
+            }
+        })
+        .collect();
+    Ok(plays)
+}
+
 /// The plays of a session: scanned from the recording, or read from a
 /// monitor's log (placed by wall clock when the playback start is known).
 fn session_plays(args: &EvalSessionArgs) -> anyhow::Result<(Vec<Judged>, Option<f64>)> {
     if let Some(log) = &args.log {
-        let played_at = args
-            .played_at
-            .as_deref()
-            .map(humantime::parse_rfc3339)
-            .transpose()
-            .context("--played-at")?;
-        let history = earmark_monitor::History::read(log)?;
-        let since = |at: &str| {
-            let t = humantime::parse_rfc3339(at).ok()?;
-            Some(t.duration_since(played_at?).ok()?.as_secs_f64())
-        };
-        let mut reported = std::collections::HashMap::new();
-        for e in &history.events {
-            if let earmark_monitor::Event::PlayStarted {
-                at,
-                announced_s,
-                play,
-            } = e
-            {
-                let when = match played_at {
-                    Some(_) => since(at),
-                    None => *announced_s,
-                };
-                reported.insert(play.play, when);
-            }
-        }
-        let plays = history
-            .plays()
-            .into_iter()
-            .map(|p| {
-                let wall = |at: &Option<String>, s: f64| match played_at {
-                    Some(_) => at.as_deref().and_then(since).unwrap_or(s),
-                    None => s,
-                };
-                Judged {
-                    start_s: wall(&p.started_at, p.start_s),
-                    end_s: wall(&p.ended_at, p.end_s),
-                    reported_s: reported.get(&p.play).copied().flatten(),
-                    track_id: p.track_id,
-                }
-            })
-            .collect();
-        return Ok((plays, None));
+        return Ok((log_plays(log, args.played_at.as_deref())?, None));
     }
     let (Some(db), Some(recording)) = (&args.db, &args.recording) else {
         anyhow::bail!("give --log, or --db and a recording");
@@ -798,21 +806,24 @@ pub fn eval_session(args: &EvalSessionArgs) -> anyhow::Result<Outcome> {
         .collect::<Result<_, _>>()
         .with_context(|| format!("{}", args.timeline.display()))?;
     let (plays, elapsed) = session_plays(args)?;
-    let overlaps = |p: &Judged, s: &Section| p.start_s < s.end_s && s.start_s < p.end_s;
+    let monitored = (args.against.as_deref())
+        .map(|log| log_plays(log, None))
+        .transpose()?;
     let catalog_sections: Vec<&Section> = truth.iter().filter(|s| s.kind == "catalog").collect();
     let (mut found, mut within, mut errors, mut delays) = (0, 0, Vec::new(), Vec::new());
+    let mut agree = 0;
     for s in &catalog_sections {
-        let hit = plays
-            .iter()
-            .filter(|p| p.track_id == s.track_id && overlaps(p, s))
-            .min_by(|a, b| {
-                (a.start_s - s.start_s)
-                    .abs()
-                    .total_cmp(&(b.start_s - s.start_s).abs())
-            });
-        match hit {
+        match hit(&plays, s) {
             Some(p) => {
                 found += 1;
+                let near = |m: &Judged| {
+                    (m.start_s - p.start_s).abs() <= AGREE_S && (m.end_s - p.end_s).abs() <= AGREE_S
+                };
+                agree += usize::from(
+                    (monitored.as_deref())
+                        .and_then(|m| hit(m, s))
+                        .is_some_and(near),
+                );
                 let (start, end) = (p.start_s - s.start_s, p.end_s - s.end_s);
                 if start.abs() <= args.tolerance_s && end.abs() <= args.tolerance_s {
                     within += 1;
@@ -881,8 +892,27 @@ pub fn eval_session(args: &EvalSessionArgs) -> anyhow::Result<Outcome> {
             duration / elapsed.max(1e-9)
         );
     }
+    if monitored.is_some() {
+        print!("; scan and monitor agree within {AGREE_S} s on {agree} of {found} plays");
+    }
     println!();
     Ok(Outcome::Done)
+}
+
+/// Whether a play overlaps a section of the timeline.
+fn overlaps(p: &Judged, s: &Section) -> bool {
+    p.start_s < s.end_s && s.start_s < p.end_s
+}
+
+/// The play of a section's track that overlaps it, starting nearest it.
+fn hit<'p>(plays: &'p [Judged], s: &Section) -> Option<&'p Judged> {
+    (plays.iter())
+        .filter(|p| p.track_id == s.track_id && overlaps(p, s))
+        .min_by(|a, b| {
+            (a.start_s - s.start_s)
+                .abs()
+                .total_cmp(&(b.start_s - s.start_s).abs())
+        })
 }
 
 #[cfg(test)]
