@@ -410,23 +410,26 @@ fn a_track_mixed_in_is_named_within_seconds_of_its_start() {
     assert!(delay <= 5.0, "song 1 named {delay:.1} s after it began");
 }
 
+/// Songs 2, 0 and 1 of a three-song fixture crossfaded over 3 s, song 0
+/// from `song0_from_s` for 30 s, in noise at `snr_db`: plays at 0-35, 32-62
+/// and 59-99 s.
+fn three_song_show(fx: &Fixture, song0_from_s: f32, snr_db: f32) -> Vec<f32> {
+    let parts = [
+        part(fx, 2, 5.0, 35.0),
+        part(fx, 0, song0_from_s, 30.0),
+        part(fx, 1, 0.0, 40.0),
+    ];
+    mix_at_snr(&mix(&parts, 3.0), &noise(RATE, 120.0, 1.0, 11), snr_db)
+}
+
 #[test]
 fn a_scan_and_a_monitor_of_the_same_show_report_the_same_plays() {
-    // Three songs crossfaded over 3 s, in noise, the second played to its
-    // end: a scan's windows (10 s every 3 s, in parallel stretches) and a
+    // A scan's windows (10 s every 3 s, in parallel stretches) and a
     // monitor's (7 s every second, as it hears them) must put each play
-    // within 1 s of the other and of the truth. Windows reaching past the
-    // second song's end once confirmed its play by chance, from the few of
-    // its peaks left in them, and the scan ended it 19 s into the third.
+    // within 1 s of the other and 2 s of the truth.
     let fx = Fixture::songs(3, 60.0);
     fx.index();
-    let parts = [
-        part(&fx, 2, 5.0, 35.0),
-        part(&fx, 0, 30.0, 30.0),
-        part(&fx, 1, 0.0, 40.0),
-    ];
-    let show = mix_at_snr(&mix(&parts, 3.0), &noise(RATE, 120.0, 1.0, 11), 20.0);
-    let log = monitor_show(&fx, &show);
+    let log = monitor_show(&fx, &three_song_show(&fx, 30.0, 20.0));
     let monitored = report(&log);
     let monitored = monitored["plays"].as_array().expect("plays");
     let scanned = scan_plays(&fx, &fx.dir.path().join("show.wav"));
@@ -475,14 +478,8 @@ fn a_play_ends_with_its_music_though_windows_reach_past_its_tracks_end() {
     // less than half of at the play's alignment no longer keeps it.
     let fx = Fixture::songs(3, 60.0);
     fx.index();
-    let parts = [
-        part(&fx, 2, 5.0, 35.0),
-        part(&fx, 0, 20.0, 30.0),
-        part(&fx, 1, 0.0, 40.0),
-    ];
-    let show = mix_at_snr(&mix(&parts, 3.0), &noise(RATE, 120.0, 1.0, 11), 10.0);
     let wav = fx.dir.path().join("show.wav");
-    write_wav(&wav, RATE, 1, &show).expect("write");
+    write_wav(&wav, RATE, 1, &three_song_show(&fx, 20.0, 10.0)).expect("write");
     let plays = scan_plays(&fx, &wav);
     let song0 = (plays.iter())
         .find(|p| p["track_id"] == "song0")
