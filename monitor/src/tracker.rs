@@ -186,12 +186,12 @@ impl Play {
         self.track_frame(self.start_frame) * frame_seconds()
     }
 
-    /// The share of the stream frames `span` in which the track, `length_s`
-    /// long, is heard at the play's alignment.
-    fn share_within(&self, span: (u32, u32), length_s: f64) -> f64 {
+    /// The share of the stream frames `span` in which the track, `length`
+    /// frames long, is heard at the play's alignment.
+    fn share_within(&self, span: (u32, u32), length: f64) -> f64 {
         let track = |frame: u32| self.track_frame(frame as f64);
         let (from, to) = (track(span.0), track(span.1));
-        let inside = to.min(length_s / frame_seconds()) - from.max(0.0);
+        let inside = to.min(length) - from.max(0.0);
         (inside / (to - from)).clamp(0.0, 1.0)
     }
 
@@ -382,7 +382,7 @@ impl Tracker {
         // counts as confirmed only if the window also identified it again.
         let confirm_after = self.options.confirm_after;
         let (keep, found_again) = (self.options.keep_score, self.options.found_again_score);
-        let tracks = matcher.catalog().tracks();
+        let catalog = matcher.catalog();
         let mut confirmed: Vec<bool> = (self.active.iter_mut())
             .zip(&again)
             .map(|(a, &again)| {
@@ -391,8 +391,10 @@ impl Tracker {
                 // alignment, holds too few of its peaks to tell: by chance,
                 // such checks past a track's end carried a play on over the
                 // next track.
-                let length = tracks.get(a.play.track).map_or(0.0, |t| t.duration_s);
-                if a.play.share_within(span, length) < 0.5 {
+                if a.play
+                    .share_within(span, track_frames(catalog, a.play.track))
+                    < 0.5
+                {
                     return false;
                 }
                 let needed = if a.lost { found_again } else { keep };
@@ -684,10 +686,7 @@ impl Tracker {
         let frames = windows.frames();
         let limit = (a.last_window.1 + self.options.boundary_reach).min(frames);
         let far = (a.last_window.1 + CARRY_REACH).min(frames);
-        let track_end = catalog
-            .tracks()
-            .get(play.track)
-            .map_or(f64::MAX, |t| t.duration_s / frame_seconds());
+        let track_end = track_frames(catalog, play.track);
         let within = |b: u32| play.track_frame((b + BLOCK) as f64) <= track_end;
         let first = a.last_window.0.max(play.start_frame as u32);
         let blocks = (0..)
@@ -770,6 +769,11 @@ impl Tracker {
         }
         last
     }
+}
+
+/// The length of a catalog track in frames (unbounded if it is unknown).
+fn track_frames(catalog: &Catalog, track: TrackId) -> f64 {
+    (catalog.tracks().get(track)).map_or(f64::MAX, |t| t.duration_s / frame_seconds())
 }
 
 /// The middle of the stream frames `span`.
@@ -1020,7 +1024,7 @@ mod tests {
             pitch: 1.0,
             score: 10.0,
         };
-        let share = |span| play.share_within(span, 60.0);
+        let share = |span| play.share_within(span, 1_875.0);
         assert_eq!(share((100, 412)), 1.0);
         assert_eq!(share((0, 200)), 0.5);
         assert_eq!(share((1_875, 2_075)), 0.5);
@@ -1031,7 +1035,7 @@ mod tests {
             track_at_zero: 0.0,
             ..play
         };
-        assert_eq!(fast.share_within((900, 950), 60.0), 0.75);
+        assert_eq!(fast.share_within((900, 950), 1_875.0), 0.75);
     }
 
     #[test]
