@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 db=$1 corpus=$(realpath "$2")
 shift 2
 seeds=("$@")
-earmark=$PWD/target/release/earmark
+earmark=${EARMARK_BIN:-$PWD/target/release/earmark}
 make_queries=$PWD/../shared/corpus/make_queries.py
 sessions=$corpus/sessions
 work=$(mktemp -d)
