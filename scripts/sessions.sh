@@ -18,6 +18,9 @@
 # With SETS=dj, the sessions are DJ sets made by scripts/dj_mix.py instead
 # (seeds 1-4 unless given; crowd noise at +5 dB under the even ones): each
 # track at its own tempo in 0.94-1.06, crossfades of 8-16 s, no speech.
+#
+# EARMARK_BIN runs another build (default target/release/earmark): copy a
+# build aside to compare it with the next on the same sessions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 db=$1 corpus=$(realpath "$2")
