@@ -25,8 +25,8 @@ const DRIFT_FRAMES: i32 = 4;
 /// chance alone. Counted at the full score, such best-of-eight checks kept
 /// plays going past their tracks' ends on chance evidence; on the dev
 /// sessions at four frame phases, scans and monitors then agreed within 1 s
-/// on 208 of 280 plays, and on 220 with this penalty (216 with 2; 189 with
-/// no shifted place counting at all).
+/// on 208 of 280 plays, and on 220 with this penalty (207 with 0.5, 214
+/// with 1.5, 216 with 2; 189 with no shifted place counting at all).
 const DRIFT_PENALTY: f32 = 1.0;
 /// A match within this many frames (2 s) of where a play expects its track
 /// is that play heard again.
